@@ -1,0 +1,3 @@
+module github.com/reclaimgc/reclaim
+
+go 1.26
