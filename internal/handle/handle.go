@@ -60,6 +60,12 @@ func Make(heap uint32, span uint32, slot uint32, gen uint32) Handle {
 	return Handle(uint64(heap)<<heapShift | uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen))
 }
 
+// Pack is Make without range checks, for the allocation fast path; the
+// caller guarantees every field is in range.
+func Pack(heap uint32, span uint32, slot uint32, gen uint32) Handle {
+	return Handle(uint64(heap)<<heapShift | uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen))
+}
+
 // Heap returns the id of the heap the handle belongs to.
 func (h Handle) Heap() uint32 { return uint32(h >> heapShift) }
 

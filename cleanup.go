@@ -1,0 +1,68 @@
+package reclaim
+
+import (
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/heap"
+	"github.com/reclaimgc/reclaim/internal/layout"
+)
+
+// Cleanup is a handle on a cleanup registered with AddCleanup.
+type Cleanup struct {
+	h  *heap.Heap
+	x  handle.Handle
+	id uint64
+}
+
+// cleanupRec is one registered cleanup call: the record AddCleanup
+// allocates, and the only allocation it makes.
+type cleanupRec[S any] struct {
+	fn  func(S)
+	arg S
+	lay *layout.Type
+}
+
+func (c *cleanupRec[S]) Run() { c.fn(c.arg) }
+
+func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
+	if c.lay.NoRefs {
+		return buf
+	}
+	return c.lay.Scan(unsafe.Pointer(&c.arg), buf)
+}
+
+// AddCleanup attaches cleanup(arg) to r's object, with the Go runtime's
+// semantics: an object may have many cleanups; each runs some time after
+// the object is found unreachable, in no particular order, concurrently
+// with other cleanups, on the heap's cleanup goroutines. If the object also
+// has a finalizer, its cleanups run only after the finalizer has run and the
+// object has become unreachable again. Refs inside arg stay alive until the
+// cleanup has run; if arg leads back to the object, the cleanup can never run
+// (Options.Debug reports it), and if arg is the object itself AddCleanup
+// panics. A cleanup is not a mutator: one that needs the heap attaches a
+// mutator of its own. A cleanup that panics is reported through
+// Options.OnPanic and the others go on.
+func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup {
+	if cleanup == nil {
+		panic("reclaim: AddCleanup with a nil cleanup function")
+	}
+	lay := layoutOf[S]()
+	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
+		if x := *(*handle.Handle)(unsafe.Pointer(&arg)); x == r.h && x != 0 && len(lay.Scan(unsafe.Pointer(&arg), nil)) == 1 {
+			panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
+		}
+	}
+	rec := &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
+	id := m.m.AddCleanup(r.h, rec)
+	return Cleanup{h: m.m.Heap(), x: r.h, id: id}
+}
+
+// Stop cancels the cleanup if it has not been queued yet; once it has been
+// queued or has run, Stop has no effect. Stop may be called from any
+// goroutine, any number of times; Stop of the zero Cleanup does nothing.
+func (c Cleanup) Stop() {
+	if c.h != nil {
+		c.h.StopCleanup(c.x, c.id)
+	}
+}

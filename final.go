@@ -1,0 +1,34 @@
+package reclaim
+
+// SetFinalizer sets f as the finalizer of r's object, or clears it when f is
+// nil, with the Go runtime's semantics:
+//
+//   - An object has at most one finalizer; setting a second one panics.
+//   - When the collector finds the object unreachable, it clears the
+//     association and queues f(m, r); the object is reachable again, and is
+//     freed the next time it is found unreachable, unless f stored r
+//     somewhere (resurrection).
+//   - Everything reachable from a finalizable object stays alive: if A
+//     points to B and both have finalizers, only A's runs in that cycle, and
+//     B's runs once A is freed. A reference cycle through a finalizable
+//     object is therefore never collected (Options.Debug reports such
+//     cycles).
+//   - Finalizers run one at a time, on one goroutine, as a mutator m that
+//     reaches a safepoint between calls (or, with
+//     Options.FinalizersAtSafepoints, on the embedder's mutators). m must not
+//     be kept or detached by f.
+//   - A finalizer that panics is reported through Options.OnPanic, and the
+//     queue goes on.
+//   - Weak references to the object turn nil as soon as its finalizer is
+//     queued; LongWeak references stay valid until the object is freed.
+//
+// f may capture Go values; refs captured only by f are not seen by the
+// collector (keep them in the object instead).
+func SetFinalizer[T any](m *Mutator, r Ref[T], f func(m *Mutator, r Ref[T])) {
+	m.typeOf(typeKey[T](), registerType[T]) // registers T's finalizer adapter
+	if f == nil {
+		m.m.SetFinalizer(r.h, nil)
+		return
+	}
+	m.m.SetFinalizer(r.h, f)
+}

@@ -1,0 +1,189 @@
+package heap
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// ErrMemoryLimit is returned when an allocation would take the heap past its
+// memory limit.
+var ErrMemoryLimit = errors.New("reclaim: memory limit reached")
+
+// central holds one heap's spans of one type that are not cached by a
+// mutator, like the runtime's mcentral.
+type central struct {
+	mu struct {
+		sync.Mutex
+		partial []*span // swept spans with free slots; span.inPartial set
+		unswept []*span // this cycle's spans still to sweep (may hold spans already swept by others: skipped)
+	}
+}
+
+// central returns h's central for type t, creating it. The centrals slice
+// is copied on growth and published atomically, so lookups take no lock.
+func (h *Heap) central(t *Type) *central {
+	if cs := h.centrals.Load(); cs != nil && int(t.ID) < len(*cs) {
+		if c := (*cs)[t.ID]; c != nil {
+			return c
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.centralLocked(t)
+}
+
+// REQUIRES: h.mu held.
+func (h *Heap) centralLocked(t *Type) *central {
+	var cs []*central
+	if p := h.centrals.Load(); p != nil {
+		cs = *p
+	}
+	if int(t.ID) < len(cs) && cs[t.ID] != nil {
+		return cs[t.ID]
+	}
+	n := make([]*central, max(len(cs), int(t.ID)+1))
+	copy(n, cs)
+	c := new(central)
+	n[t.ID] = c
+	h.centrals.Store(&n)
+	return c
+}
+
+// Alloc allocates a zeroed object of type t. The fast path takes the next
+// free slot of the mutator's cached span.
+func (m *Mutator) Alloc(t *Type) (handle.Handle, error) {
+	if int(t.ID) < len(m.cache) {
+		if s := m.cache[t.ID]; s != nil {
+			if i, ok := s.nextFree(); ok {
+				m.nalloc++
+				return handle.Pack(m.heap.id, s.idx, i, s.gens[i].Load()), nil
+			}
+		}
+	}
+	return m.allocSlow(t)
+}
+
+func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
+	h := m.enter("New")
+	defer m.leave()
+	if h.cfg.SafepointOnAlloc && (h.gcDue.Load() || h.stwReq.Load()) {
+		if h.gcDue.Load() {
+			h.collect(m, false)
+		} else {
+			h.mu.Lock()
+			h.parkLocked(m)
+			h.mu.Unlock()
+		}
+		m.flushStats()
+	}
+	for int(t.ID) >= len(m.cache) {
+		m.cache = append(m.cache, nil)
+	}
+	if s := m.cache[t.ID]; s != nil {
+		if i, ok := s.nextFree(); ok { // a collection emptied the cache and refilled nothing; cannot happen, but stay correct
+			m.nalloc++
+			return handle.Pack(h.id, s.idx, i, s.gens[i].Load()), nil
+		}
+		m.cache[t.ID] = nil
+		h.uncache(s)
+	}
+	s, err := h.refill(m, t)
+	if err != nil {
+		return 0, err
+	}
+	m.cache[t.ID] = s
+	i, ok := s.nextFree()
+	if !ok {
+		panic("reclaim: internal error: refilled span has no free slot")
+	}
+	m.nalloc++
+	return handle.Pack(h.id, s.idx, i, s.gens[i].Load()), nil
+}
+
+// uncache returns a span from a mutator's cache to its central.
+func (h *Heap) uncache(s *span) {
+	c := h.central(s.typ)
+	c.mu.Lock()
+	s.cached = false
+	if s.nfree > 0 && !s.inPartial {
+		s.inPartial = true
+		c.mu.partial = append(c.mu.partial, s)
+	}
+	c.mu.Unlock()
+}
+
+// refill finds a span of type t with a free slot for m to cache: a partly
+// free swept span, else one it sweeps itself, else a new one.
+func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
+	c := h.central(t)
+	for tries := 0; ; tries++ {
+		if s := h.takeSpan(c, &m.local); s != nil {
+			h.addLive(int64(s.nfree) * int64(s.elemSize))
+			return s, nil
+		}
+		h.mu.Lock()
+		if !h.mu.pacer.Fits(h.mu.spanBytes, h.external.Load(), int64(slotsFor(t.Size))*int64(t.Size)) {
+			h.mu.Unlock()
+			if tries == 0 && !h.sweep.done.Load() {
+				// Sweeping may still give memory back: finish it and retry.
+				h.sweepUntilDone(&m.local)
+				continue
+			}
+			h.gcDue.Store(true)
+			h.stats.limitHits.Add(1)
+			return nil, ErrMemoryLimit
+		}
+		s := h.newSpanLocked(t)
+		h.mu.Unlock()
+		if s == nil {
+			h.gcDue.Store(true)
+			return nil, errors.New("reclaim: span table full (too many spans in one heap)")
+		}
+		c.mu.Lock()
+		s.cached = true
+		c.mu.Unlock()
+		h.addLive(int64(s.nfree) * int64(s.elemSize))
+		return s, nil
+	}
+}
+
+// takeSpan pops a swept span with free slots from c, sweeping unswept spans
+// of c as it goes. The returned span is marked cached.
+func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
+	for {
+		c.mu.Lock()
+		if n := len(c.mu.partial); n > 0 {
+			s := c.mu.partial[n-1]
+			c.mu.partial = c.mu.partial[:n-1]
+			s.inPartial = false
+			if s.released || s.nfree == 0 {
+				c.mu.Unlock()
+				continue
+			}
+			s.cached = true
+			c.mu.Unlock()
+			return s
+		}
+		n := len(c.mu.unswept)
+		if n == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		s := c.mu.unswept[n-1]
+		c.mu.unswept = c.mu.unswept[:n-1]
+		c.mu.Unlock()
+		h.trySweep(s, local) // a swept span with room goes on partial
+	}
+}
+
+// addLive accounts bytes handed to a mutator cache and makes a collection
+// due when the goal is reached.
+func (h *Heap) addLive(n int64) {
+	live := h.heapLive.Add(n)
+	if g := h.goal.Load(); g >= 0 && live >= g {
+		h.gcDue.Store(true)
+	}
+}

@@ -1,0 +1,188 @@
+package heap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// Drain waits until the sweep of the last cycle is complete, no finalizer
+// is queued or running, and no cleanup is queued or running.
+func (h *Heap) Drain(ctx context.Context) error {
+	for {
+		ch := h.idle.wait()
+		if h.drained() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("reclaim: Drain: %w (finalizers queued %d, run %d; cleanups pending %d)",
+				ctx.Err(), h.fin.queued.Load(), h.fin.executed.Load(), h.cq.Pending())
+		}
+	}
+}
+
+func (h *Heap) drained() bool {
+	return h.sweep.done.Load() && h.fin.idle() && h.cq.Pending() == 0
+}
+
+// maxCloseRounds bounds how often Close re-runs finalizers that register
+// new finalizers.
+const maxCloseRounds = 100
+
+// Close runs every finalizer still registered or queued and every cleanup
+// still registered or queued, then stops the heap's goroutines. Nothing is
+// collected once Close has begun. Attached mutators must not be used
+// concurrently with Close, except by the finalizers and cleanups it runs.
+func (h *Heap) Close() error {
+	h.mu.Lock()
+	if h.mu.closed {
+		h.mu.Unlock()
+		return errors.New("reclaim: Close called twice")
+	}
+	h.mu.closed = true
+	h.mu.Unlock()
+
+	// Let the sweep finish, so every finalizer and cleanup the last cycle
+	// found is queued, and let the queues run.
+	var local cleanupq.Local
+	h.sweepUntilDone(&local)
+	h.cq.FlushOne(&local)
+	_ = h.Drain(context.Background())
+	h.fin.stop()
+
+	// Run the finalizers of objects still alive, on a mutator of Close's
+	// own, until no finalizer is left (a finalizer may set another).
+	m := &Mutator{}
+	if h.cfg.WrapMutator != nil {
+		h.cfg.WrapMutator(m)
+	}
+	h.attachClosing(m)
+	var err error
+	for round := 0; ; round++ {
+		recs := h.takeAllFinalizers()
+		recs = h.takeQueuedFinalizers(recs)
+		if len(recs) == 0 {
+			break
+		}
+		if round == maxCloseRounds {
+			err = fmt.Errorf("reclaim: Close: finalizers kept registering finalizers for %d rounds; %d left unrun", maxCloseRounds, len(recs))
+			h.log.Error(err.Error())
+			break
+		}
+		for i := range recs {
+			h.fin.queued.Add(1)
+			h.callFinalizer(m, &recs[i])
+			h.fin.executed.Add(1)
+		}
+	}
+	// Then every cleanup still registered. A cleanup may attach a mutator
+	// and add cleanups of its own; run rounds until none is left.
+	for round := 0; round < maxCloseRounds; round++ {
+		n := h.queueAllCleanups(&m.local)
+		h.cq.FlushOne(&m.local)
+		h.waitCleanups()
+		if n == 0 {
+			break
+		}
+	}
+	h.cq.Close()
+	m.Detach()
+	h.bg.stop()
+	h.mu.Lock()
+	if len(h.mu.mutators) != 0 {
+		h.log.Warn("reclaim: heap closed with mutators still attached", "mutators", len(h.mu.mutators))
+	}
+	h.mu.Unlock()
+	h.mu.Lock()
+	h.mu.dead = true
+	h.mu.Unlock()
+	freeHeapID(h.id)
+	return err
+}
+
+// waitCleanups waits until no cleanup is queued or running.
+func (h *Heap) waitCleanups() {
+	for {
+		ch := h.idle.wait()
+		if h.cq.Pending() == 0 {
+			return
+		}
+		<-ch
+	}
+}
+
+// attachClosing attaches m to a closing heap.
+func (h *Heap) attachClosing(m *Mutator) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m.heap, m.home = h, h
+	h.mu.mutators[m] = struct{}{}
+	h.mu.running++
+}
+
+// takeAllFinalizers removes every registered finalizer and returns it as a
+// record to run.
+func (h *Heap) takeAllFinalizers() []finRec {
+	var recs []finRec
+	h.mu.Lock()
+	spans := append([]*span(nil), h.mu.allspans...)
+	h.mu.Unlock()
+	for _, s := range spans {
+		if s.released || s.sp.n.Load() == 0 {
+			continue
+		}
+		s.sp.mu.Lock()
+		for i := range s.sp.mu.fin {
+			if f := &s.sp.mu.fin[i]; f.fn != nil {
+				recs = append(recs, finRec{x: handle.Pack(h.id, s.idx, uint32(i), s.gens[i].Load()), typ: s.typ, fn: f.fn})
+				f.fn = nil
+				s.sp.n.Add(-1)
+			}
+		}
+		s.sp.mu.Unlock()
+	}
+	return recs
+}
+
+func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
+	f := &h.fin
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for b := f.mu.q; b != nil; b = b.next {
+		recs = append(recs, b.recs[:b.n]...)
+		f.queued.Add(-int64(b.n)) // counted again when run
+		b.n = 0
+	}
+	f.mu.q = nil
+	return recs
+}
+
+// queueAllCleanups queues the cleanups of every object that has any.
+func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
+	n := 0
+	h.mu.Lock()
+	spans := append([]*span(nil), h.mu.allspans...)
+	h.mu.Unlock()
+	for _, s := range spans {
+		if s.released || s.sp.n.Load() == 0 {
+			continue
+		}
+		s.sp.mu.Lock()
+		for i := range s.sp.mu.cleanups {
+			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {
+				h.cq.Enqueue(local, c.r)
+				h.stats.cleanupsQueued.Add(1)
+				s.sp.n.Add(-1)
+				n++
+			}
+			s.sp.mu.cleanups[i] = nil
+		}
+		s.sp.mu.Unlock()
+	}
+	return n
+}

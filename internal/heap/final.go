@@ -1,0 +1,356 @@
+package heap
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// Finalizers (seeds 003, 001, 000, 002).
+//
+// The sweeper queues a record for every unreachable object with a finalizer
+// (special.go) on finq, a list of fixed-size blocks like the runtime's
+// finblock. One goroutine, created on the first SetFinalizer, runs every
+// record sequentially as a mutator that reaches a safepoint between calls.
+// Queued records, and the rest of the block being run, are roots of the next
+// mark, so a finalizer always finds its object.
+//
+// The goroutine's state is one atomic word (seed 000):
+//
+//	bit                 set by                           cleared by
+//	Created             first SetFinalizer (CAS from 0)  never
+//	RunningFinalizer    the goroutine, around each call  the goroutine (And)
+//	Wait                the goroutine, holding fin.mu,   wakefing (CAS, together
+//	                    when it found finq empty         with Wake)
+//	Wake                a sweeper, after queueing (Or)   wakefing (CAS)
+//
+// No wake-up is lost (seed 001): a record is queued under fin.mu, and the
+// goroutine decides to sleep under fin.mu, so either it sees the record or
+// Wait is set before the sweeper sets Wake. The wake decision is taken by
+// the last sweeper of the cycle (sweep.go, sweepDone), after every sweeper
+// has queued what it will queue, and only when both Wait and Wake are set;
+// the hand-off is a one-token channel, so a wake that comes before the
+// goroutine parks is kept. models/fing.pml checks this protocol with SPIN.
+
+const (
+	fingUninitialized uint32 = 0
+	fingCreated       uint32 = 1 << (iota - 1)
+	fingRunningFinalizer
+	fingWait
+	fingWake
+)
+
+// FingStatusName names a status word for Stats.
+func FingStatusName(s uint32) string {
+	if s == fingUninitialized {
+		return "uninitialized"
+	}
+	out := "created"
+	if s&fingRunningFinalizer != 0 {
+		out += "|running"
+	}
+	if s&fingWait != 0 {
+		out += "|waiting"
+	}
+	if s&fingWake != 0 {
+		out += "|wake"
+	}
+	return out
+}
+
+// fingStatus is the status word; only these methods change it.
+type fingStatus struct{ v atomic.Uint32 }
+
+func (s *fingStatus) load() uint32             { return s.v.Load() }
+func (s *fingStatus) or(bit uint32)            { s.v.Or(bit) }
+func (s *fingStatus) and(mask uint32)          { s.v.And(mask) }
+func (s *fingStatus) cas(old, new uint32) bool { return s.v.CompareAndSwap(old, new) }
+
+const finBlockLen = 100
+
+type finRec struct {
+	x   handle.Handle
+	typ *Type
+	fn  any
+}
+
+type finBlock struct {
+	next *finBlock
+	n    int
+	recs [finBlockLen]finRec
+}
+
+type finState struct {
+	status fingStatus
+
+	mu struct {
+		sync.Mutex
+		q    *finBlock // queued records, newest block first
+		free *finBlock // recycled blocks
+		// busy is set while the goroutine (or a mutator at a safepoint)
+		// holds records taken from q.
+		busy bool
+		// inflight holds records being run by mutators at safepoints
+		// (FinalizersAtSafepoints); roots like q.
+		inflight []finRec
+	}
+
+	// cur is the block list the finalizer goroutine is running. Written by
+	// the goroutine while it runs; read by the leader with the world
+	// stopped (the goroutine is then parked at a safepoint).
+	cur *finBlock
+	// running is the type of the finalizer being called, for the
+	// "a finalizer keeps a collection waiting" report. Atomic.
+	running atomic.Pointer[Type]
+
+	queued   atomic.Int64
+	executed atomic.Int64
+	// hereMode is FinalizersAtSafepoints; immutable after init.
+	hereMode bool
+	// pending counts queued records in hereMode; atomic, read at every
+	// safepoint.
+	pending atomic.Int64
+
+	m     *Mutator      // the goroutine's mutator; set before it starts
+	wakeC chan struct{} // one token: wakefing -> the goroutine
+	stopC chan struct{} // closed by Close
+	doneC chan struct{} // closed when the goroutine exits
+}
+
+func (f *finState) init() {
+	f.wakeC = make(chan struct{}, 1)
+	f.stopC = make(chan struct{})
+	f.doneC = make(chan struct{})
+}
+
+func (f *finState) atSafepoints() bool { return f.hereMode && f.pending.Load() > 0 }
+
+// current returns the name of the type whose finalizer is running, if any.
+func (f *finState) current() (string, bool) {
+	if t := f.running.Load(); t != nil {
+		return t.Name, true
+	}
+	return "", false
+}
+
+// start creates the finalizer goroutine on the first SetFinalizer.
+func (f *finState) start(h *Heap) {
+	if f.hereMode || f.status.load() != fingUninitialized || !f.status.cas(fingUninitialized, fingCreated) {
+		return
+	}
+	m := &Mutator{isFing: true}
+	if h.cfg.WrapMutator != nil {
+		h.cfg.WrapMutator(m)
+	}
+	f.m = m
+	go func() {
+		// Attach here, not in SetFinalizer: a leader may be stopping the
+		// world, and SetFinalizer's mutator still counts as running.
+		h.Attach(m)
+		pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "finalizer"), func(context.Context) {
+			h.runFinq(m)
+		})
+		m.Detach()
+		close(f.doneC)
+	}()
+}
+
+// queue adds a finalizer record. Called by sweepers.
+func (f *finState) queue(x handle.Handle, t *Type, fn any) {
+	f.mu.Lock()
+	b := f.mu.q
+	if b == nil || b.n == finBlockLen {
+		nb := f.mu.free
+		if nb != nil {
+			f.mu.free = nb.next
+		} else {
+			nb = new(finBlock)
+		}
+		nb.next = b
+		nb.n = 0
+		f.mu.q = nb
+		b = nb
+	}
+	b.recs[b.n] = finRec{x: x, typ: t, fn: fn}
+	b.n++
+	f.mu.Unlock()
+	f.queued.Add(1)
+	if f.hereMode {
+		f.pending.Add(1)
+		return
+	}
+	f.status.or(fingWake)
+}
+
+// wakefing readies the finalizer goroutine if it waits and work was queued.
+func (h *Heap) wakefing() {
+	f := &h.fin
+	for {
+		s := f.status.load()
+		if s&(fingWait|fingWake) != fingWait|fingWake {
+			return
+		}
+		if f.status.cas(s, s&^(fingWait|fingWake)) {
+			select {
+			case f.wakeC <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// runFinq is the finalizer goroutine's loop.
+func (h *Heap) runFinq(m *Mutator) {
+	f := &h.fin
+	for {
+		f.mu.Lock()
+		fb := f.mu.q
+		f.mu.q = nil
+		if fb == nil {
+			f.mu.busy = false
+			f.status.or(fingWait)
+			f.mu.Unlock()
+			h.idle.broadcast()
+			m.block()
+			select {
+			case <-f.wakeC:
+			case <-f.stopC:
+				m.unblock()
+				return
+			}
+			m.unblock()
+			continue
+		}
+		f.mu.busy = true
+		f.mu.Unlock()
+		f.cur = fb
+		for b := fb; b != nil; {
+			for b.n > 0 {
+				r := &b.recs[b.n-1]
+				f.running.Store(r.typ)
+				f.status.or(fingRunningFinalizer)
+				h.callFinalizer(m, r)
+				f.status.and(^fingRunningFinalizer)
+				f.running.Store(nil)
+				*r = finRec{}
+				b.n--
+				f.executed.Add(1)
+				m.Safepoint()
+			}
+			next := b.next
+			f.cur = next
+			f.mu.Lock()
+			b.next = f.mu.free
+			f.mu.free = b
+			f.mu.Unlock()
+			b = next
+		}
+	}
+}
+
+// callFinalizer runs one record, containing a panic.
+func (h *Heap) callFinalizer(m *Mutator, r *finRec) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.reportPanic("finalizer", v, debug.Stack())
+		}
+	}()
+	r.typ.FinCall(m, r.x, r.fn)
+}
+
+// runFinalizersHere runs queued finalizers on the embedder's mutator m at a
+// safepoint, within the configured budget (FinalizersAtSafepoints).
+func (h *Heap) runFinalizersHere(m *Mutator) {
+	f := &h.fin
+	budget := h.cfg.FinalizerBudget
+	deadline := time.Time{}
+	if h.cfg.FinalizerTimeBudget > 0 {
+		deadline = time.Now().Add(h.cfg.FinalizerTimeBudget)
+	}
+	for n := 0; budget <= 0 || n < budget; n++ {
+		if !deadline.IsZero() && n > 0 && time.Now().After(deadline) {
+			return
+		}
+		f.mu.Lock()
+		b := f.mu.q
+		for b != nil && b.n == 0 {
+			f.mu.q = b.next
+			b.next = f.mu.free
+			f.mu.free = b
+			b = f.mu.q
+		}
+		if b == nil {
+			f.mu.Unlock()
+			return
+		}
+		b.n--
+		r := b.recs[b.n]
+		b.recs[b.n] = finRec{}
+		f.mu.inflight = append(f.mu.inflight, r)
+		f.mu.Unlock()
+
+		h.callFinalizer(m, &r)
+
+		f.mu.Lock()
+		for i := range f.mu.inflight {
+			if f.mu.inflight[i].x == r.x {
+				last := len(f.mu.inflight) - 1
+				f.mu.inflight[i] = f.mu.inflight[last]
+				f.mu.inflight[last] = finRec{}
+				f.mu.inflight = f.mu.inflight[:last]
+				break
+			}
+		}
+		f.mu.Unlock()
+		f.executed.Add(1)
+		f.pending.Add(-1)
+		if f.pending.Load() == 0 {
+			h.idle.broadcast()
+		}
+	}
+}
+
+// scanRoots appends the objects of queued and running finalizer records.
+// REQUIRES: world stopped.
+func (f *finState) scanRoots(buf []handle.Handle) []handle.Handle {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for b := f.mu.q; b != nil; b = b.next {
+		for i := range b.n {
+			buf = append(buf, b.recs[i].x)
+		}
+	}
+	for _, r := range f.mu.inflight {
+		buf = append(buf, r.x)
+	}
+	for b := f.cur; b != nil; b = b.next {
+		for i := range b.n {
+			buf = append(buf, b.recs[i].x)
+		}
+	}
+	return buf
+}
+
+// idle reports whether no finalizer is queued or running.
+func (f *finState) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hereMode {
+		return f.pending.Load() == 0
+	}
+	return f.mu.q == nil && !f.mu.busy
+}
+
+// stop ends the finalizer goroutine, if it was started, and waits for it.
+func (f *finState) stop() {
+	close(f.stopC)
+	if f.status.load() != fingUninitialized && !f.hereMode {
+		<-f.doneC
+	}
+}

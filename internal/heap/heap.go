@@ -1,0 +1,342 @@
+// Package heap is reclaim's collector: typed spans, mutators and safepoints,
+// the stop-the-world parallel mark, the concurrent sweep, specials
+// (finalizers, cleanups, weak handles), the finalizer goroutine and the glue
+// to the cleanup queue. The public package reclaim is a thin typed layer over
+// it; docs/DESIGN.md holds the long form of this comment.
+//
+// # Data structures
+//
+//   - Heap: one per reclaim.Heap. Owns the span table, the per-type centrals,
+//     the mutator set, the pacer, the finalizer queue and the cleanup queue.
+//   - span (span.go): a slab of up to 1024 objects of one Go type, allocated
+//     as a real Go []T so that Go's collector sees T's Go pointers and nothing
+//     else. Per-slot generations, allocation bits, mark bits, specials.
+//   - spanTable (span.go): span index -> *span, a two-level table of atomic
+//     pointers read without locks by Deref.
+//   - central (alloc.go): per (heap, type) lists of spans with free slots and
+//     of spans still to be swept, like the runtime's mcentral.
+//   - Mutator (mutator.go): a goroutine's handle on the heap; caches one span
+//     per type to allocate from, like the runtime's mcache, and a cleanup
+//     block to sweep into, like a P's.
+//   - specials (special.go): per-span, per-slot records: at most one
+//     finalizer, any number of cleanups, at most one weak cell.
+//   - finq (final.go): fixed-size blocks of queued finalizer calls, run by one
+//     goroutine; cleanupq.Queue (cleanup.go): seed 004's block queue and pool.
+//
+// # The cycle
+//
+//  1. A collection is due (pacer.go: live bytes reached the goal, a memory
+//     limit was hit, or Collect was called). The mutator that notices it at a
+//     safepoint becomes the cycle's leader.
+//  2. Stop the world (mutator.go): set stwReq; every attached mutator parks at
+//     its next safepoint (or is detached, or blocked in the finalizer
+//     goroutine's idle wait). The leader waits until none is running.
+//  3. Finish the previous sweep (sweep.go, finishSweepLocked): sweep every
+//     span still unswept, so that mark bits are clear and specials current.
+//     Flush every mutator's span cache back to its central.
+//  4. Mark (mark.go) on MarkWorkers goroutines. Roots: pinned objects, the
+//     embedder's ScanRoots, queued finalizer records, queued and registered
+//     cleanup arguments, and the referents of every object that has a
+//     finalizer (seed 003: the object itself is not marked by its special).
+//  5. Flip (mark.go, flipLocked): sweepgen += 2, so every span now needs
+//     sweeping; snapshot the sweep list; reset activeSweep; set the next goal.
+//  6. Start the world. Mutators allocate again; a span is swept before it is
+//     allocated from or its specials are touched (lazy sweep), and the
+//     background sweeper sweeps the rest.
+//  7. Sweep (sweep.go): for each unmarked object with specials: clear its weak
+//     cell; if it has a finalizer, queue the finalizer, drop the special and
+//     keep the object (it is marked for this sweep); otherwise queue its
+//     cleanups. Free every other unmarked object: advance its generation,
+//     zero its memory. Release spans that emptied out.
+//  8. The last sweeper (activeSweep.end seeing "drained, zero active") wakes
+//     the finalizer goroutine if it waits and has work (seed 001) and flushes
+//     the cleanup blocks local to sweeping contexts (seed 004).
+//
+// Everything here is reached from the public package; nothing is exported
+// beyond what it needs.
+package heap
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/pacer"
+)
+
+// Config is the heap's configuration, filled in by the public package.
+type Config struct {
+	GCPercent      int
+	MemoryLimit    int64
+	MarkWorkers    int
+	CleanupWorkers int
+	MinHeap        int64
+	ScanRoots      func(visit func(handle.Handle))
+	OnPanic        func(kind string, value any, stack []byte)
+	Logger         *slog.Logger
+
+	// SafepointOnAlloc makes allocation a safepoint: a due collection runs
+	// inside the allocating call.
+	SafepointOnAlloc bool
+	// FinalizerBlockThreshold is how long a running finalizer may keep a
+	// pending collection waiting before it is reported. 0 means 1s.
+	FinalizerBlockThreshold time.Duration
+	// DebugCycles makes each collection look for finalizable cycles and
+	// cleanups whose argument leads back to their object, and report them.
+	DebugCycles bool
+	// WrapMutator is called on every mutator the heap creates for itself
+	// (the finalizer goroutine's), so the public package can attach its
+	// wrapper.
+	WrapMutator func(*Mutator)
+	// FinalizerMode selects where finalizers run: on the finalizer goroutine
+	// (the default), or on the embedder's mutators at their safepoints.
+	FinalizersAtSafepoints bool
+	// FinalizerBudget bounds the work of one safepoint in that mode.
+	FinalizerBudget     int
+	FinalizerTimeBudget time.Duration
+}
+
+// heapIDs hands out heap ids. Ids are recycled only after every other id has
+// been used once, so a ref kept past its heap's Close stays foreign for as
+// long as possible.
+var heapIDs struct {
+	sync.Mutex
+	next  uint32          // protected by the mutex
+	inUse map[uint32]bool // protected by the mutex
+}
+
+func allocHeapID() uint32 {
+	heapIDs.Lock()
+	defer heapIDs.Unlock()
+	if heapIDs.inUse == nil {
+		heapIDs.inUse = make(map[uint32]bool)
+	}
+	for range handle.MaxHeaps {
+		heapIDs.next = heapIDs.next%handle.MaxHeaps + 1
+		if !heapIDs.inUse[heapIDs.next] {
+			heapIDs.inUse[heapIDs.next] = true
+			return heapIDs.next
+		}
+	}
+	panic(fmt.Sprintf("reclaim: more than %d heaps open at once", handle.MaxHeaps))
+}
+
+func freeHeapID(id uint32) {
+	heapIDs.Lock()
+	delete(heapIDs.inUse, id)
+	heapIDs.Unlock()
+	byID.Delete(id)
+}
+
+// byID maps heap ids to open heaps, for As and Weak lookups that start from
+// a handle alone.
+var byID sync.Map // uint32 -> *Heap
+
+// Lookup returns the open heap with id, or nil.
+func Lookup(id uint32) *Heap {
+	if v, ok := byID.Load(id); ok {
+		return v.(*Heap)
+	}
+	return nil
+}
+
+// Heap is one garbage-collected heap.
+type Heap struct {
+	id  uint32 // immutable
+	cfg Config // immutable after New
+	log *slog.Logger
+
+	spans spanTable // read lock-free; written with mu held
+	// centrals is indexed by Type.ID; read lock-free, replaced (copied on
+	// growth) with mu held.
+	centrals atomic.Pointer[[]*central]
+
+	// sweepgen is the heap's sweep generation, advanced by 2 in each flip
+	// with the world stopped; read atomically by sweepers and allocators.
+	// See span.sweepgen for the state table.
+	sweepgen atomic.Uint32
+
+	// stwReq is set by a cycle's leader while it stops or holds the world
+	// stopped; polled at every safepoint. Written with mu held.
+	stwReq atomic.Bool
+	// gcDue is set when the pacer or the memory limit wants a collection;
+	// cleared by the leader when the cycle's mark begins.
+	gcDue atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		cond     sync.Cond // signalled when running drops, or the world restarts
+		stw      bool      // the world is stopped or stopping
+		running  int       // attached mutators not at a safepoint
+		mutators map[*Mutator]struct{}
+		closed   bool // Close has begun: no more collections
+		dead     bool // Close has ended: Attach panics
+
+		allspans []*span    // every span in use
+		freeIdx  []uint32   // span indexes free for reuse
+		idxFloor []uint32   // per index: lowest generation a new span there may start at
+		nextIdx  uint32     // next never-used span index
+
+		pacer      pacer.Pacer
+		pins       map[handle.Handle]int
+		spanBytes  int64 // memory held by spans
+		sweepList  []*span
+		cycleStart time.Time
+	}
+
+	// heapLive is the pacer's live-heap estimate: bytes marked by the last
+	// cycle plus span bytes handed to mutator caches since. Atomic; written
+	// by allocators and the leader.
+	heapLive atomic.Int64
+	external atomic.Int64 // AddExternal total; atomic
+	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats.
+	spanBytesA atomic.Int64
+
+	sweep sweepState // sweep.go
+	fin   finState   // final.go
+	cq    *cleanupq.Queue
+	bg    bgSweeper
+	weak  weakTable    // weak.go
+	stats heapStats    // stats.go
+	idle  event        // broadcast when queues may have drained (Drain)
+	cycle event        // broadcast when a cycle's sweep completes
+	goal  atomic.Int64 // the pacer's goal, mirrored for lock-free reads by allocators
+
+	stwLocal cleanupq.Local // sweeping context of the leader during finishSweep; owned by the leader with the world stopped
+}
+
+// New makes a heap.
+func New(cfg Config) *Heap {
+	if cfg.MarkWorkers <= 0 {
+		cfg.MarkWorkers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.CleanupWorkers <= 0 {
+		cfg.CleanupWorkers = max(runtime.GOMAXPROCS(0)/4, 1)
+	}
+	if cfg.FinalizerBlockThreshold <= 0 {
+		cfg.FinalizerBlockThreshold = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Heap{id: allocHeapID(), cfg: cfg}
+	h.log = cfg.Logger.With("reclaim.heap", h.id)
+	h.mu.cond.L = &h.mu.Mutex
+	h.mu.mutators = make(map[*Mutator]struct{})
+	h.mu.pins = make(map[handle.Handle]int)
+	h.mu.pacer = pacer.New(pacer.Config{GCPercent: cfg.GCPercent, MemoryLimit: cfg.MemoryLimit, MinHeap: cfg.MinHeap})
+	h.sweepgen.Store(2)
+	h.sweep.active.state.Store(sweepDrainedMask) // nothing to sweep before the first cycle
+	h.sweep.done.Store(true)
+	h.cq = cleanupq.New(cleanupq.Config{
+		MaxWorkers: cfg.CleanupWorkers,
+		OnPanic:    func(v any, stack []byte) { h.reportPanic("cleanup", v, stack) },
+		Labels:     []string{"reclaim.heap", fmt.Sprint(h.id), "reclaim.worker", "cleanup"},
+		OnIdle:     h.idle.broadcast,
+	})
+	h.fin.init()
+	h.fin.hereMode = cfg.FinalizersAtSafepoints
+	h.goal.Store(h.mu.pacer.Goal())
+	h.bg.start(h)
+	byID.Store(h.id, h)
+	return h
+}
+
+// ID returns the heap's id, the one every handle of this heap carries.
+func (h *Heap) ID() uint32 { return h.id }
+
+// Logger returns the heap's logger.
+func (h *Heap) Logger() *slog.Logger { return h.log }
+
+func (h *Heap) reportPanic(kind string, v any, stack []byte) {
+	h.stats.panics.Add(1)
+	if h.cfg.OnPanic != nil {
+		h.cfg.OnPanic(kind, v, stack)
+		return
+	}
+	h.log.Error("reclaim: "+kind+" panicked", "value", fmt.Sprint(v), "stack", string(stack))
+}
+
+// Closed reports whether Close has begun.
+func (h *Heap) Closed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.closed
+}
+
+// AddExternal adds bytes (negative to subtract) of memory held outside the
+// heap on its objects' behalf. It counts toward pacing and the limit.
+func (h *Heap) AddExternal(n int64) {
+	v := h.external.Add(n)
+	if v < 0 {
+		h.external.Add(-n)
+		panic(fmt.Sprintf("reclaim: AddExternal(%d) makes external memory negative (%d)", n, v))
+	}
+	if n > 0 {
+		h.mu.Lock()
+		due := h.mu.pacer.Due(h.heapLive.Load()+v) || !h.mu.pacer.Fits(h.mu.spanBytes, v, 0)
+		h.mu.Unlock()
+		if due {
+			h.gcDue.Store(true)
+		}
+	}
+}
+
+// Pin adds a counted root.
+func (h *Heap) Pin(x handle.Handle) {
+	h.check(x, "Pin")
+	h.mu.Lock()
+	h.mu.pins[x]++
+	h.mu.Unlock()
+}
+
+// Unpin removes one count of a root added by Pin.
+func (h *Heap) Unpin(x handle.Handle) {
+	h.check(x, "Unpin")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.mu.pins[x]
+	if !ok {
+		panic(fmt.Sprintf("reclaim: Unpin of an object that is not pinned (%v)", x))
+	}
+	if n == 1 {
+		delete(h.mu.pins, x)
+	} else {
+		h.mu.pins[x] = n - 1
+	}
+}
+
+// check panics unless x names a live object of h.
+func (h *Heap) check(x handle.Handle, op string) *span {
+	if x == 0 {
+		panic("reclaim: " + op + " of a nil ref")
+	}
+	if x.Heap() != h.id {
+		panic(fmt.Sprintf("reclaim: %s of a ref from another heap (ref heap %d, this heap %d)", op, x.Heap(), h.id))
+	}
+	s := h.spans.get(x.Span())
+	if s == nil || x.Slot() >= s.nslots || s.gens[x.Slot()].Load() != x.Gen() {
+		panic(fmt.Sprintf("reclaim: %s of a ref to a freed object (%v)", op, x))
+	}
+	return s
+}
+
+// Valid reports whether x names a live (allocated, not yet freed) object of
+// h. An object found unreachable but not yet swept still answers true.
+func (h *Heap) Valid(x handle.Handle) bool {
+	if x == 0 || x.Heap() != h.id {
+		return false
+	}
+	s := h.spans.get(x.Span())
+	return s != nil && x.Slot() < s.nslots && s.gens[x.Slot()].Load() == x.Gen()
+}
+
+// TypeOf returns the type of the live object x names.
+func (h *Heap) TypeOf(x handle.Handle) *Type {
+	return h.check(x, "As").typ
+}

@@ -1,0 +1,337 @@
+package heap
+
+import (
+	"fmt"
+	"runtime/trace"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// Mutator is one goroutine's handle on a heap. See heap.go for its part in
+// the cycle.
+//
+// Stopping the world. The heap counts its attached mutators that are not at
+// a safepoint (Heap.mu.running). A cycle's leader sets mu.stw and stwReq and
+// waits on mu.cond until running is zero; a mutator that polls stwReq at a
+// safepoint decrements running, signals, and waits on mu.cond until mu.stw
+// is clear. Detach and the finalizer goroutine's idle wait also leave the
+// running count, so they never hold a cycle up. Every transition is made
+// with mu held, so no wake-up can be lost: the leader re-checks running
+// after every wait, and a parked mutator re-checks mu.stw.
+//
+//	mutator state   counted in running   may touch the heap
+//	running         yes                  yes
+//	parked          no                   no (waits for the world to restart)
+//	blocked         no                   no (re-enters through unblock)
+//	detached        no (not registered)  no
+type Mutator struct {
+	// heap is nil while detached. Written by the owning goroutine in
+	// Attach/Detach; read by it.
+	heap *Heap
+	home *Heap // the heap this mutator was attached to, kept for messages
+
+	// busy catches a mutator used from two goroutines at once: every
+	// slow-path entry point sets it with CAS and clears it on return.
+	busy atomic.Int32
+
+	// cache[t.ID] is the span this mutator allocates objects of type t
+	// from. Owned by the mutator while it runs; by the leader while the
+	// world is stopped.
+	cache []*span
+	// local is this mutator's cleanup block, filled when it sweeps. Same
+	// ownership as cache; flushed by the last sweeper of a cycle.
+	local cleanupq.Local
+
+	// nalloc counts objects allocated since the last flush into the
+	// heap's statistics. Owned like cache.
+	nalloc int64
+
+	isFing bool // the finalizer goroutine's own mutator; immutable
+
+	// Ext is the public package's wrapper of this mutator; set once, before
+	// the mutator is used.
+	Ext unsafe.Pointer
+}
+
+// Attach registers m as a mutator of h. It waits while a collection holds
+// the world stopped.
+func (h *Heap) Attach(m *Mutator) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.dead {
+		panic("reclaim: Attach on a closed heap")
+	}
+	for h.mu.stw {
+		h.mu.cond.Wait()
+	}
+	m.heap = h
+	m.home = h
+	h.mu.mutators[m] = struct{}{}
+	h.mu.running++
+}
+
+// Detach unregisters m. Its span cache goes back to the centrals and its
+// cleanup block to the queue.
+func (m *Mutator) Detach() {
+	h := m.enter("Detach")
+	m.flushCache()
+	h.mu.Lock()
+	h.cq.FlushOne(&m.local)
+	delete(h.mu.mutators, m)
+	h.mu.running--
+	h.mu.cond.Broadcast()
+	h.mu.Unlock()
+	m.heap = nil
+	m.busy.Store(0)
+}
+
+// Heap returns the heap m is attached to, or nil.
+func (m *Mutator) Heap() *Heap { return m.heap }
+
+// enter marks the start of a slow-path operation on m and returns its heap.
+// It panics if m is detached or in use by another goroutine.
+func (m *Mutator) enter(op string) *Heap {
+	h := m.heap
+	if h == nil {
+		panic("reclaim: " + op + " on a detached mutator")
+	}
+	if !m.busy.CompareAndSwap(0, 1) {
+		panic("reclaim: mutator used from two goroutines at once (in " + op + ")")
+	}
+	return h
+}
+
+func (m *Mutator) leave() { m.busy.Store(0) }
+
+// Deref returns the address of the object x names. It is Ref.Get's fast
+// path: a heap check, two table loads and a generation compare.
+func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
+	h := m.heap
+	if h == nil || x.Heap() != h.id {
+		m.derefFail(x)
+	}
+	s := h.spans.get(x.Span())
+	if s == nil || x.Slot() >= uint32(len(s.gens)) || s.gens[x.Slot()].Load() != x.Gen() {
+		m.derefFail(x)
+	}
+	return unsafe.Add(s.base, uintptr(x.Slot())*s.elemSize)
+}
+
+func (m *Mutator) derefFail(x handle.Handle) {
+	switch {
+	case m.heap == nil:
+		panic("reclaim: Get on a detached mutator")
+	case x == 0:
+		panic("reclaim: Get of a nil ref")
+	case x.Heap() != m.heap.id:
+		panic(fmt.Sprintf("reclaim: Get of a ref from another heap (ref heap %d, mutator's heap %d)", x.Heap(), m.heap.id))
+	default:
+		panic(fmt.Sprintf("reclaim: Get of a ref to a freed object (%v)", x))
+	}
+}
+
+// Check panics unless x names a live object of m's heap, and returns the
+// object's type.
+func (m *Mutator) Check(x handle.Handle, op string) *Type {
+	h := m.heap
+	if h == nil {
+		panic("reclaim: " + op + " on a detached mutator")
+	}
+	return h.check(x, op).typ
+}
+
+// Safepoint lets a pending collection run. If none is pending it costs two
+// atomic loads.
+func (m *Mutator) Safepoint() {
+	h := m.heap
+	if h == nil {
+		panic("reclaim: Safepoint on a detached mutator")
+	}
+	if !h.stwReq.Load() && !h.gcDue.Load() && !h.fin.atSafepoints() {
+		return
+	}
+	m.safepointSlow()
+}
+
+func (m *Mutator) safepointSlow() {
+	h := m.enter("Safepoint")
+	defer m.leave()
+	if h.gcDue.Load() {
+		h.collect(m, false)
+	} else if h.stwReq.Load() {
+		h.mu.Lock()
+		h.parkLocked(m)
+		h.mu.Unlock()
+	}
+	m.flushStats()
+	if h.fin.atSafepoints() && !m.isFing {
+		h.runFinalizersHere(m)
+	}
+}
+
+// Collect runs a full cycle, sweep included, like runtime.GC.
+func (m *Mutator) Collect() {
+	h := m.enter("Collect")
+	defer m.leave()
+	h.collect(m, true)
+	m.flushStats()
+	if h.fin.atSafepoints() && !m.isFing {
+		h.runFinalizersHere(m)
+	}
+}
+
+// parkLocked waits at a safepoint while the world is stopped.
+// REQUIRES: h.mu held; m is running.
+func (h *Heap) parkLocked(m *Mutator) {
+	if !h.mu.stw {
+		return
+	}
+	h.mu.running--
+	h.mu.cond.Broadcast()
+	for h.mu.stw {
+		h.mu.cond.Wait()
+	}
+	h.mu.running++
+}
+
+// block takes m out of the running count for a wait that must not hold a
+// collection up (the finalizer goroutine idling). unblock brings it back,
+// waiting out a stopped world.
+func (m *Mutator) block() {
+	h := m.heap
+	h.mu.Lock()
+	h.mu.running--
+	h.mu.cond.Broadcast()
+	h.mu.Unlock()
+}
+
+func (m *Mutator) unblock() {
+	h := m.heap
+	h.mu.Lock()
+	for h.mu.stw {
+		h.mu.cond.Wait()
+	}
+	h.mu.running++
+	h.mu.Unlock()
+}
+
+// collect runs one cycle with m as its leader. If another cycle is under
+// way, m parks until it ends; then, if full is set (Collect), it runs a cycle
+// of its own, and otherwise it returns (the cycle it waited for served the
+// pacer). With full set it also finishes the sweep before returning.
+func (h *Heap) collect(m *Mutator, full bool) {
+	h.mu.Lock()
+	if h.mu.stw {
+		h.parkLocked(m)
+		if !full {
+			h.mu.Unlock()
+			return
+		}
+		// A cycle ran while we waited; Collect promises one that started
+		// after the call, so run another.
+	}
+	if h.mu.closed && !full {
+		h.mu.Unlock()
+		return
+	}
+	ctx, task := trace.NewTask(bgctx, "reclaim.cycle")
+	start := time.Now()
+	h.mu.stw = true
+	h.stwReq.Store(true)
+	h.mu.running-- // the leader is at a safepoint
+	h.waitStoppedLocked(start)
+	h.mu.Unlock()
+	stopped := time.Now()
+	h.gcDue.Store(false)
+
+	// The world is stopped: no mutator runs until mu.stw is cleared. The
+	// leader works without holding mu, so that goroutines that are not
+	// mutators (cleanup workers) can still Pin, Unpin and AddExternal.
+	trace.WithRegion(ctx, "reclaim.finishSweep", func() { h.finishSweep() })
+	h.flushCaches()
+	var ms markStats
+	trace.WithRegion(ctx, "reclaim.mark", func() { ms = h.mark(ctx) })
+	h.flip(ms)
+
+	h.mu.Lock()
+	pause := time.Since(stopped)
+	h.stats.recordPause(pause, time.Since(start))
+	h.mu.stw = false
+	h.stwReq.Store(false)
+	h.mu.running++
+	h.mu.cond.Broadcast()
+	h.mu.Unlock()
+	h.bg.wake()
+	task.End()
+	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "pause", pause)
+	if full {
+		trace.WithRegion(ctx, "reclaim.sweep", func() { h.sweepUntilDone(&m.local) })
+	}
+}
+
+// waitStoppedLocked waits until no attached mutator runs. While it waits, a
+// finalizer that keeps the world from stopping longer than the configured
+// threshold is reported, once per call.
+// REQUIRES: h.mu held.
+func (h *Heap) waitStoppedLocked(start time.Time) {
+	if h.mu.running == 0 {
+		return
+	}
+	reported := false
+	timer := time.AfterFunc(h.cfg.FinalizerBlockThreshold, func() {
+		h.mu.Lock()
+		h.mu.cond.Broadcast()
+		h.mu.Unlock()
+	})
+	defer timer.Stop()
+	for h.mu.running > 0 {
+		h.mu.cond.Wait()
+		if !reported && time.Since(start) >= h.cfg.FinalizerBlockThreshold {
+			if name, ok := h.fin.current(); ok {
+				reported = true
+				h.stats.slowFinalizers.Add(1)
+				h.log.Warn("reclaim: a finalizer keeps a pending collection waiting",
+					"type", name, "waited", time.Since(start).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+// flushCaches returns every mutator's cached spans to their centrals.
+// REQUIRES: world stopped.
+func (h *Heap) flushCaches() {
+	h.mu.Lock()
+	ms := make([]*Mutator, 0, len(h.mu.mutators))
+	for m := range h.mu.mutators {
+		ms = append(ms, m)
+	}
+	h.mu.Unlock()
+	for _, m := range ms {
+		m.flushCache()
+		m.flushStats()
+	}
+}
+
+// flushCache uncaches m's spans. Called by m itself, or by the leader with
+// the world stopped.
+func (m *Mutator) flushCache() {
+	h := m.home
+	for i, s := range m.cache {
+		if s != nil {
+			m.cache[i] = nil
+			h.heapLive.Add(-int64(s.nfree) * int64(s.elemSize))
+			h.uncache(s)
+		}
+	}
+}
+
+func (m *Mutator) flushStats() {
+	if m.nalloc != 0 {
+		m.home.stats.allocated.Add(m.nalloc)
+		m.nalloc = 0
+	}
+}

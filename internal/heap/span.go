@@ -1,0 +1,238 @@
+package heap
+
+import (
+	"fmt"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/layout"
+)
+
+// spanBytes is the target size of a span's memory. A span holds
+// clamp(spanBytes/size, 1, handle.MaxSlots) objects.
+const spanBytes = 16 << 10
+
+// Type describes one Go type stored in heaps. Types are global (shared by
+// every heap) and registered once, by the public package.
+type Type struct {
+	ID     uint32       // dense index into a heap's centrals; immutable
+	Name   string       // the Go type's name, for diagnostics
+	Layout *layout.Type // reference map; immutable
+	Size   uintptr      // element size
+	// NewSlab allocates n zeroed elements as a real Go array and returns a
+	// pointer to the first; the array is kept alive by that pointer.
+	NewSlab func(n int) unsafe.Pointer
+	// Clear zeroes one element with typed stores (write barriers), for
+	// types that hold Go pointers.
+	Clear func(p unsafe.Pointer)
+	// FinCall calls a finalizer stored as fn on the object x, from mutator
+	// m. Typed: no reflection, no allocation.
+	FinCall func(m *Mutator, x handle.Handle, fn any)
+}
+
+var types struct {
+	sync.Mutex
+	all []*Type // protected by the mutex; index = Type.ID
+}
+
+// RegisterType assigns t an ID and records it. The public package calls it
+// once per Go type.
+func RegisterType(t *Type) *Type {
+	types.Lock()
+	defer types.Unlock()
+	t.ID = uint32(len(types.all))
+	types.all = append(types.all, t)
+	return t
+}
+
+// span is a slab of objects of one type.
+//
+// Sweep generations, after the runtime's mspan.sweepgen. With hg the heap's
+// sweepgen (advanced by 2 in each flip, with the world stopped):
+//
+//	s.sweepgen == hg-2   the span needs sweeping
+//	s.sweepgen == hg-1   the span is being swept (claimed by CAS hg-2 -> hg-1)
+//	s.sweepgen == hg     the span is swept and ready to use
+//
+// A span cached by a mutator is always swept (it is swept before it is
+// cached, and caches are emptied with the world stopped before the flip), so
+// the runtime's hg+1 and hg+3 states are not needed.
+//
+// Ownership of the allocation state (allocBits, freeIndex, nfree): the
+// sweeper that claimed the span while it sweeps; otherwise the mutator that
+// caches it; otherwise its central, under central.mu; with the world stopped,
+// the leader.
+type span struct {
+	idx      uint32         // index in the span table; immutable
+	typ      *Type          // immutable
+	base     unsafe.Pointer // first element; immutable while in use
+	elemSize uintptr        // immutable
+	nslots   uint32         // immutable
+
+	// gens[i] is the generation of slot i: the generation of the object in
+	// it, or of the next object if it is free. Advanced by the sweeper when
+	// it frees the slot; read lock-free by Deref and everything that checks
+	// a handle.
+	gens []atomic.Uint32
+
+	sweepgen atomic.Uint32 // see the table above
+
+	allocBits []uint64 // owned as described above
+	retired   []uint64 // slots never reused again (generation exhausted); nil if none; owned like allocBits
+	freeIndex uint32   // owned like allocBits; slots below it are known allocated
+	nfree     uint32   // owned like allocBits
+
+	// markBits is set by mark workers with atomic Or during mark (world
+	// stopped), read and cleared by the span's sweeper.
+	markBits []atomic.Uint64
+
+	// sp holds the specials; see special.go.
+	sp specials
+
+	// Membership in the central's lists: protected by the central's mu.
+	inPartial bool
+	cached    bool // held in some mutator's cache
+	released  bool // memory given back; the span is no longer in the table
+	wasEmpty  bool // the span's last sweep found it empty; owned by its sweeper
+}
+
+func slotsFor(size uintptr) uint32 {
+	if size == 0 {
+		return handle.MaxSlots
+	}
+	n := spanBytes / size
+	return uint32(max(1, min(n, handle.MaxSlots)))
+}
+
+func (s *span) String() string {
+	return fmt.Sprintf("span %d (%s, %d slots of %d bytes)", s.idx, s.typ.Name, s.nslots, s.elemSize)
+}
+
+// ptr returns the address of slot i.
+func (s *span) ptr(i uint32) unsafe.Pointer {
+	return unsafe.Add(s.base, uintptr(i)*s.elemSize)
+}
+
+// nextFree allocates the next free slot.
+// REQUIRES: the caller owns the span's allocation state.
+func (s *span) nextFree() (uint32, bool) {
+	for s.freeIndex < s.nslots {
+		w := s.freeIndex / 64
+		free := ^s.allocBits[w] >> (s.freeIndex % 64)
+		if free == 0 {
+			s.freeIndex = (w + 1) * 64
+			continue
+		}
+		i := s.freeIndex + uint32(bits.TrailingZeros64(free))
+		if i >= s.nslots {
+			break
+		}
+		s.allocBits[w] |= 1 << (i % 64)
+		s.freeIndex = i + 1
+		s.nfree--
+		return i, true
+	}
+	s.freeIndex = s.nslots
+	return 0, false
+}
+
+func (s *span) isAllocated(i uint32) bool { return s.allocBits[i/64]&(1<<(i%64)) != 0 }
+func (s *span) isMarked(i uint32) bool    { return s.markBits[i/64].Load()&(1<<(i%64)) != 0 }
+
+// spanTable maps span indexes to spans: a two-level table of atomic
+// pointers. Entries are written with Heap.mu held and read without a lock.
+// A released span's entry is cleared, so a stale handle finds nil or a span
+// whose generations are all newer than the handle's.
+type spanTable struct {
+	dir [handle.MaxSpans >> spanChunkBits]atomic.Pointer[spanChunk]
+}
+
+const spanChunkBits = 10
+
+type spanChunk [1 << spanChunkBits]atomic.Pointer[span]
+
+func (t *spanTable) get(i uint32) *span {
+	c := t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()
+	if c == nil {
+		return nil
+	}
+	return c[i&(1<<spanChunkBits-1)].Load()
+}
+
+// REQUIRES: Heap.mu held.
+func (t *spanTable) setLocked(i uint32, s *span) {
+	d := &t.dir[i>>spanChunkBits]
+	c := d.Load()
+	if c == nil {
+		c = new(spanChunk)
+		d.Store(c)
+	}
+	c[i&(1<<spanChunkBits-1)].Store(s)
+}
+
+// newSpanLocked makes a swept, empty span of type t and enters it in the
+// table. It returns nil if the span table is full.
+// REQUIRES: h.mu held.
+func (h *Heap) newSpanLocked(t *Type) *span {
+	var idx uint32
+	if n := len(h.mu.freeIdx); n > 0 {
+		idx = h.mu.freeIdx[n-1]
+		h.mu.freeIdx = h.mu.freeIdx[:n-1]
+	} else {
+		if h.mu.nextIdx >= handle.MaxSpans {
+			return nil
+		}
+		idx = h.mu.nextIdx
+		h.mu.nextIdx++
+		h.mu.idxFloor = append(h.mu.idxFloor, 1)
+	}
+	n := slotsFor(t.Size)
+	s := &span{
+		idx:       idx,
+		typ:       t,
+		base:      t.NewSlab(int(n)),
+		elemSize:  t.Size,
+		nslots:    n,
+		gens:      make([]atomic.Uint32, n),
+		allocBits: make([]uint64, (n+63)/64),
+		markBits:  make([]atomic.Uint64, (n+63)/64),
+		nfree:     n,
+	}
+	floor := h.mu.idxFloor[idx]
+	for i := range s.gens {
+		s.gens[i].Store(floor)
+	}
+	s.sweepgen.Store(h.sweepgen.Load())
+	h.spans.setLocked(idx, s)
+	h.mu.allspans = append(h.mu.allspans, s)
+	sz := int64(n) * int64(t.Size)
+	h.mu.spanBytes += sz
+	h.spanBytesA.Store(h.mu.spanBytes)
+	h.stats.spansAllocated.Add(1)
+	return s
+}
+
+// releaseSpanLocked gives an empty span's memory back and frees its index.
+// The index's floor generation moves past every generation the span issued,
+// so handles into the old span never match a new one.
+// REQUIRES: h.mu held; the span is swept, holds no object and no special,
+// and is in no central list and no cache.
+func (h *Heap) releaseSpanLocked(s *span) {
+	maxGen := uint32(0)
+	for i := range s.gens {
+		maxGen = max(maxGen, s.gens[i].Load())
+	}
+	h.spans.setLocked(s.idx, nil)
+	s.released = true
+	s.base = nil
+	if maxGen+1 < handle.MaxGen {
+		h.mu.idxFloor[s.idx] = maxGen + 1
+		h.mu.freeIdx = append(h.mu.freeIdx, s.idx)
+	} // else the index is retired for good
+	h.mu.spanBytes -= int64(s.nslots) * int64(s.elemSize)
+	h.spanBytesA.Store(h.mu.spanBytes)
+	h.stats.spansReleased.Add(1)
+}

@@ -1,0 +1,105 @@
+package heap
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// heapStats are the heap's counters. Each is atomic unless its comment says
+// otherwise.
+type heapStats struct {
+	cycles         atomic.Int64
+	allocated      atomic.Int64 // objects ever allocated (flushed from mutators at safepoints)
+	freed          atomic.Int64 // objects ever freed
+	markedObjects  atomic.Int64 // by the last mark
+	markedBytes    atomic.Int64
+	staleInMark    atomic.Int64
+	foreignInMark  atomic.Int64
+	spansAllocated atomic.Int64
+	spansReleased  atomic.Int64
+	limitHits      atomic.Int64
+	panics         atomic.Int64
+	slowFinalizers atomic.Int64
+	cleanupIDs     atomic.Uint64
+	cleanupsQueued atomic.Int64
+	lastMark       atomic.Int64 // ns
+	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles)
+	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles)
+
+	mu struct {
+		sync.Mutex
+		pauseTotal time.Duration
+		pauseLast  time.Duration
+		cycleLast  time.Duration
+	}
+}
+
+func (s *heapStats) recordPause(pause, cycle time.Duration) {
+	s.mu.Lock()
+	s.mu.pauseTotal += pause
+	s.mu.pauseLast = pause
+	s.mu.cycleLast = cycle
+	s.mu.Unlock()
+}
+
+func (s *heapStats) endCycle(ms markStats) {
+	s.cycles.Add(1)
+	s.markedObjects.Store(ms.objects)
+	s.markedBytes.Store(ms.bytes)
+	s.staleInMark.Add(ms.stale)
+	s.foreignInMark.Add(ms.foreign)
+	s.lastMark.Store(int64(ms.duration))
+}
+
+// Stats is a snapshot of the heap's counters.
+type Stats struct {
+	HeapLive, HeapObjects, HeapGoal, SpanBytes, External int64
+	Cycles                                               int64
+	PauseTotal, PauseLast, LastMark                      time.Duration
+	Allocated, Freed                                     int64
+	FinalizersQueued, FinalizersExecuted                 int64
+	CleanupsQueued, CleanupsExecuted                     int64
+	CleanupGoroutines                                    int
+	FinalizerStatus                                      uint32
+	Panics, LimitHits, SlowFinalizers                    int64
+	StaleRefsInMark, ForeignRefsInMark                   int64
+	SpansAllocated, SpansReleased                        int64
+	Marked                                               int64
+	FinalizerCycles, UnrunnableCleanups                  int64
+}
+
+// Stats returns a snapshot.
+func (h *Heap) Stats() Stats {
+	var st Stats
+	st.HeapLive = h.heapLive.Load()
+	st.Allocated = h.stats.allocated.Load()
+	st.Freed = h.stats.freed.Load()
+	st.HeapObjects = st.Allocated - st.Freed
+	st.HeapGoal = h.goal.Load()
+	st.SpanBytes = h.spanBytesA.Load()
+	st.External = h.external.Load()
+	st.Cycles = h.stats.cycles.Load()
+	h.stats.mu.Lock()
+	st.PauseTotal, st.PauseLast = h.stats.mu.pauseTotal, h.stats.mu.pauseLast
+	h.stats.mu.Unlock()
+	st.LastMark = time.Duration(h.stats.lastMark.Load())
+	st.FinalizersQueued = h.fin.queued.Load()
+	st.FinalizersExecuted = h.fin.executed.Load()
+	cq := h.cq.Stats()
+	st.CleanupsQueued = int64(cq.Queued)
+	st.CleanupsExecuted = int64(cq.Executed)
+	st.CleanupGoroutines = cq.Workers
+	st.FinalizerStatus = h.fin.status.load()
+	st.Panics = h.stats.panics.Load()
+	st.LimitHits = h.stats.limitHits.Load()
+	st.SlowFinalizers = h.stats.slowFinalizers.Load()
+	st.StaleRefsInMark = h.stats.staleInMark.Load()
+	st.ForeignRefsInMark = h.stats.foreignInMark.Load()
+	st.SpansAllocated = h.stats.spansAllocated.Load()
+	st.SpansReleased = h.stats.spansReleased.Load()
+	st.Marked = h.stats.markedObjects.Load()
+	st.FinalizerCycles = h.stats.finCycles.Load()
+	st.UnrunnableCleanups = h.stats.badCleanups.Load()
+	return st
+}

@@ -1,0 +1,314 @@
+package heap
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// Sweeping. See heap.go, steps 6-8, and span.sweepgen for the state table.
+//
+// Sweepers are mutators sweeping lazily (refill, specials, weak Value),
+// the background sweeper, and the leader finishing a sweep with the world
+// stopped. activeSweep counts the sweepers at work, as the runtime's does,
+// so that the last one out can tell it is last: once the sweep list is
+// drained and the count falls to zero, sweeping is complete, and that
+// sweeper wakes the finalizer goroutine and flushes the cleanup blocks.
+
+const sweepDrainedMask = 1 << 31
+
+// activeSweep is the runtime's activeSweep: the low bits count active
+// sweepers, the top bit says the sweep list is drained.
+//
+//	state                       meaning
+//	n                           n sweepers active, spans may remain
+//	drained | n (n > 0)         no span left to claim; n sweepers finishing
+//	drained | 0                 sweep complete for this cycle
+type activeSweep struct {
+	state atomic.Uint32
+}
+
+// begin registers a sweeper; ok is false if the sweep is already drained.
+func (a *activeSweep) begin() bool {
+	for {
+		st := a.state.Load()
+		if st&sweepDrainedMask != 0 {
+			return false
+		}
+		if a.state.CompareAndSwap(st, st+1) {
+			return true
+		}
+	}
+}
+
+// end deregisters a sweeper and reports whether it was the last one of a
+// drained cycle.
+func (a *activeSweep) end() (last bool) {
+	for {
+		st := a.state.Load()
+		if st&^sweepDrainedMask == 0 {
+			panic("reclaim: internal error: activeSweep end without begin")
+		}
+		if a.state.CompareAndSwap(st, st-1) {
+			return st-1 == sweepDrainedMask
+		}
+	}
+}
+
+// markDrained records that no span is left to claim; true for the caller
+// that set it.
+func (a *activeSweep) markDrained() bool {
+	for {
+		st := a.state.Load()
+		if st&sweepDrainedMask != 0 {
+			return false
+		}
+		if a.state.CompareAndSwap(st, st|sweepDrainedMask) {
+			return true
+		}
+	}
+}
+
+func (a *activeSweep) isDone() bool { return a.state.Load() == sweepDrainedMask }
+
+type sweepState struct {
+	active activeSweep
+	// next is the index of the next span of Heap.mu.sweepList to claim.
+	next atomic.Int64
+	// list is the cycle's sweep list, a snapshot taken in the flip; read
+	// by sweepers without a lock (it is immutable until the next flip).
+	list atomic.Pointer[[]*span]
+	// done mirrors active.isDone() after the finishing work has been done;
+	// set by the last sweeper, cleared by the flip.
+	done atomic.Bool
+	// gen counts completed sweeps; Collect waits for it to advance.
+	gen atomic.Uint64
+}
+
+// trySweep sweeps s if it still needs sweeping and reports whether this call
+// swept it. If another sweeper holds it, trySweep does not wait.
+func (h *Heap) trySweep(s *span, local *cleanupq.Local) bool {
+	hg := h.sweepgen.Load()
+	if s.sweepgen.Load() != hg-2 {
+		return false
+	}
+	if !h.sweep.active.begin() {
+		return false
+	}
+	swept := false
+	if s.sweepgen.CompareAndSwap(hg-2, hg-1) {
+		h.sweepSpan(s, local)
+		swept = true
+	}
+	if h.sweep.active.end() {
+		h.sweepDone()
+	}
+	return swept
+}
+
+// ensureSwept returns once s is swept, sweeping it itself if needed, like
+// the runtime's mspan.ensureSwept. Called before a span's specials are
+// touched.
+func (h *Heap) ensureSwept(s *span, local *cleanupq.Local) {
+	hg := h.sweepgen.Load()
+	if s.sweepgen.Load() == hg {
+		return
+	}
+	h.trySweep(s, local)
+	for spins := 0; s.sweepgen.Load() != hg; spins++ {
+		yield(spins) // another sweeper holds it; sweeping a span is short
+	}
+}
+
+// sweepone claims and sweeps the next span of the sweep list. It returns
+// false once the list is drained.
+func (h *Heap) sweepone(local *cleanupq.Local) bool {
+	if !h.sweep.active.begin() {
+		return false
+	}
+	list := h.sweep.list.Load()
+	hg := h.sweepgen.Load()
+	more := false
+	for {
+		i := h.sweep.next.Add(1) - 1
+		if list == nil || i >= int64(len(*list)) {
+			h.sweep.active.markDrained()
+			break
+		}
+		s := (*list)[i]
+		if s.sweepgen.Load() == hg-2 && s.sweepgen.CompareAndSwap(hg-2, hg-1) {
+			h.sweepSpan(s, local)
+			more = true
+			break
+		}
+	}
+	if h.sweep.active.end() {
+		h.sweepDone()
+	}
+	return more
+}
+
+// sweepUntilDone helps sweep until the cycle's sweep is complete.
+func (h *Heap) sweepUntilDone(local *cleanupq.Local) {
+	for h.sweepone(local) {
+	}
+	for spins := 0; !h.sweep.done.Load(); spins++ {
+		yield(spins) // the last sweepers are finishing their spans
+	}
+}
+
+// finishSweep sweeps whatever the previous cycle left, with the world
+// stopped, like the runtime's finishsweep_m.
+func (h *Heap) finishSweep() {
+	h.sweepUntilDone(&h.stwLocal)
+}
+
+// sweepDone is run by the last sweeper of a cycle (seed 001, seed 004):
+// nothing is being swept and nothing is left, so every finalizer and
+// cleanup this cycle queues is queued.
+func (h *Heap) sweepDone() {
+	h.mu.Lock()
+	locals := make([]*cleanupq.Local, 0, len(h.mu.mutators)+2)
+	for m := range h.mu.mutators {
+		locals = append(locals, &m.local)
+	}
+	locals = append(locals, &h.bg.local, &h.stwLocal)
+	h.cq.Flush(locals)
+	h.mu.Unlock()
+	h.wakefing()
+	h.sweep.done.Store(true)
+	h.sweep.gen.Add(1)
+	h.cycle.broadcast()
+	h.idle.broadcast()
+}
+
+// sweepSpan sweeps a span its caller has claimed (sweepgen hg-1).
+func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
+	hg := h.sweepgen.Load()
+	if s.sp.n.Load() > 0 {
+		h.sweepSpecials(s, local)
+	}
+
+	// Free every allocated, unmarked slot: advance its generation (a stale
+	// handle never matches again), zero its memory.
+	freed := 0
+	retired := false
+	for w := range s.allocBits {
+		mark := s.markBits[w].Load()
+		dead := s.allocBits[w] &^ mark
+		if s.retired != nil {
+			dead &^= s.retired[w]
+			mark |= s.retired[w]
+		}
+		for dead != 0 {
+			b := bits.TrailingZeros64(dead)
+			dead &= dead - 1
+			i := uint32(w*64 + b)
+			g := s.gens[i].Load()
+			if g+1 >= handle.MaxGen {
+				// Generation exhausted: retire the slot rather than let a
+				// handle ever alias a new object.
+				if s.retired == nil {
+					s.retired = make([]uint64, len(s.allocBits))
+				}
+				s.retired[w] |= 1 << b
+				mark |= 1 << b
+				retired = true
+			} else {
+				s.gens[i].Store(g + 1)
+			}
+			h.clearSlot(s, i)
+			freed++
+		}
+		s.allocBits[w] = mark
+		s.markBits[w].Store(0)
+	}
+	_ = retired
+	live := 0
+	for _, w := range s.allocBits {
+		live += bits.OnesCount64(w)
+	}
+	s.freeIndex = 0
+	s.nfree = s.nslots - uint32(live)
+	if freed > 0 {
+		h.stats.freed.Add(int64(freed))
+	}
+
+	empty := live == 0 && s.sp.n.Load() == 0
+	release := empty && s.wasEmpty
+	s.wasEmpty = empty
+	s.sweepgen.Store(hg)
+
+	c := h.central(s.typ)
+	c.mu.Lock()
+	if release && !s.cached && !s.inPartial {
+		s.released = true
+		c.mu.Unlock()
+		h.mu.Lock()
+		h.releaseSpanLocked(s)
+		h.mu.Unlock()
+		return
+	}
+	if s.nfree > 0 && !s.cached && !s.inPartial {
+		s.inPartial = true
+		c.mu.partial = append(c.mu.partial, s)
+	}
+	c.mu.Unlock()
+}
+
+// clearSlot zeroes a freed object, with typed stores if it holds Go
+// pointers, so that Go's collector can release what it referenced.
+func (h *Heap) clearSlot(s *span, i uint32) {
+	if s.elemSize == 0 {
+		return
+	}
+	p := s.ptr(i)
+	if s.typ.Layout.HasPointers {
+		s.typ.Clear(p)
+		return
+	}
+	clear(unsafe.Slice((*byte)(p), s.elemSize))
+}
+
+// bgSweeper is the heap's background sweeper goroutine.
+type bgSweeper struct {
+	local cleanupq.Local // owned by the background sweeper; flushed by the last sweeper
+	wakeC chan struct{}  // token: a flip happened
+	stopC chan struct{}  // closed by Close
+	doneC chan struct{}  // closed when the goroutine exits
+	once  sync.Once
+}
+
+func (b *bgSweeper) start(h *Heap) {
+	b.wakeC = make(chan struct{}, 1)
+	b.stopC = make(chan struct{})
+	b.doneC = make(chan struct{})
+	go func() {
+		defer close(b.doneC)
+		for {
+			select {
+			case <-b.wakeC:
+			case <-b.stopC:
+				return
+			}
+			for h.sweepone(&b.local) {
+			}
+		}
+	}()
+}
+
+func (b *bgSweeper) wake() {
+	select {
+	case b.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+func (b *bgSweeper) stop() {
+	b.once.Do(func() { close(b.stopC) })
+	<-b.doneC
+}

@@ -1,0 +1,98 @@
+// Package pacer decides when a reclaim heap's next collection is due and
+// whether a new span fits under the memory limit.
+//
+// It is a pure value: every input is an explicit argument and nothing here
+// reads a clock or the heap. The heap calls it under its own lock (see
+// internal/heap, DESIGN.md "Pacing").
+//
+// The math, after the Go runtime's gcControllerState.heapGoal:
+//
+//	goal = max(marked + (marked+external) * GCPercent/100, MinHeap)
+//	goal = min(goal, MemoryLimit - external)        when a limit is set
+//	due  = live + external >= goal + external        (i.e. live >= goal)
+//
+// where marked is what the last mark found live, live is what the heap holds
+// now (marked plus what was allocated since), and external is memory held
+// outside the heap on its objects' behalf (Heap.AddExternal). External bytes
+// count toward the goal's growth and toward the limit, as a C buffer owned by
+// a script object is the script's memory.
+//
+// A negative GCPercent turns automatic collection off; the memory limit still
+// applies (allocation past it fails), and a limit hit still makes a
+// collection due.
+package pacer
+
+// DefaultMinHeap is the goal floor, like the Go runtime's 4 MB heapMinimum.
+const DefaultMinHeap = 4 << 20
+
+// Config is the pacer's fixed input.
+type Config struct {
+	GCPercent   int   // 0 means 100; negative turns pacing off
+	MemoryLimit int64 // bytes of span memory plus external; 0 means none
+	MinHeap     int64 // goal floor; 0 means DefaultMinHeap
+}
+
+// Pacer holds the goal computed at the end of the last mark.
+type Pacer struct {
+	cfg  Config
+	goal int64
+}
+
+// New returns a pacer for a heap that has not collected yet: the goal is the
+// floor.
+func New(cfg Config) Pacer {
+	if cfg.GCPercent == 0 {
+		cfg.GCPercent = 100
+	}
+	if cfg.MinHeap <= 0 {
+		cfg.MinHeap = DefaultMinHeap
+	}
+	p := Pacer{cfg: cfg}
+	p.goal = p.computeGoal(0, 0)
+	return p
+}
+
+// Config returns the configuration in force (defaults applied).
+func (p *Pacer) Config() Config { return p.cfg }
+
+// SetGCPercent changes GCPercent; the new value takes effect at the next
+// EndCycle. 0 means 100.
+func (p *Pacer) SetGCPercent(pct int) {
+	if pct == 0 {
+		pct = 100
+	}
+	p.cfg.GCPercent = pct
+}
+
+func (p *Pacer) computeGoal(marked, external int64) int64 {
+	if p.cfg.GCPercent < 0 {
+		return -1
+	}
+	goal := marked + (marked+external)*int64(p.cfg.GCPercent)/100
+	if goal < p.cfg.MinHeap {
+		goal = p.cfg.MinHeap
+	}
+	if p.cfg.MemoryLimit > 0 {
+		if lim := p.cfg.MemoryLimit - external; goal > lim {
+			goal = lim
+		}
+	}
+	return goal
+}
+
+// EndCycle records what a mark found live and sets the goal for the next
+// cycle.
+func (p *Pacer) EndCycle(marked, external int64) { p.goal = p.computeGoal(marked, external) }
+
+// Goal returns the live-heap size at which the next collection is due, or -1
+// when automatic collection is off.
+func (p *Pacer) Goal() int64 { return p.goal }
+
+// Due reports whether a collection is due with live bytes in the heap.
+func (p *Pacer) Due(live int64) bool { return p.goal >= 0 && live >= p.goal }
+
+// Fits reports whether size more bytes of span memory fit under the memory
+// limit, given the span memory in use now and the external bytes.
+func (p *Pacer) Fits(inUse, external, size int64) bool {
+	return p.cfg.MemoryLimit <= 0 || inUse+external+size <= p.cfg.MemoryLimit
+}

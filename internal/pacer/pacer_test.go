@@ -1,0 +1,70 @@
+package pacer
+
+import "testing"
+
+func TestGoalTable(t *testing.T) {
+	const MB = 1 << 20
+	for _, c := range []struct {
+		name             string
+		cfg              Config
+		marked, external int64
+		want             int64
+	}{
+		{"floor", Config{}, 1 * MB, 0, 4 * MB},
+		{"double", Config{}, 10 * MB, 0, 20 * MB},
+		{"external grows goal", Config{}, 10 * MB, 10 * MB, 30 * MB},
+		{"gcpercent 50", Config{GCPercent: 50}, 10 * MB, 0, 15 * MB},
+		{"limit caps", Config{MemoryLimit: 16 * MB}, 10 * MB, 0, 16 * MB},
+		{"limit minus external", Config{MemoryLimit: 16 * MB}, 10 * MB, 4 * MB, 12 * MB},
+		{"off", Config{GCPercent: -1}, 10 * MB, 0, -1},
+		{"custom floor", Config{MinHeap: MB}, 100, 0, MB},
+	} {
+		p := New(c.cfg)
+		p.EndCycle(c.marked, c.external)
+		if got := p.Goal(); got != c.want {
+			t.Errorf("%s: goal %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// TestSimulatedCycles runs the pacer over simulated cycles of a program with
+// a steady live heap and a constant allocation rate, and checks the bound the
+// design promises: the heap at a collection never exceeds the goal by more
+// than one allocation step, and the goal stays within GCPercent of the live
+// heap (above the floor).
+func TestSimulatedCycles(t *testing.T) {
+	for _, pct := range []int{25, 100, 300} {
+		p := New(Config{GCPercent: pct, MinHeap: 1 << 20})
+		const steady, step = 50 << 20, 64 << 10
+		live := int64(0)
+		cycles := 0
+		for i := 0; i < 20000; i++ {
+			live += step
+			if p.Due(live) {
+				if over := live - p.Goal(); over > step {
+					t.Fatalf("pct %d: collection at %d, %d past goal %d", pct, live, over, p.Goal())
+				}
+				cycles++
+				live = min(live, steady) // everything above the steady state is garbage
+				p.EndCycle(live, 0)
+				want := live + live*int64(pct)/100
+				if p.Goal() != max(want, 1<<20) {
+					t.Fatalf("pct %d: goal %d, want %d", pct, p.Goal(), want)
+				}
+			}
+		}
+		if cycles == 0 {
+			t.Fatalf("pct %d: no cycle in 20000 steps", pct)
+		}
+	}
+}
+
+func TestFits(t *testing.T) {
+	p := New(Config{MemoryLimit: 100})
+	if !p.Fits(50, 10, 40) || p.Fits(50, 10, 41) {
+		t.Fatal("Fits does not honour the limit")
+	}
+	if q := New(Config{}); !q.Fits(1<<60, 1<<60, 1<<60) {
+		t.Fatal("no limit must always fit")
+	}
+}

@@ -1,0 +1,196 @@
+// Package reclaim is a garbage-collected object heap for Go, whose
+// finalizers, cleanups and weak references work the way the Go runtime's do.
+//
+// A Heap holds objects of any Go type in typed spans. Objects refer to each
+// other through Ref and Object values: 8-byte handles that Go's own
+// collector sees as plain integers, so a graph of millions of reclaim
+// objects costs Go's GC nothing to scan. Each heap has its own pacing and
+// memory limit, counts memory its objects hold outside it (AddExternal),
+// and runs finalizers (SetFinalizer) on one goroutine and cleanups
+// (AddCleanup) on a small pool, like the Go runtime, with panics contained,
+// queues observable (Stats) and waitable (Drain), and everything still
+// registered run when the heap is closed (Close).
+//
+// # Mutators and safepoints
+//
+// A goroutine works on a heap through a Mutator (Heap.Attach). Between two
+// safepoints (Mutator.Safepoint, Mutator.Collect) a mutator may hold refs in
+// Go variables freely; at a safepoint only objects reachable from roots
+// survive: pinned objects (Heap.Pin), what Options.ScanRoots reports, and
+// objects the heap itself keeps (queued finalizers, cleanup arguments).
+// Marking stops the world: it begins once every attached mutator is at a
+// safepoint or detached. Sweeping runs concurrently with mutators.
+//
+// # What the collector sees
+//
+// The collector finds references inside T from its type, once per type:
+// fields of type Ref[U] and Object, inside structs, arrays and slices, at any
+// depth. Weak[U] and LongWeak[U] fields do not keep their target alive.
+// Go pointers, interfaces, maps, channels and funcs are opaque: a ref stored
+// only there is not seen, and its object may be freed. A type whose refs
+// live in such places implements Tracer instead. See docs/API.md.
+//
+// The design is described in docs/DESIGN.md.
+package reclaim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/heap"
+)
+
+// ErrMemoryLimit is returned by TryNew (and carried by New's panic) when an
+// allocation would take the heap past Options.MemoryLimit. The heap stays
+// consistent and usable, and a collection becomes due at once.
+var ErrMemoryLimit = heap.ErrMemoryLimit
+
+// Options configures a heap. The zero value is a heap with Go's defaults.
+type Options struct {
+	// GCPercent is like GOGC: a collection is due when the live heap plus
+	// external bytes has grown GCPercent% past what the last cycle marked
+	// (with a 4 MiB floor). 0 means 100; negative turns automatic
+	// collection off (Collect still works).
+	GCPercent int
+	// MemoryLimit caps the heap's span memory plus external bytes, in
+	// bytes. 0 means none.
+	MemoryLimit int64
+	// MarkWorkers is the number of goroutines that mark in parallel. 0
+	// means GOMAXPROCS.
+	MarkWorkers int
+	// CleanupWorkers bounds the cleanup goroutine pool. 0 means
+	// max(GOMAXPROCS/4, 1).
+	CleanupWorkers int
+	// ScanRoots reports the embedder's roots (a VM's stack, its globals) at
+	// each mark. It runs with the world stopped, on the collecting
+	// goroutine; it must not use a mutator.
+	ScanRoots func(visit func(Object))
+	// OnPanic is called when a finalizer or cleanup panics; the queue goes
+	// on. nil means log it (Logger, level Error) and go on.
+	OnPanic func(*CallbackPanic)
+	// Logger receives the heap's diagnostics. nil means slog.Default().
+	Logger *slog.Logger
+
+	// SafepointOnAlloc makes every allocation that takes a new span a
+	// safepoint: a due collection runs inside New. Only for embedders
+	// whose ScanRoots reports every live reference, including those held
+	// in Go variables across the New call.
+	SafepointOnAlloc bool
+	// FinalizerBlockThreshold is how long a running finalizer may keep a
+	// pending collection waiting before the heap logs it (with the
+	// finalizer's type). 0 means 1s.
+	FinalizerBlockThreshold time.Duration
+	// Debug makes every collection look for finalizable objects that are
+	// part of a reference cycle (they are never collected) and cleanups
+	// whose argument leads back to their object (they never run), and log
+	// them with the types on the path. It costs a walk of the graph
+	// reachable from those objects per cycle.
+	Debug bool
+	// FinalizersAtSafepoints runs finalizers on the embedder's own mutators
+	// at Safepoint and Collect, instead of on the finalizer goroutine, as
+	// Lua and JavaScript engines run theirs: a single-threaded interpreter
+	// never sees its objects touched from another goroutine.
+	FinalizersAtSafepoints bool
+	// FinalizerBudget bounds how many finalizers one safepoint runs in that
+	// mode; 0 means no bound. FinalizerTimeBudget bounds the time (at
+	// least one finalizer runs per safepoint when any is queued).
+	FinalizerBudget     int
+	FinalizerTimeBudget time.Duration
+}
+
+// CallbackPanic describes a finalizer or cleanup that panicked.
+type CallbackPanic struct {
+	Value any    // what was passed to panic
+	Stack []byte // the goroutine's stack at the panic
+	Kind  string // "finalizer" or "cleanup"
+}
+
+// Error formats the panic as an error message.
+func (p *CallbackPanic) Error() string {
+	return fmt.Sprintf("reclaim: %s panicked: %v", p.Kind, p.Value)
+}
+
+// Heap is a garbage-collected heap. Its methods are safe for concurrent use.
+type Heap struct {
+	h *heap.Heap
+}
+
+// NewHeap makes a heap.
+func NewHeap(opts Options) *Heap {
+	cfg := heap.Config{
+		GCPercent:               opts.GCPercent,
+		MemoryLimit:             opts.MemoryLimit,
+		MarkWorkers:             opts.MarkWorkers,
+		CleanupWorkers:          opts.CleanupWorkers,
+		Logger:                  opts.Logger,
+		SafepointOnAlloc:        opts.SafepointOnAlloc,
+		FinalizerBlockThreshold: opts.FinalizerBlockThreshold,
+		DebugCycles:             opts.Debug,
+		FinalizersAtSafepoints:  opts.FinalizersAtSafepoints,
+		FinalizerBudget:         opts.FinalizerBudget,
+		FinalizerTimeBudget:     opts.FinalizerTimeBudget,
+		WrapMutator:             wrapMutator,
+	}
+	if opts.MemoryLimit < 0 {
+		panic(fmt.Sprintf("reclaim: negative MemoryLimit %d", opts.MemoryLimit))
+	}
+	if opts.MarkWorkers < 0 || opts.CleanupWorkers < 0 || opts.FinalizerBudget < 0 {
+		panic("reclaim: negative MarkWorkers, CleanupWorkers or FinalizerBudget")
+	}
+	if sr := opts.ScanRoots; sr != nil {
+		cfg.ScanRoots = func(visit func(handle.Handle)) {
+			sr(func(o Object) { visit(o.h) })
+		}
+	}
+	if op := opts.OnPanic; op != nil {
+		cfg.OnPanic = func(kind string, v any, stack []byte) {
+			op(&CallbackPanic{Value: v, Stack: stack, Kind: kind})
+		}
+	}
+	return &Heap{h: heap.New(cfg)}
+}
+
+// Close runs every finalizer still registered or queued, then every cleanup
+// still registered or queued, as lua_close does, and stops the heap's
+// goroutines. No collection runs once Close has begun; finalizers and
+// cleanups run by Close may still use the heap through mutators. After Close
+// returns, Attach panics. Close returns an error if it is called twice, or
+// if finalizers kept registering new finalizers for 100 rounds.
+func (h *Heap) Close() error { return h.h.Close() }
+
+// Drain waits until every finalizer and cleanup queued so far has run (and
+// those they queue in turn), and the last cycle's sweep is complete. It
+// returns ctx's error if ctx ends first. With FinalizersAtSafepoints,
+// queued finalizers run only when mutators reach safepoints.
+func (h *Heap) Drain(ctx context.Context) error { return h.h.Drain(ctx) }
+
+// Pin makes o a root until a matching Unpin. Pins are counted.
+func (h *Heap) Pin(o Object) { h.h.Pin(o.h) }
+
+// Unpin undoes one Pin. Unpinning an object that is not pinned panics.
+func (h *Heap) Unpin(o Object) { h.h.Unpin(o.h) }
+
+// AddExternal records bytes of memory held outside the heap on its
+// objects' behalf (a C buffer, a file's cache); negative bytes give it back.
+// External bytes count toward pacing and the memory limit.
+func (h *Heap) AddExternal(bytes int64) { h.h.AddExternal(bytes) }
+
+// Attach makes the calling goroutine a mutator of h. A mutator must be used
+// by one goroutine at a time and detached when done.
+func (h *Heap) Attach() *Mutator {
+	m := &Mutator{m: new(heap.Mutator)}
+	m.m.Ext = unsafe.Pointer(m)
+	h.h.Attach(m.m)
+	return m
+}
+
+func wrapMutator(hm *heap.Mutator) {
+	m := &Mutator{m: hm}
+	hm.Ext = unsafe.Pointer(m)
+}
+
+func mutatorOf(hm *heap.Mutator) *Mutator { return (*Mutator)(hm.Ext) }

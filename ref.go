@@ -1,0 +1,185 @@
+package reclaim
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/heap"
+	"github.com/reclaimgc/reclaim/internal/layout"
+)
+
+// Ref is a reference to an object of type T in a heap: an 8-byte handle
+// naming its span, slot and generation. Refs are comparable; the zero Ref
+// is nil. A Ref stored in an object (or reported by ScanRoots, or pinned)
+// keeps its object alive. A Ref kept past its object's death is caught: it
+// never names another object, and using it panics.
+type Ref[T any] struct {
+	h handle.Handle
+}
+
+// Object is an untyped Ref, for dynamically typed values. A field of type
+// Object keeps its object alive like a Ref.
+type Object struct {
+	h handle.Handle
+}
+
+// IsNil reports whether r is the nil ref.
+func (r Ref[T]) IsNil() bool { return r.h == 0 }
+
+// Object returns r as an untyped Object.
+func (r Ref[T]) Object() Object { return Object{r.h} }
+
+// String formats the ref for debugging.
+func (r Ref[T]) String() string { return "Ref(" + r.h.String() + ")" }
+
+// IsNil reports whether o is the nil object.
+func (o Object) IsNil() bool { return o.h == 0 }
+
+// String formats the object for debugging.
+func (o Object) String() string { return "Object(" + o.h.String() + ")" }
+
+// As returns o as a Ref[T] and true if o is nil or names a live object of
+// type T; otherwise the nil Ref and false (o is of another type, freed, or
+// of a closed heap).
+func As[T any](o Object) (Ref[T], bool) {
+	if o.h == 0 {
+		return Ref[T]{}, true
+	}
+	t := typeOf[T]()
+	h := heap.Lookup(o.h.Heap())
+	if h == nil || !h.Valid(o.h) || h.TypeOf(o.h) != t {
+		return Ref[T]{}, false
+	}
+	return Ref[T]{o.h}, true
+}
+
+// Get returns a pointer to r's object. The pointer is valid until m's next
+// safepoint. Get panics if r is nil, names a freed object, belongs to
+// another heap, or m is detached.
+func (r Ref[T]) Get(m *Mutator) *T {
+	return (*T)(m.m.Deref(r.h))
+}
+
+// New allocates a zeroed T in m's heap. It panics with an error wrapping
+// ErrMemoryLimit if the heap's memory limit does not allow it.
+func New[T any](m *Mutator) Ref[T] {
+	x, err := m.m.Alloc(m.typeOf(typeKey[T](), registerType[T]))
+	if err != nil {
+		panic(fmt.Errorf("reclaim: New[%v]: %w", reflect.TypeFor[T](), err))
+	}
+	return Ref[T]{x}
+}
+
+// TryNew is New, but returns ErrMemoryLimit instead of panicking.
+func TryNew[T any](m *Mutator) (Ref[T], error) {
+	x, err := m.m.Alloc(m.typeOf(typeKey[T](), registerType[T]))
+	if err != nil {
+		return Ref[T]{}, err
+	}
+	return Ref[T]{x}, nil
+}
+
+// Tracer is implemented by types whose references reflection cannot find:
+// refs kept in maps, behind Go pointers, in interfaces. If *T implements
+// Tracer, the collector calls Trace to find T's references instead of
+// reading T's layout. The rules for implementers:
+//
+//  1. Trace must call visit for every Ref and Object the value holds that
+//     should keep its target alive (nil ones may be skipped).
+//  2. Trace runs with the world stopped, possibly on several goroutines at
+//     once for different objects; it must not use a mutator, allocate from
+//     the heap, block, or modify the value.
+//  3. Trace must not retain visit.
+type Tracer interface {
+	Trace(visit func(Object))
+}
+
+// The type registry: every Go type stored in a heap is registered once, with
+// its reference map and its typed helpers.
+
+type typeCacheEntry struct {
+	key unsafe.Pointer
+	t   *heap.Type
+}
+
+const typeCacheSize = 8
+
+var registry struct {
+	sync.Mutex
+	byKey sync.Map // unsafe.Pointer (type word of *T) -> *heap.Type; stored with the mutex held
+}
+
+// typeKey returns the type word of *T, a cheap unique key per T.
+func typeKey[T any]() unsafe.Pointer {
+	var e any = (*T)(nil)
+	return (*[2]unsafe.Pointer)(unsafe.Pointer(&e))[0]
+}
+
+// typeOf looks T up in the mutator's small cache, then in the registry.
+func (m *Mutator) typeOf(key unsafe.Pointer, register func() *heap.Type) *heap.Type {
+	e := &m.tc[(uintptr(key)>>5)%typeCacheSize]
+	if e.key == key {
+		return e.t
+	}
+	t := lookupType(key, register)
+	e.key, e.t = key, t
+	return t
+}
+
+func lookupType(key unsafe.Pointer, register func() *heap.Type) *heap.Type {
+	if v, ok := registry.byKey.Load(key); ok {
+		return v.(*heap.Type)
+	}
+	return register()
+}
+
+func typeOf[T any]() *heap.Type { return lookupType(typeKey[T](), registerType[T]) }
+
+var tracerType = reflect.TypeFor[Tracer]()
+
+func registerType[T any]() *heap.Type {
+	key := typeKey[T]()
+	registry.Lock()
+	defer registry.Unlock()
+	if v, ok := registry.byKey.Load(key); ok {
+		return v.(*heap.Type)
+	}
+	rt := reflect.TypeFor[T]()
+	var custom layout.CustomFunc
+	if reflect.PointerTo(rt).Implements(tracerType) {
+		custom = func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle {
+			any((*T)(p)).(Tracer).Trace(func(o Object) {
+				if o.h != 0 {
+					buf = append(buf, o.h)
+				}
+			})
+			return buf
+		}
+	}
+	t := heap.RegisterType(&heap.Type{
+		Name:   rt.String(),
+		Layout: layout.Of(rt, custom),
+		Size:   rt.Size(),
+		NewSlab: func(n int) unsafe.Pointer {
+			return unsafe.Pointer(unsafe.SliceData(make([]T, n)))
+		},
+		Clear: func(p unsafe.Pointer) {
+			var zero T
+			*(*T)(p) = zero
+		},
+		FinCall: func(hm *heap.Mutator, x handle.Handle, fn any) {
+			fn.(func(*Mutator, Ref[T]))(mutatorOf(hm), Ref[T]{x})
+		},
+	})
+	registry.byKey.Store(key, t)
+	return t
+}
+
+// layoutOf returns the reference map of S (for cleanup arguments), cached
+// like types.
+func layoutOf[S any]() *layout.Type {
+	return layout.Of(reflect.TypeFor[S](), nil)
+}

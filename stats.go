@@ -1,0 +1,79 @@
+package reclaim
+
+import (
+	"time"
+
+	"github.com/reclaimgc/reclaim/internal/heap"
+)
+
+// Stats is a snapshot of a heap's counters. Counters of allocation are
+// brought up to date at each mutator's safepoints.
+type Stats struct {
+	HeapLiveBytes int64 // the pacer's live heap: bytes marked by the last cycle plus span bytes handed to allocators since
+	HeapObjects   int64 // objects allocated and not yet freed
+	HeapGoal      int64 // live bytes at which the next collection is due; -1 when automatic collection is off
+	SpanBytes     int64 // memory held by spans
+	ExternalBytes int64 // AddExternal total
+
+	Cycles        int64         // completed collections
+	PauseTotal    time.Duration // total stop-the-world time
+	PauseLast     time.Duration // the last cycle's stop-the-world time
+	LastMark      time.Duration // the last mark's duration
+	ObjectsMarked int64         // live objects found by the last mark (not counting those kept for their finalizer)
+
+	Allocated int64 // objects ever allocated
+	Freed     int64 // objects ever freed
+
+	FinalizersQueued   int64
+	FinalizersExecuted int64
+	// FinalizerStatus names the finalizer goroutine's status word:
+	// "uninitialized", or "created" followed by "|running", "|waiting" and
+	// "|wake" for the bits set.
+	FinalizerStatus string
+
+	CleanupsQueued    int64
+	CleanupsExecuted  int64
+	CleanupGoroutines int // cleanup goroutines now
+
+	Panics          int64 // finalizers and cleanups that panicked
+	MemoryLimitHits int64 // allocations refused by the memory limit
+	SlowFinalizers  int64 // finalizers reported for holding a collection up
+
+	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored)
+	ForeignRefsInMark int64 // refs of another heap found in live objects
+
+	FinalizerCycles    int64 // finalizable cycles reported (Options.Debug)
+	UnrunnableCleanups int64 // cleanups whose argument leads back to their object, reported (Options.Debug)
+}
+
+// Stats returns a snapshot of the heap's counters.
+func (h *Heap) Stats() Stats {
+	s := h.h.Stats()
+	return Stats{
+		HeapLiveBytes:      s.HeapLive,
+		HeapObjects:        s.HeapObjects,
+		HeapGoal:           s.HeapGoal,
+		SpanBytes:          s.SpanBytes,
+		ExternalBytes:      s.External,
+		Cycles:             s.Cycles,
+		PauseTotal:         s.PauseTotal,
+		PauseLast:          s.PauseLast,
+		LastMark:           s.LastMark,
+		ObjectsMarked:      s.Marked,
+		Allocated:          s.Allocated,
+		Freed:              s.Freed,
+		FinalizersQueued:   s.FinalizersQueued,
+		FinalizersExecuted: s.FinalizersExecuted,
+		FinalizerStatus:    heap.FingStatusName(s.FinalizerStatus),
+		CleanupsQueued:     s.CleanupsQueued,
+		CleanupsExecuted:   s.CleanupsExecuted,
+		CleanupGoroutines:  s.CleanupGoroutines,
+		Panics:             s.Panics,
+		MemoryLimitHits:    s.LimitHits,
+		SlowFinalizers:     s.SlowFinalizers,
+		StaleRefsInMark:    s.StaleRefsInMark,
+		ForeignRefsInMark:  s.ForeignRefsInMark,
+		FinalizerCycles:    s.FinalizerCycles,
+		UnrunnableCleanups: s.UnrunnableCleanups,
+	}
+}
