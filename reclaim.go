@@ -182,7 +182,7 @@ func (h *Heap) AddExternal(bytes int64) { h.h.AddExternal(bytes) }
 // Attach makes the calling goroutine a mutator of h. A mutator must be used
 // by one goroutine at a time and detached when done.
 func (h *Heap) Attach() *Mutator {
-	m := &Mutator{m: new(heap.Mutator)}
+	m := &Mutator{m: heap.NewMutator()}
 	m.m.Ext = unsafe.Pointer(m)
 	h.h.Attach(m.m)
 	return m

@@ -402,6 +402,9 @@ init {
 		d_step {
 			assert(sweepState == sweepDrained);
 			assert(nlast == 1);
+			/* No wake-up of this cycle was lost: a parked finalizer
+			 * goroutine with no wake pending has nothing to run. */
+			assert(!fingParked || len(wake) > 0 || finq == 0);
 			i = 0;
 			do
 			:: i < NSPANS -> assert(swept[i] == 1); i++

@@ -58,7 +58,9 @@ states_of() {
 
 # first_violation FILE prints pan's first error line, if any.
 first_violation() {
-	grep -m 1 -E 'assertion violated|invalid end state|acceptance cycle|non-progress cycle|depth too small|out of memory' "$1"
+	# pan reports each error as "pan:N: <what> (at depth D)"; the header
+	# lines ("invalid end states +") must not match.
+	grep -m 1 -E '^pan:[0-9]+: |assertion violated|depth too small|out of memory|MEMLIM' "$1"
 }
 
 # build MODEL DIR compiles the verifiers DIR/pan and DIR/pan_safety.

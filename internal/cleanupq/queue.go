@@ -67,6 +67,9 @@
 //	W4. remove wake workers from mu.sleeping, asleep -= wake, signal each one;
 //	    ng += create and start create goroutines; unlock
 //
+// Close sets mu.closing under mu, removes and signals every sleeper, sets
+// asleep to 0, unlocks, and waits for every worker to exit (S2).
+//
 // No wake-up is lost. W1 and S3 are atomic writes and W2/S4 atomic reads of
 // the other's variable, and Go's atomics are sequentially consistent, so
 // either the worker's S4 sees the new unit (it does not sleep), or the

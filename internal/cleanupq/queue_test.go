@@ -402,6 +402,27 @@ func TestClose(t *testing.T) {
 		q.Flush(locals)
 		wantPanic(t, "reclaim: cleanup queue used after Close", func() { q.Enqueue(locals[0], funcRunner(func() {})) })
 	})
+	t.Run("repeated", func(t *testing.T) {
+		// Close right after the last push, many times, so that Close
+		// meets workers at every stage of taking the last units.
+		rounds := 2000
+		if testing.Short() {
+			rounds = 200
+		}
+		for range rounds {
+			q := New(Config{MaxWorkers: 2})
+			var ran atomic.Int32
+			var l Local
+			for range 3*blockRecords + 1 {
+				q.Enqueue(&l, funcRunner(func() { ran.Add(1) }))
+			}
+			q.FlushOne(&l)
+			q.Close()
+			if got := ran.Load(); got != 3*blockRecords+1 {
+				t.Fatalf("after Close, %d records ran, want %d", got, 3*blockRecords+1)
+			}
+		}
+	})
 	t.Run("sleeping workers", func(t *testing.T) {
 		q, idle := newTestQueue(t, Config{MaxWorkers: 2})
 		var l Local

@@ -3,11 +3,14 @@
 //
 // A Handle packs four fields into one uint64:
 //
-//	63        52 51              32 31      22 21                0
-//	+-----------+------------------+----------+------------------+
-//	|  heap id  |    span index    |   slot   |    generation    |
-//	|  12 bits  |     20 bits      |  10 bits |     22 bits      |
-//	+-----------+------------------+----------+------------------+
+//	63             44 43      34 33              12 11        0
+//	+----------------+----------+------------------+-----------+
+//	|   span index   |   slot   |    generation    |  heap id  |
+//	|    20 bits     |  10 bits |     22 bits      |  12 bits  |
+//	+----------------+----------+------------------+-----------+
+//
+// The span index sits on top so that the span table's directory index is a
+// bare shift (x>>54) on Deref's fast path.
 //
 // The zero Handle is nil: heap ids start at 1, so no valid handle is zero.
 // The generation is the slot's allocation count. Freeing a slot advances it,
@@ -43,9 +46,9 @@ const (
 	MaxSpans = 1 << SpanBits
 	MaxHeaps = 1<<HeapBits - 1 // id 0 is never used
 
-	slotShift = GenBits
-	spanShift = GenBits + SlotBits
-	heapShift = GenBits + SlotBits + SpanBits
+	genShift  = HeapBits
+	slotShift = HeapBits + GenBits
+	spanShift = HeapBits + GenBits + SlotBits
 
 	CellBits = SlotBits + SpanBits
 	MaxCells = 1 << CellBits
@@ -57,26 +60,26 @@ func Make(heap uint32, span uint32, slot uint32, gen uint32) Handle {
 	if heap == 0 || heap > MaxHeaps || span >= MaxSpans || slot >= MaxSlots || gen > MaxGen {
 		panic(fmt.Sprintf("reclaim: internal error: handle fields out of range (heap %d span %d slot %d gen %d)", heap, span, slot, gen))
 	}
-	return Handle(uint64(heap)<<heapShift | uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen))
+	return Handle(uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen)<<genShift | uint64(heap))
 }
 
 // Pack is Make without range checks, for the allocation fast path; the
 // caller guarantees every field is in range.
 func Pack(heap uint32, span uint32, slot uint32, gen uint32) Handle {
-	return Handle(uint64(heap)<<heapShift | uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen))
+	return Handle(uint64(span)<<spanShift | uint64(slot)<<slotShift | uint64(gen)<<genShift | uint64(heap))
 }
 
 // Heap returns the id of the heap the handle belongs to.
-func (h Handle) Heap() uint32 { return uint32(h >> heapShift) }
+func (h Handle) Heap() uint32 { return uint32(h) & MaxHeaps }
 
 // Span returns the span index.
-func (h Handle) Span() uint32 { return uint32(h>>spanShift) & (MaxSpans - 1) }
+func (h Handle) Span() uint32 { return uint32(h >> spanShift) }
 
 // Slot returns the slot within the span.
 func (h Handle) Slot() uint32 { return uint32(h>>slotShift) & (MaxSlots - 1) }
 
 // Gen returns the generation.
-func (h Handle) Gen() uint32 { return uint32(h) & MaxGen }
+func (h Handle) Gen() uint32 { return uint32(h>>genShift) & MaxGen }
 
 // String formats the handle for panics and diagnostics.
 func (h Handle) String() string {
@@ -91,14 +94,14 @@ func MakeWeak(heap uint32, cell uint32, gen uint32) Weak {
 	if heap == 0 || heap > MaxHeaps || cell >= MaxCells || gen > MaxGen {
 		panic(fmt.Sprintf("reclaim: internal error: weak fields out of range (heap %d cell %d gen %d)", heap, cell, gen))
 	}
-	return Weak(uint64(heap)<<heapShift | uint64(cell)<<slotShift | uint64(gen))
+	return Weak(uint64(cell)<<slotShift | uint64(gen)<<genShift | uint64(heap))
 }
 
 // Heap returns the id of the heap the weak word belongs to.
-func (w Weak) Heap() uint32 { return uint32(w >> heapShift) }
+func (w Weak) Heap() uint32 { return uint32(w) & MaxHeaps }
 
 // Cell returns the cell index.
-func (w Weak) Cell() uint32 { return uint32(w>>slotShift) & (MaxCells - 1) }
+func (w Weak) Cell() uint32 { return uint32(w >> slotShift) }
 
 // Gen returns the cell generation.
-func (w Weak) Gen() uint32 { return uint32(w) & MaxGen }
+func (w Weak) Gen() uint32 { return uint32(w>>genShift) & MaxGen }

@@ -59,7 +59,7 @@ func (m *Mutator) Alloc(t *Type) (handle.Handle, error) {
 		if s := m.cache[t.ID]; s != nil {
 			if i, ok := s.nextFree(); ok {
 				m.nalloc++
-				return handle.Pack(m.heap.id, s.idx, i, s.gens[i].Load()), nil
+				return s.handleAt(i), nil
 			}
 		}
 	}
@@ -85,7 +85,7 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 	if s := m.cache[t.ID]; s != nil {
 		if i, ok := s.nextFree(); ok { // a collection emptied the cache and refilled nothing; cannot happen, but stay correct
 			m.nalloc++
-			return handle.Pack(h.id, s.idx, i, s.gens[i].Load()), nil
+			return s.handleAt(i), nil
 		}
 		m.cache[t.ID] = nil
 		h.uncache(s)
@@ -100,7 +100,7 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 		panic("reclaim: internal error: refilled span has no free slot")
 	}
 	m.nalloc++
-	return handle.Pack(h.id, s.idx, i, s.gens[i].Load()), nil
+	return s.handleAt(i), nil
 }
 
 // uncache returns a span from a mutator's cache to its central.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
-	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
 // Drain waits until the sweep of the last cycle is complete, no finalizer
@@ -57,7 +56,7 @@ func (h *Heap) Close() error {
 
 	// Run the finalizers of objects still alive, on a mutator of Close's
 	// own, until no finalizer is left (a finalizer may set another).
-	m := &Mutator{}
+	m := &Mutator{tab: emptyTable}
 	if h.cfg.WrapMutator != nil {
 		h.cfg.WrapMutator(m)
 	}
@@ -121,6 +120,7 @@ func (h *Heap) attachClosing(m *Mutator) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m.heap, m.home = h, h
+	m.id, m.tab = h.id, h.spans
 	h.mu.mutators[m] = struct{}{}
 	h.mu.running++
 }
@@ -139,7 +139,7 @@ func (h *Heap) takeAllFinalizers() []finRec {
 		s.sp.mu.Lock()
 		for i := range s.sp.mu.fin {
 			if f := &s.sp.mu.fin[i]; f.fn != nil {
-				recs = append(recs, finRec{x: handle.Pack(h.id, s.idx, uint32(i), s.gens[i].Load()), typ: s.typ, fn: f.fn})
+				recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: f.fn})
 				f.fn = nil
 				s.sp.n.Add(-1)
 			}

@@ -66,7 +66,7 @@ func (h *Heap) reportFinalizerCycles() {
 			if s.sp.mu.fin[i].fn == nil {
 				continue
 			}
-			x := handle.Pack(h.id, s.idx, uint32(i), s.gens[i].Load())
+			x := s.handleAt(uint32(i))
 			if path, ok := h.pathTo(h.scanInto(x, nil), x); ok {
 				h.stats.finCycles.Add(1)
 				h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
@@ -74,7 +74,7 @@ func (h *Heap) reportFinalizerCycles() {
 			}
 		}
 		for i := range s.sp.mu.cleanups {
-			x := handle.Pack(h.id, s.idx, uint32(i), s.gens[i].Load())
+			x := s.handleAt(uint32(i))
 			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {
 				if path, ok := h.pathTo(c.r.Scan(nil), x); ok {
 					h.stats.badCleanups.Add(1)

@@ -143,7 +143,7 @@ func (f *finState) start(h *Heap) {
 	if f.hereMode || f.status.load() != fingUninitialized || !f.status.cas(fingUninitialized, fingCreated) {
 		return
 	}
-	m := &Mutator{isFing: true}
+	m := &Mutator{isFing: true, tab: emptyTable}
 	if h.cfg.WrapMutator != nil {
 		h.cfg.WrapMutator(m)
 	}

@@ -151,7 +151,7 @@ type Heap struct {
 	cfg Config // immutable after New
 	log *slog.Logger
 
-	spans spanTable // read lock-free; written with mu held
+	spans *spanTable // read lock-free; written with mu held
 	// centrals is indexed by Type.ID; read lock-free, replaced (copied on
 	// growth) with mu held.
 	centrals atomic.Pointer[[]*central]
@@ -177,10 +177,10 @@ type Heap struct {
 		closed   bool // Close has begun: no more collections
 		dead     bool // Close has ended: Attach panics
 
-		allspans []*span    // every span in use
-		freeIdx  []uint32   // span indexes free for reuse
-		idxFloor []uint32   // per index: lowest generation a new span there may start at
-		nextIdx  uint32     // next never-used span index
+		allspans []*span  // every span in use
+		freeIdx  []uint32 // span indexes free for reuse
+		idxFloor []uint32 // per index: lowest generation a new span there may start at
+		nextIdx  uint32   // next never-used span index
 
 		pacer      pacer.Pacer
 		pins       map[handle.Handle]int
@@ -224,7 +224,7 @@ func New(cfg Config) *Heap {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Heap{id: allocHeapID(), cfg: cfg}
+	h := &Heap{id: allocHeapID(), cfg: cfg, spans: newSpanTable()}
 	h.log = cfg.Logger.With("reclaim.heap", h.id)
 	h.mu.cond.L = &h.mu.Mutex
 	h.mu.mutators = make(map[*Mutator]struct{})
@@ -320,7 +320,7 @@ func (h *Heap) check(x handle.Handle, op string) *span {
 		panic(fmt.Sprintf("reclaim: %s of a ref from another heap (ref heap %d, this heap %d)", op, x.Heap(), h.id))
 	}
 	s := h.spans.get(x.Span())
-	if s == nil || x.Slot() >= s.nslots || s.gens[x.Slot()].Load() != x.Gen() {
+	if s == nil || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
 		panic(fmt.Sprintf("reclaim: %s of a ref to a freed object (%v)", op, x))
 	}
 	return s
@@ -333,7 +333,7 @@ func (h *Heap) Valid(x handle.Handle) bool {
 		return false
 	}
 	s := h.spans.get(x.Span())
-	return s != nil && x.Slot() < s.nslots && s.gens[x.Slot()].Load() == x.Gen()
+	return s != nil && x.Slot() < s.nslots && s.hv[x.Slot()].Load() == uint64(x)
 }
 
 // TypeOf returns the type of the live object x names.

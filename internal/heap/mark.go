@@ -96,7 +96,7 @@ func (w *markWorker) grey(x handle.Handle) {
 	}
 	s := w.h.spans.get(x.Span())
 	i := x.Slot()
-	if s == nil || i >= uint32(len(s.gens)) || s.gens[i].Load() != x.Gen() {
+	if s == nil || i >= uint32(len(s.hv)) || s.hv[i].Load() != uint64(x) {
 		w.st.stale++
 		return
 	}

@@ -33,6 +33,10 @@ type Mutator struct {
 	// Attach/Detach; read by it.
 	heap *Heap
 	home *Heap // the heap this mutator was attached to, kept for messages
+	// id and tab are heap.id and &heap.spans while attached, 0 and an
+	// empty table while detached: Deref's fast path reads them only.
+	id  uint32
+	tab *spanTable
 
 	// busy catches a mutator used from two goroutines at once: every
 	// slow-path entry point sets it with CAS and clears it on return.
@@ -57,6 +61,9 @@ type Mutator struct {
 	Ext unsafe.Pointer
 }
 
+// NewMutator returns a detached mutator, ready for Attach.
+func NewMutator() *Mutator { return &Mutator{tab: emptyTable} }
+
 // Attach registers m as a mutator of h. It waits while a collection holds
 // the world stopped.
 func (h *Heap) Attach(m *Mutator) {
@@ -70,6 +77,7 @@ func (h *Heap) Attach(m *Mutator) {
 	}
 	m.heap = h
 	m.home = h
+	m.id, m.tab = h.id, h.spans
 	h.mu.mutators[m] = struct{}{}
 	h.mu.running++
 }
@@ -79,6 +87,7 @@ func (h *Heap) Attach(m *Mutator) {
 func (m *Mutator) Detach() {
 	h := m.enter("Detach")
 	m.flushCache()
+	m.flushStats()
 	h.mu.Lock()
 	h.cq.FlushOne(&m.local)
 	delete(h.mu.mutators, m)
@@ -86,8 +95,12 @@ func (m *Mutator) Detach() {
 	h.mu.cond.Broadcast()
 	h.mu.Unlock()
 	m.heap = nil
+	m.id, m.tab = 0, emptyTable
 	m.busy.Store(0)
 }
+
+// emptyTable is what a detached mutator's Deref reads.
+var emptyTable = newSpanTable()
 
 // Heap returns the heap m is attached to, or nil.
 func (m *Mutator) Heap() *Heap { return m.heap }
@@ -108,29 +121,45 @@ func (m *Mutator) enter(op string) *Heap {
 func (m *Mutator) leave() { m.busy.Store(0) }
 
 // Deref returns the address of the object x names. It is Ref.Get's fast
-// path: a heap check, two table loads and a generation compare.
+// path, small enough to be inlined: two table loads and one compare of the
+// whole handle word against the slot's current handle (heap id, span, slot
+// and generation at once). A detached mutator reads an empty table, and no
+// slot's handle is zero, so both fail.
 func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
-	h := m.heap
-	if h == nil || x.Heap() != h.id {
-		m.derefFail(x)
+	// spanTable.get by hand, with the plain loads spanPtr documents.
+	// Directory entries are never nil (unused ones name emptyChunk) and
+	// chunk entries never nil (unused ones name emptySpan, which has no
+	// slots). The shifts are handle.Handle's layout.
+	s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+	if i := uint32(x>>34) & (handle.MaxSlots - 1); i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) {
+		return unsafe.Add(s.base, uintptr(i)*s.elemSize)
 	}
-	s := h.spans.get(x.Span())
-	if s == nil || x.Slot() >= uint32(len(s.gens)) || s.gens[x.Slot()].Load() != x.Gen() {
-		m.derefFail(x)
-	}
-	return unsafe.Add(s.base, uintptr(x.Slot())*s.elemSize)
+	// A panic with a plain value keeps Deref inlinable; the message is
+	// built by DerefError.Error.
+	panic(DerefError{m, x})
 }
 
-func (m *Mutator) derefFail(x handle.Handle) {
+// DerefError is the panic value of a failed Get: the mutator was detached,
+// or the ref was nil, from another heap, or to a freed object.
+type DerefError struct {
+	m *Mutator
+	x handle.Handle
+}
+
+// Error describes what was wrong.
+func (e DerefError) Error() string {
+	// The mutator's id is 0 once detached; read it when the message is
+	// made, on the panicking goroutine (the mutator's own).
+	heapID := e.m.id
 	switch {
-	case m.heap == nil:
-		panic("reclaim: Get on a detached mutator")
-	case x == 0:
-		panic("reclaim: Get of a nil ref")
-	case x.Heap() != m.heap.id:
-		panic(fmt.Sprintf("reclaim: Get of a ref from another heap (ref heap %d, mutator's heap %d)", x.Heap(), m.heap.id))
+	case heapID == 0:
+		return "reclaim: Get on a detached mutator"
+	case e.x == 0:
+		return "reclaim: Get of a nil ref"
+	case e.x.Heap() != heapID:
+		return fmt.Sprintf("reclaim: Get of a ref from another heap (ref heap %d, mutator's heap %d)", e.x.Heap(), heapID)
 	default:
-		panic(fmt.Sprintf("reclaim: Get of a ref to a freed object (%v)", x))
+		return fmt.Sprintf("reclaim: Get of a ref to a freed object (%v)", e.x)
 	}
 }
 

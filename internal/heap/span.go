@@ -72,11 +72,12 @@ type span struct {
 	elemSize uintptr        // immutable
 	nslots   uint32         // immutable
 
-	// gens[i] is the generation of slot i: the generation of the object in
-	// it, or of the next object if it is free. Advanced by the sweeper when
-	// it frees the slot; read lock-free by Deref and everything that checks
-	// a handle.
-	gens []atomic.Uint32
+	// hv[i] is the handle of slot i: of the object in it, or of the next
+	// object if it is free. The sweeper advances its generation when it
+	// frees the slot; Deref and everything that checks a handle read it
+	// lock-free and compare the whole word, so heap id, span, slot and
+	// generation are checked at once.
+	hv []atomic.Uint64
 
 	sweepgen atomic.Uint32 // see the table above
 
@@ -116,6 +117,12 @@ func (s *span) ptr(i uint32) unsafe.Pointer {
 	return unsafe.Add(s.base, uintptr(i)*s.elemSize)
 }
 
+// handleAt returns the handle of slot i's current (or next) object.
+func (s *span) handleAt(i uint32) handle.Handle { return handle.Handle(s.hv[i].Load()) }
+
+// gen returns slot i's generation.
+func (s *span) gen(i uint32) uint32 { return s.handleAt(i).Gen() }
+
 // nextFree allocates the next free slot.
 // REQUIRES: the caller owns the span's allocation state.
 func (s *span) nextFree() (uint32, bool) {
@@ -147,28 +154,58 @@ func (s *span) isMarked(i uint32) bool    { return s.markBits[i/64].Load()&(1<<(
 // A released span's entry is cleared, so a stale handle finds nil or a span
 // whose generations are all newer than the handle's.
 type spanTable struct {
-	dir [handle.MaxSpans >> spanChunkBits]atomic.Pointer[spanChunk]
+	dir [handle.MaxSpans >> spanChunkBits]chunkPtr
 }
 
 const spanChunkBits = 10
 
-type spanChunk [1 << spanChunkBits]atomic.Pointer[span]
+type spanChunk [1 << spanChunkBits]spanPtr
 
+// emptyChunk is the chunk every unused directory entry names, and emptySpan
+// the span every unused chunk entry names, so that Deref's fast path needs
+// no nil checks: emptySpan has no slots, so every handle fails against it.
+// Neither is ever written after init.
+var (
+	emptySpan  = &span{}
+	emptyChunk = newChunk()
+)
+
+func newChunk() *spanChunk {
+	c := new(spanChunk)
+	for i := range c {
+		c[i].Store(emptySpan)
+	}
+	return c
+}
+
+// newSpanTable returns a table with every entry empty.
+func newSpanTable() *spanTable {
+	t := new(spanTable)
+	for i := range t.dir {
+		t.dir[i].Store(emptyChunk)
+	}
+	return t
+}
+
+// get returns the span at index i, or nil.
 func (t *spanTable) get(i uint32) *span {
-	c := t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()
-	if c == nil {
+	s := t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()[i&(1<<spanChunkBits-1)].Load()
+	if s == emptySpan {
 		return nil
 	}
-	return c[i&(1<<spanChunkBits-1)].Load()
+	return s
 }
 
 // REQUIRES: Heap.mu held.
 func (t *spanTable) setLocked(i uint32, s *span) {
 	d := &t.dir[i>>spanChunkBits]
 	c := d.Load()
-	if c == nil {
-		c = new(spanChunk)
+	if c == emptyChunk {
+		c = newChunk()
 		d.Store(c)
+	}
+	if s == nil {
+		s = emptySpan
 	}
 	c[i&(1<<spanChunkBits-1)].Store(s)
 }
@@ -196,14 +233,14 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		base:      t.NewSlab(int(n)),
 		elemSize:  t.Size,
 		nslots:    n,
-		gens:      make([]atomic.Uint32, n),
+		hv:        make([]atomic.Uint64, n),
 		allocBits: make([]uint64, (n+63)/64),
 		markBits:  make([]atomic.Uint64, (n+63)/64),
 		nfree:     n,
 	}
 	floor := h.mu.idxFloor[idx]
-	for i := range s.gens {
-		s.gens[i].Store(floor)
+	for i := range s.hv {
+		s.hv[i].Store(uint64(handle.Pack(h.id, idx, uint32(i), floor)))
 	}
 	s.sweepgen.Store(h.sweepgen.Load())
 	h.spans.setLocked(idx, s)
@@ -222,8 +259,8 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 // and is in no central list and no cache.
 func (h *Heap) releaseSpanLocked(s *span) {
 	maxGen := uint32(0)
-	for i := range s.gens {
-		maxGen = max(maxGen, s.gens[i].Load())
+	for i := range s.hv {
+		maxGen = max(maxGen, s.gen(uint32(i)))
 	}
 	h.spans.setLocked(s.idx, nil)
 	s.released = true
@@ -236,3 +273,19 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.stats.spansReleased.Add(1)
 }
+
+// spanPtr and chunkPtr are pointer cells written atomically and read either
+// atomically or, on Deref's fast path, plainly. The plain reads are sound:
+// an entry is written (with Heap.mu held) before any handle naming its span
+// exists, and rewritten only when the span is released, when no live handle
+// names it; a mutator reads an entry only through a handle it obtained
+// after the write.
+type spanPtr struct{ p unsafe.Pointer }
+
+func (c *spanPtr) Load() *span   { return (*span)(atomic.LoadPointer(&c.p)) }
+func (c *spanPtr) Store(s *span) { atomic.StorePointer(&c.p, unsafe.Pointer(s)) }
+
+type chunkPtr struct{ p unsafe.Pointer }
+
+func (c *chunkPtr) Load() *spanChunk   { return (*spanChunk)(atomic.LoadPointer(&c.p)) }
+func (c *chunkPtr) Store(s *spanChunk) { atomic.StorePointer(&c.p, unsafe.Pointer(s)) }

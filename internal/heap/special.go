@@ -58,7 +58,7 @@ func (m *Mutator) SetFinalizer(x handle.Handle, fn any) {
 	i := x.Slot()
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
-	if s.gens[i].Load() != x.Gen() {
+	if s.hv[i].Load() != uint64(x) {
 		panic(fmt.Sprintf("reclaim: SetFinalizer of a ref to a freed object (%v)", x))
 	}
 	if s.sp.mu.fin == nil {
@@ -125,7 +125,7 @@ func (h *Heap) StopCleanup(x handle.Handle, id uint64) {
 	}
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
-	if s.gens[x.Slot()].Load() != x.Gen() || s.sp.mu.cleanups == nil {
+	if s.hv[x.Slot()].Load() != uint64(x) || s.sp.mu.cleanups == nil {
 		return
 	}
 	for p := &s.sp.mu.cleanups[x.Slot()]; *p != nil; p = &(*p).next {
@@ -149,7 +149,7 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if !s.isAllocated(i) || s.isMarked(i) {
 			continue
 		}
-		x := handle.Pack(h.id, s.idx, i, s.gens[i].Load())
+		x := s.handleAt(i)
 		// Weak handles go nil as soon as the object is found unreachable,
 		// finalizer or not (Go's rule for weak.Pointer).
 		if sp.weak != nil && sp.weak[i] != 0 {

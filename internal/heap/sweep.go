@@ -208,7 +208,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 			b := bits.TrailingZeros64(dead)
 			dead &= dead - 1
 			i := uint32(w*64 + b)
-			g := s.gens[i].Load()
+			g := s.gen(i)
 			if g+1 >= handle.MaxGen {
 				// Generation exhausted: retire the slot rather than let a
 				// handle ever alias a new object.
@@ -219,7 +219,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				mark |= 1 << b
 				retired = true
 			} else {
-				s.gens[i].Store(g + 1)
+				s.hv[i].Store(uint64(handle.Pack(h.id, s.idx, i, g+1)))
 			}
 			h.clearSlot(s, i)
 			freed++

@@ -111,7 +111,7 @@ func (m *Mutator) MakeWeak(x handle.Handle, long bool) handle.Weak {
 	i := x.Slot()
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
-	if s.gens[i].Load() != x.Gen() {
+	if s.hv[i].Load() != uint64(x) {
 		panic(fmt.Sprintf("reclaim: MakeWeak of a ref to a freed object (%v)", x))
 	}
 	arr := &s.sp.mu.weak
