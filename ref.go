@@ -159,10 +159,25 @@ func registerType[T any]() *heap.Type {
 			return buf
 		}
 	}
+	var ephEach func(p unsafe.Pointer, f func(handle.Handle, unsafe.Pointer, *layout.Type))
+	var ephPrune func(p unsafe.Pointer, dead func(handle.Handle) bool)
+	if reflect.PointerTo(rt).Implements(ephemeronTableType) {
+		// An ephemeron table's entries are traced by the ephemeron
+		// machinery only; its own layout reports nothing.
+		custom = func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle { return buf }
+		ephEach = func(p unsafe.Pointer, f func(handle.Handle, unsafe.Pointer, *layout.Type)) {
+			any((*T)(p)).(ephemeronTable).ephEach(f)
+		}
+		ephPrune = func(p unsafe.Pointer, dead func(handle.Handle) bool) {
+			any((*T)(p)).(ephemeronTable).ephPrune(dead)
+		}
+	}
 	t := heap.RegisterType(&heap.Type{
-		Name:   rt.String(),
-		Layout: layout.Of(rt, custom),
-		Size:   rt.Size(),
+		EphEach:  ephEach,
+		EphPrune: ephPrune,
+		Name:     rt.String(),
+		Layout:   layout.Of(rt, custom),
+		Size:     rt.Size(),
 		NewSlab: func(n int) unsafe.Pointer {
 			return unsafe.Pointer(unsafe.SliceData(make([]T, n)))
 		},

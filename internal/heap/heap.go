@@ -202,6 +202,7 @@ type Heap struct {
 	cq    *cleanupq.Queue
 	bg    bgSweeper
 	weak  weakTable    // weak.go
+	eph   ephState     // ephemeron.go
 	stats heapStats    // stats.go
 	idle  event        // broadcast when queues may have drained (Drain)
 	cycle event        // broadcast when a cycle's sweep completes

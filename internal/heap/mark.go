@@ -29,6 +29,7 @@ type markStats struct {
 	stale          int64 // handles to freed objects found in live ones
 	foreign        int64 // handles of another heap found in live ones
 	roots          int
+	pruned         int // ephemeron entries deleted
 	duration       time.Duration
 }
 
@@ -85,7 +86,11 @@ type markWorker struct {
 	pool    *workPool
 	stack   []handle.Handle
 	scratch []handle.Handle
-	st      markStats
+	// ephq holds ephemeron values whose keys are live, to trace
+	// (ephemeron.go); scratchEph is their scan buffer.
+	ephq       []ephEntry
+	scratchEph []handle.Handle
+	st         markStats
 }
 
 // grey marks x and pushes it for scanning if it was not marked yet.
@@ -107,8 +112,13 @@ func (w *markWorker) grey(x handle.Handle) {
 	}
 	w.st.objects++
 	w.st.bytes += int64(s.elemSize)
-	if !s.typ.Layout.NoRefs {
+	if !s.typ.Layout.NoRefs || s.typ.EphEach != nil {
 		w.stack = append(w.stack, x)
+	}
+	if w.h.eph.npending.Load() > 0 {
+		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&bit != 0 {
+			w.released(s, i)
+		}
 	}
 }
 
@@ -123,9 +133,16 @@ func (h *Heap) scanInto(x handle.Handle, buf []handle.Handle) []handle.Handle {
 
 func (w *markWorker) drain() {
 	for {
-		for n := len(w.stack); n > 0; n = len(w.stack) {
+		for n := len(w.stack); n > 0 || len(w.ephq) > 0; n = len(w.stack) {
+			if n == 0 {
+				w.traceEph()
+				continue
+			}
 			x := w.stack[n-1]
 			w.stack = w.stack[:n-1]
+			if s := w.h.spans.get(x.Span()); s.typ.EphEach != nil {
+				w.scanTable(x, s)
+			}
 			w.scratch = w.h.scanInto(x, w.scratch[:0])
 			for _, c := range w.scratch {
 				w.grey(c)
@@ -178,6 +195,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	}
 	w0.drain()
 	wg.Wait()
+	ms0 := h.finishEphemerons()
 
 	var ms markStats
 	for _, w := range workers {
@@ -187,6 +205,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		ms.foreign += w.st.foreign
 	}
 	ms.roots = len(roots)
+	ms.pruned = ms0
 	ms.duration = time.Since(start)
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",

@@ -263,9 +263,9 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		// A cycle ran while we waited; Collect promises one that started
 		// after the call, so run another.
 	}
-	if h.mu.closed && !full {
+	if h.mu.closed {
 		h.mu.Unlock()
-		return
+		return // no collection once Close has begun
 	}
 	ctx, task := trace.NewTask(bgctx, "reclaim.cycle")
 	start := time.Now()

@@ -31,6 +31,12 @@ type Type struct {
 	// FinCall calls a finalizer stored as fn on the object x, from mutator
 	// m. Typed: no reflection, no allocation.
 	FinCall func(m *Mutator, x handle.Handle, fn any)
+	// EphEach and EphPrune make the type an ephemeron table
+	// (ephemeron.go): EphEach reports every entry's key and value, EphPrune
+	// deletes the entries whose key dead reports. Both run with the world
+	// stopped. nil for other types.
+	EphEach  func(p unsafe.Pointer, f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type))
+	EphPrune func(p unsafe.Pointer, dead func(key handle.Handle) bool)
 }
 
 var types struct {
@@ -89,6 +95,14 @@ type span struct {
 	// markBits is set by mark workers with atomic Or during mark (world
 	// stopped), read and cleared by the span's sweeper.
 	markBits []atomic.Uint64
+
+	// ephKeys marks slots that are keys of ephemeron entries waiting in
+	// this mark (ephemeron.go); nil outside a mark with such entries. Set
+	// with eph.mu held, read by mark workers.
+	ephKeys atomic.Pointer[[]atomic.Uint64]
+	// ephHeads[i] is index+1 of the first entry waiting on slot i, in
+	// eph.mu.nodes; 0 if none. Protected by eph.mu; nil with ephKeys.
+	ephHeads []int32
 
 	// sp holds the specials; see special.go.
 	sp specials

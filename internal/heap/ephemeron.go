@@ -1,0 +1,184 @@
+package heap
+
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/layout"
+)
+
+// Ephemerons (weak-key tables: JavaScript's WeakMap, Lua's weak-key tables).
+//
+// An ephemeron table is an object whose Type has EphEach and EphPrune. Its
+// entries are not traced when the table is scanned. Instead, during mark:
+//
+//  1. When a worker scans a table, it registers each entry. An entry whose
+//     key is live (marked, or finalizable: it survives this cycle for its
+//     finalizer, and Lua keeps such keys until they are freed) has its
+//     value traced at once. Otherwise the entry waits on its key: it goes
+//     into pending[key], and the key's slot gets a bit in its span's
+//     ephKeys bitmap.
+//  2. When grey marks an object whose ephKeys bit is set, it releases the
+//     entries waiting on it and traces their values.
+//
+// Each entry is thus handled a constant number of times, so reaching the
+// fixpoint (a value making another entry's key reachable, to any depth)
+// costs time linear in the number of entries, not quadratic as rescanning
+// every table until nothing changes would.
+//
+// The race between registering an entry and marking its key is closed the
+// way Dekker's algorithm closes it: the registrar sets the key's bit, then
+// re-reads the key's mark bit; the marker sets the mark bit, then reads the
+// key's ephKeys bit. With sequentially consistent atomics one of the two
+// sees the other, and both paths take eph.mu before touching pending.
+//
+// At mark termination (world still stopped) every registered table is
+// pruned: entries whose key will be freed this cycle are deleted.
+
+type ephEntry struct {
+	val unsafe.Pointer // the entry's value, stable while the world is stopped
+	lay *layout.Type
+}
+
+type ephNode struct {
+	ephEntry
+	next int32 // index+1 of the next node waiting on the same key; 0 ends
+}
+
+type ephState struct {
+	// npending counts entries waiting on keys, read by grey as a fast
+	// "nothing waits" check. Written with mu held.
+	npending atomic.Int64
+
+	mu struct {
+		sync.Mutex
+		// nodes holds the waiting entries as linked lists, one per key:
+		// a key's list starts at its span's ephHeads[slot]-1 and follows
+		// next-1. No map: a chain of a million entries costs a million
+		// slice appends, not a million hash-table probes.
+		nodes  []ephNode
+		tables []handle.Handle // tables scanned this mark
+		spans  []*span         // spans whose ephKeys were set this mark
+	}
+}
+
+// scanTable registers the entries of the table x (heap.go step 4, above).
+func (w *markWorker) scanTable(x handle.Handle, s *span) {
+	h := w.h
+	e := &h.eph
+	e.mu.Lock()
+	e.mu.tables = append(e.mu.tables, x)
+	e.mu.Unlock()
+	s.typ.EphEach(s.ptr(x.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+		if lay.NoRefs {
+			return
+		}
+		if h.keyLive(key) {
+			w.ephq = append(w.ephq, ephEntry{val, lay})
+			return
+		}
+		ks := h.spans.get(key.Span())
+		if ks == nil || !h.Valid(key) {
+			return // a dead key: pruned at termination
+		}
+		i := key.Slot()
+		e.mu.Lock()
+		bits := ks.ephKeys.Load()
+		if bits == nil {
+			b := make([]atomic.Uint64, len(ks.markBits))
+			bits = &b
+			ks.ephHeads = make([]int32, ks.nslots)
+			ks.ephKeys.Store(bits)
+			e.mu.spans = append(e.mu.spans, ks)
+		}
+		(*bits)[i/64].Or(1 << (i % 64))
+		if ks.isMarked(i) { // marked since keyLive: the marker may have missed the bit
+			e.mu.Unlock()
+			w.ephq = append(w.ephq, ephEntry{val, lay})
+			return
+		}
+		e.mu.nodes = append(e.mu.nodes, ephNode{ephEntry{val, lay}, ks.ephHeads[i]})
+		ks.ephHeads[i] = int32(len(e.mu.nodes))
+		e.npending.Add(1)
+		e.mu.Unlock()
+	})
+}
+
+// released is called by grey for a newly marked object whose ephKeys bit
+// is set: the values waiting on it go on the worker's ephemeron queue,
+// which drain traces like its grey stack (not here: a chain of entries
+// would recurse as deep as it is long).
+func (w *markWorker) released(s *span, i uint32) {
+	e := &w.h.eph
+	e.mu.Lock()
+	n := 0
+	for j := s.ephHeads[i]; j != 0; j = e.mu.nodes[j-1].next {
+		w.ephq = append(w.ephq, e.mu.nodes[j-1].ephEntry)
+		n++
+	}
+	s.ephHeads[i] = 0
+	e.npending.Add(-int64(n))
+	e.mu.Unlock()
+}
+
+// traceEph greys the refs of the values on the worker's ephemeron queue.
+func (w *markWorker) traceEph() {
+	for n := len(w.ephq); n > 0; n = len(w.ephq) {
+		en := w.ephq[n-1]
+		w.ephq = w.ephq[:n-1]
+		w.scratchEph = en.lay.Scan(en.val, w.scratchEph[:0])
+		for _, c := range w.scratchEph {
+			w.grey(c) // may append to ephq
+		}
+	}
+}
+
+// keyLive reports whether key survives this cycle: it is marked, or it has
+// a finalizer (it is kept for the finalizer and freed only later).
+func (h *Heap) keyLive(key handle.Handle) bool {
+	s := h.spans.get(key.Span())
+	if s == nil || !h.Valid(key) {
+		return false
+	}
+	i := key.Slot()
+	if s.isMarked(i) {
+		return true
+	}
+	if s.sp.n.Load() == 0 {
+		return false
+	}
+	s.sp.mu.Lock()
+	defer s.sp.mu.Unlock()
+	return s.sp.mu.fin != nil && s.sp.mu.fin[i].fn != nil
+}
+
+// finishEphemerons prunes the tables found this mark and resets the state.
+// REQUIRES: world stopped, marking complete.
+func (h *Heap) finishEphemerons() (pruned int) {
+	e := &h.eph
+	e.mu.Lock()
+	tables := e.mu.tables
+	e.mu.tables = nil
+	for _, s := range e.mu.spans {
+		s.ephKeys.Store(nil)
+		s.ephHeads = nil
+	}
+	e.mu.spans = nil
+	clear(e.mu.nodes) // drop the value pointers
+	e.mu.nodes = e.mu.nodes[:0]
+	e.npending.Store(0)
+	e.mu.Unlock()
+	for _, x := range tables {
+		s := h.spans.get(x.Span())
+		s.typ.EphPrune(s.ptr(x.Slot()), func(key handle.Handle) bool {
+			if h.keyLive(key) {
+				return false
+			}
+			pruned++
+			return true
+		})
+	}
+	return pruned
+}

@@ -1,0 +1,139 @@
+package reclaim
+
+import (
+	"fmt"
+	"iter"
+	"reflect"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/layout"
+)
+
+// WeakMap is an ephemeron table, the semantics of JavaScript's WeakMap and
+// Lua's weak-key tables: an entry keeps its value alive only while its key
+// is reachable from somewhere other than the entry's own value (and other
+// entries' values leading back to it); once the key is unreachable the
+// entry disappears. The key itself is never kept alive by the table.
+//
+// A WeakMap is a heap object: allocate it with New[WeakMap[K, V]] and reach
+// it through its Ref, so that it is found by the collector like any other
+// object (a WeakMap kept outside the heap is not an ephemeron table, and
+// refs in its values are not seen).
+//
+//	t := reclaim.New[reclaim.WeakMap[Obj, Ref[Obj]]](m)
+//	t.Get(m).Set(key, value)
+//
+// Marking reaches the fixpoint (a value that makes another entry's key
+// reachable, to any depth) in time linear in the number of entries. Keys
+// kept alive for their finalizer keep their entries until they are freed
+// (Lua 5.4 manual §2.5.4: resurrected objects are removed from weak keys
+// only when they are actually freed). Entries of dead keys are deleted
+// when the mark that found them dead ends.
+//
+// A WeakMap is not safe for concurrent use by several mutators; like any
+// object, it is read and written between safepoints.
+type WeakMap[K, V any] struct {
+	idx  map[handle.Handle]int32 // key -> index into keys and vals
+	keys []handle.Handle
+	vals []V
+}
+
+// Set stores v under k. It panics if k is nil.
+func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
+	if k.h == 0 {
+		panic("reclaim: WeakMap.Set with a nil key")
+	}
+	if i, ok := t.idx[k.h]; ok {
+		t.vals[i] = v
+		return
+	}
+	if t.idx == nil {
+		t.idx = make(map[handle.Handle]int32)
+	}
+	if len(t.keys) >= 1<<31-1 {
+		panic(fmt.Sprintf("reclaim: WeakMap holds %d entries, the most it can", len(t.keys)))
+	}
+	t.idx[k.h] = int32(len(t.keys))
+	t.keys = append(t.keys, k.h)
+	t.vals = append(t.vals, v)
+}
+
+// Get returns the value stored under k.
+func (t *WeakMap[K, V]) Get(k Ref[K]) (V, bool) {
+	if i, ok := t.idx[k.h]; ok {
+		return t.vals[i], true
+	}
+	var zero V
+	return zero, false
+}
+
+// Has reports whether k has an entry.
+func (t *WeakMap[K, V]) Has(k Ref[K]) bool {
+	_, ok := t.idx[k.h]
+	return ok
+}
+
+// Delete removes k's entry and reports whether there was one.
+func (t *WeakMap[K, V]) Delete(k Ref[K]) bool {
+	i, ok := t.idx[k.h]
+	if !ok {
+		return false
+	}
+	t.removeAt(i)
+	return true
+}
+
+// Len returns the number of entries.
+func (t *WeakMap[K, V]) Len() int { return len(t.keys) }
+
+// All iterates over the entries, in no particular order. The table must not
+// be modified during the iteration.
+func (t *WeakMap[K, V]) All() iter.Seq2[Ref[K], V] {
+	return func(yield func(Ref[K], V) bool) {
+		for i, k := range t.keys {
+			if !yield(Ref[K]{k}, t.vals[i]) {
+				return
+			}
+		}
+	}
+}
+
+func (t *WeakMap[K, V]) removeAt(i int32) {
+	last := int32(len(t.keys) - 1)
+	delete(t.idx, t.keys[i])
+	if i != last {
+		t.keys[i] = t.keys[last]
+		t.vals[i] = t.vals[last]
+		t.idx[t.keys[i]] = i
+	}
+	var zero V
+	t.vals[last] = zero
+	t.keys = t.keys[:last]
+	t.vals = t.vals[:last]
+}
+
+// ephemeronTable is implemented by *WeakMap; registerType recognizes it.
+type ephemeronTable interface {
+	ephEach(f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type))
+	ephPrune(dead func(handle.Handle) bool)
+}
+
+func (t *WeakMap[K, V]) ephEach(f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type)) {
+	lay := layout.Of(reflect.TypeFor[V](), nil)
+	for i, k := range t.keys {
+		f(k, unsafe.Pointer(&t.vals[i]), lay)
+	}
+}
+
+func (t *WeakMap[K, V]) ephPrune(dead func(handle.Handle) bool) {
+	for i := int32(0); i < int32(len(t.keys)); {
+		if dead(t.keys[i]) {
+			t.removeAt(i)
+			continue
+		}
+		i++
+	}
+}
+
+var ephemeronTableType = reflect.TypeFor[ephemeronTable]()
