@@ -23,3 +23,18 @@ func (m *Mutator) Safepoint() { m.m.Safepoint() }
 // Collect runs a full collection, sweep included, like runtime.GC. It is a
 // safepoint.
 func (m *Mutator) Collect() { m.m.Collect() }
+
+// RetainingPath explains why o is still alive, for an object expected to be
+// dead (a leak): it stops the world and returns the chain of references
+// that leads to o from a root, root first, e.g.
+//
+//	pinned: main.Interp
+//	-> main.Scope
+//	-> main.Closure
+//
+// and true; or nil and false if o is unreachable (the next collection frees
+// it). It walks the reachable graph, so it is meant for debugging, not for
+// production paths. It is a safepoint.
+func (m *Mutator) RetainingPath(o Object) ([]string, bool) {
+	return m.m.RetainingPath(o.h)
+}

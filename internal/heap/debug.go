@@ -2,6 +2,10 @@ package heap
 
 import (
 	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/layout"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
@@ -92,4 +96,78 @@ func reverse(s []string) []string {
 		s[i], s[j] = s[j], s[i]
 	}
 	return s
+}
+
+// RetainingPath stops the world and looks for a chain of references from a
+// root to x. It returns the chain, root first, as lines such as
+// "pinned main.Root" and "-> main.Node", and whether x is reachable at
+// all. WeakMap entries are followed when their key was reached before the
+// table was visited (the search does not iterate to the ephemeron
+// fixpoint, so a path through a WeakMap may be missed). It is a debugging
+// aid: it walks the reachable graph with the world stopped.
+func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
+	h := m.enter("RetainingPath")
+	defer m.leave()
+	h.check(x, "RetainingPath")
+	h.mu.Lock()
+	if h.mu.stw {
+		h.parkLocked(m)
+	}
+	h.stopTheWorldLocked(time.Now())
+	h.mu.Unlock()
+	defer h.startTheWorld()
+
+	type node struct {
+		parent handle.Handle // 0 for a root
+		kind   string        // root kind, for roots
+	}
+	seen := make(map[handle.Handle]node)
+	var q []handle.Handle
+	h.eachRoot(func(kind string, from, y handle.Handle) {
+		if _, ok := seen[y]; ok || !h.Valid(y) {
+			return
+		}
+		if from != 0 {
+			kind += " " + h.spans.get(from.Span()).typ.Name
+		}
+		seen[y] = node{kind: kind}
+		q = append(q, y)
+	})
+	var buf []handle.Handle
+	for i := 0; i < len(q); i++ {
+		y := q[i]
+		if y == x {
+			break
+		}
+		s := h.spans.get(y.Span())
+		buf = h.scanInto(y, buf[:0])
+		if s.typ.EphEach != nil {
+			s.typ.EphEach(s.ptr(y.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+				if _, ok := seen[key]; ok {
+					buf = lay.Scan(val, buf)
+				}
+			})
+		}
+		for _, c := range buf {
+			if _, ok := seen[c]; !ok && h.Valid(c) {
+				seen[c] = node{parent: y}
+				q = append(q, c)
+			}
+		}
+	}
+	n, ok := seen[x]
+	if !ok {
+		return nil, false
+	}
+	var chain []string
+	for y := x; ; y = n.parent {
+		n = seen[y]
+		name := h.spans.get(y.Span()).typ.Name
+		if n.parent == 0 {
+			chain = append(chain, n.kind+": "+name)
+			break
+		}
+		chain = append(chain, "-> "+name)
+	}
+	return reverse(chain), true
 }

@@ -217,14 +217,31 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	return ms
 }
 
+// Root kinds, as RetainingPath reports them.
+const (
+	rootPinned      = "pinned"
+	rootScanRoots   = "reported by ScanRoots"
+	rootFinQueue    = "queued for finalization"
+	rootCleanupArg  = "argument of a cleanup"
+	rootFinReferent = "referenced by a finalizable object"
+)
+
 // gatherRoots appends every root handle: pinned objects, the embedder's
 // roots, queued finalizer records, cleanup arguments (queued and
 // registered), and the referents of finalizable objects (seed 003: the
 // object is scanned, not marked).
 func (h *Heap) gatherRoots(buf []handle.Handle) []handle.Handle {
+	h.eachRoot(func(_ string, from, x handle.Handle) { buf = append(buf, x) })
+	return buf
+}
+
+// eachRoot calls add for every root, with its kind and, for the referents
+// of finalizable objects, the finalizable object.
+// REQUIRES: world stopped.
+func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 	h.mu.Lock()
 	for x := range h.mu.pins {
-		buf = append(buf, x)
+		add(rootPinned, 0, x)
 	}
 	spans := slices.Clone(h.mu.allspans)
 	locals := h.cleanupLocalsLocked()
@@ -232,12 +249,19 @@ func (h *Heap) gatherRoots(buf []handle.Handle) []handle.Handle {
 	if h.cfg.ScanRoots != nil {
 		h.cfg.ScanRoots(func(x handle.Handle) {
 			if x != 0 {
-				buf = append(buf, x)
+				add(rootScanRoots, 0, x)
 			}
 		})
 	}
-	buf = h.fin.scanRoots(buf)
-	buf = h.cq.ScanRoots(locals, buf)
+	var buf []handle.Handle
+	buf = h.fin.scanRoots(buf[:0])
+	for _, x := range buf {
+		add(rootFinQueue, 0, x)
+	}
+	buf = h.cq.ScanRoots(locals, buf[:0])
+	for _, x := range buf {
+		add(rootCleanupArg, 0, x)
+	}
 	for _, s := range spans {
 		if s.sp.n.Load() == 0 {
 			continue
@@ -246,20 +270,26 @@ func (h *Heap) gatherRoots(buf []handle.Handle) []handle.Handle {
 		if fin := s.sp.mu.fin; fin != nil {
 			for i := range fin {
 				if fin[i].fn != nil && !s.typ.Layout.NoRefs {
-					buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf)
+					from := s.handleAt(uint32(i))
+					buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf[:0])
+					for _, x := range buf {
+						add(rootFinReferent, from, x)
+					}
 				}
 			}
 		}
 		if cl := s.sp.mu.cleanups; cl != nil {
 			for i := range cl {
 				for c := cl[i]; c != nil; c = c.next {
-					buf = c.r.Scan(buf)
+					buf = c.r.Scan(buf[:0])
+					for _, x := range buf {
+						add(rootCleanupArg, 0, x)
+					}
 				}
 			}
 		}
 		s.sp.mu.Unlock()
 	}
-	return buf
 }
 
 // REQUIRES: h.mu held.

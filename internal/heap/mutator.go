@@ -269,10 +269,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	}
 	ctx, task := trace.NewTask(bgctx, "reclaim.cycle")
 	start := time.Now()
-	h.mu.stw = true
-	h.stwReq.Store(true)
-	h.mu.running-- // the leader is at a safepoint
-	h.waitStoppedLocked(start)
+	h.stopTheWorldLocked(start)
 	h.mu.Unlock()
 	stopped := time.Now()
 	h.gcDue.Store(false)
@@ -286,20 +283,36 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	trace.WithRegion(ctx, "reclaim.mark", func() { ms = h.mark(ctx) })
 	h.flip(ms)
 
-	h.mu.Lock()
 	pause := time.Since(stopped)
 	h.stats.recordPause(pause, time.Since(start))
-	h.mu.stw = false
-	h.stwReq.Store(false)
-	h.mu.running++
-	h.mu.cond.Broadcast()
-	h.mu.Unlock()
+	h.startTheWorld()
 	h.bg.wake()
 	task.End()
 	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "pause", pause)
 	if full {
 		trace.WithRegion(ctx, "reclaim.sweep", func() { h.sweepUntilDone(&m.local) })
 	}
+}
+
+// stopTheWorldLocked stops the world with the calling mutator (at a
+// safepoint) as the leader.
+// REQUIRES: h.mu held, !h.mu.stw; the caller is an attached, running
+// mutator.
+func (h *Heap) stopTheWorldLocked(start time.Time) {
+	h.mu.stw = true
+	h.stwReq.Store(true)
+	h.mu.running-- // the leader is at a safepoint
+	h.waitStoppedLocked(start)
+}
+
+// startTheWorld restarts the mutators parked by stopTheWorldLocked.
+func (h *Heap) startTheWorld() {
+	h.mu.Lock()
+	h.mu.stw = false
+	h.stwReq.Store(false)
+	h.mu.running++
+	h.mu.cond.Broadcast()
+	h.mu.Unlock()
 }
 
 // waitStoppedLocked waits until no attached mutator runs. While it waits, a
