@@ -14,7 +14,8 @@
  *                 finlock; parks if it was empty, else runs the records.
  *   init          the collector: NCYCLES cycles; between cycles the world
  *                 is stopped, the sweep state is reset, a new pool of
- *                 NSPANS spans is to be swept.
+ *                 NSPANS spans is to be swept. At each cycle's end it
+ *                 checks that no wake-up of the cycle was lost.
  *   Checker       fires only when no other process can move (timeout), so
  *                 in every final state, and checks no wake-up was lost.
  *
@@ -181,7 +182,10 @@ proctype Fing() {
 #else
 				skip
 #endif
-			:: else -> skip
+			:: else ->
+				/* Wait is clear, and stays clear until this goroutine
+				 * sets it, so RunningFinalizer never meets Wait. */
+				assert((fingStatus & fingWait) == 0)
 			fi;
 			unlock()
 		};

@@ -183,7 +183,7 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 // due when the goal is reached.
 func (h *Heap) addLive(n int64) {
 	live := h.heapLive.Add(n)
-	if g := h.goal.Load(); g >= 0 && live >= g {
+	if g := h.goal.Load(); g >= 0 && live+h.external.Load()-h.extBase.Load() >= g {
 		h.gcDue.Store(true)
 	}
 }

@@ -51,7 +51,14 @@ func (h *Heap) Close() error {
 	var local cleanupq.Local
 	h.sweepUntilDone(&local)
 	h.cq.FlushOne(&local)
-	_ = h.Drain(context.Background())
+	if h.fin.hereMode {
+		// Queued finalizers wait for a mutator's safepoint, which may
+		// never come now: they are taken and run below. Wait for the
+		// cleanups only.
+		h.waitCleanups()
+	} else {
+		_ = h.Drain(context.Background())
+	}
 	h.fin.stop()
 
 	// Run the finalizers of objects still alive, on a mutator of Close's
@@ -156,6 +163,9 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	for b := f.mu.q; b != nil; b = b.next {
 		recs = append(recs, b.recs[:b.n]...)
 		f.queued.Add(-int64(b.n)) // counted again when run
+		if f.hereMode {
+			f.pending.Add(-int64(b.n))
+		}
 		b.n = 0
 	}
 	f.mu.q = nil

@@ -194,6 +194,9 @@ type Heap struct {
 	// by allocators and the leader.
 	heapLive atomic.Int64
 	external atomic.Int64 // AddExternal total; atomic
+	// extBase is external at the last flip: the pacer's goal allows for it,
+	// so only growth past it counts toward the next trigger. Atomic.
+	extBase atomic.Int64
 	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats.
 	spanBytesA atomic.Int64
 
@@ -280,7 +283,9 @@ func (h *Heap) AddExternal(n int64) {
 	}
 	if n > 0 {
 		h.mu.Lock()
-		due := h.mu.pacer.Due(h.heapLive.Load()+v) || !h.mu.pacer.Fits(h.mu.spanBytes, v, 0)
+		// The goal already allows for the external bytes the last cycle
+		// saw; only their growth since counts against it.
+		due := h.mu.pacer.Due(h.heapLive.Load()+v-h.extBase.Load()) || !h.mu.pacer.Fits(h.mu.spanBytes, v, 0)
 		h.mu.Unlock()
 		if due {
 			h.gcDue.Store(true)

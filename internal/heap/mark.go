@@ -196,6 +196,9 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	w0.drain()
 	wg.Wait()
 	ms0 := h.finishEphemerons()
+	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
+		remarkCheck(h, roots)
+	}
 
 	var ms markStats
 	for _, w := range workers {
@@ -345,6 +348,7 @@ func (h *Heap) flip(ms markStats) {
 
 	ext := h.external.Load()
 	h.mu.pacer.EndCycle(ms.bytes, ext)
+	h.extBase.Store(ext)
 	h.goal.Store(h.mu.pacer.Goal())
 	h.heapLive.Store(ms.bytes)
 	h.stats.endCycle(ms)

@@ -222,7 +222,12 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	}
 	if int(s.idx) < len(floors) {
 		for i := range s.hv {
-			if g := s.gen(uint32(i)); g < floors[s.idx] || g >= handle.MaxGen {
+			x := s.handleAt(uint32(i))
+			if x.Heap() != h.id || x.Span() != s.idx || x.Slot() != uint32(i) {
+				v.fail("%v: slot %d's handle word is %v", s, i, x)
+				break
+			}
+			if g := x.Gen(); g < floors[s.idx] || g >= handle.MaxGen {
 				v.fail("%v: slot %d has generation %d (floor %d, max %d)", s, i, g, floors[s.idx], handle.MaxGen-1)
 				break
 			}
@@ -313,3 +318,9 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	}
 	return int64(alloc - retired)
 }
+
+// remarkCheck, when set, is called by mark once marking is complete, with
+// the world still stopped and the roots the mark started from. The
+// invariants build tag sets it to the re-mark verifier
+// (verify_invariants.go); otherwise it is nil. Set before any heap exists.
+var remarkCheck func(h *Heap, roots []handle.Handle)

@@ -29,7 +29,10 @@ type weakCell struct {
 type weakChunk [1 << weakChunkBits]weakCell
 
 type weakTable struct {
-	dir [handle.MaxCells >> weakChunkBits]atomic.Pointer[weakChunk]
+	// dir is the list of chunks, replaced (copied on growth) with mu held
+	// and read lock-free; a chunk never moves once added. It starts empty,
+	// so a heap that never makes a weak ref pays nothing for the table.
+	dir atomic.Pointer[[]*weakChunk]
 	mu  struct {
 		sync.Mutex
 		free []uint32 // killed cells ready for reuse
@@ -38,11 +41,11 @@ type weakTable struct {
 }
 
 func (t *weakTable) cell(i uint32) *weakCell {
-	c := t.dir[(i>>weakChunkBits)&(handle.MaxCells>>weakChunkBits-1)].Load()
-	if c == nil {
+	d := t.dir.Load()
+	if d == nil || int(i>>weakChunkBits) >= len(*d) {
 		return nil
 	}
-	return &c[i&(1<<weakChunkBits-1)]
+	return &(*d)[i>>weakChunkBits][i&(1<<weakChunkBits-1)]
 }
 
 // make returns a new cell holding x.
@@ -59,9 +62,13 @@ func (t *weakTable) make(x handle.Handle) uint32 {
 		}
 		i = t.mu.next
 		t.mu.next++
-		d := &t.dir[i>>weakChunkBits]
-		if d.Load() == nil {
-			d.Store(new(weakChunk))
+		var d []*weakChunk
+		if p := t.dir.Load(); p != nil {
+			d = *p
+		}
+		if int(i>>weakChunkBits) >= len(d) {
+			nd := append(d[:len(d):len(d)], new(weakChunk))
+			t.dir.Store(&nd)
 		}
 	}
 	c := t.cell(i)

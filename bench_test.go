@@ -1,0 +1,19 @@
+package reclaim_test
+
+import (
+	"testing"
+
+	"github.com/reclaimgc/reclaim/internal/workload"
+)
+
+// BenchmarkWorkloads runs the benchmark suite (internal/workload), each
+// workload on reclaim and on the Go runtime side by side. See
+// docs/BENCHMARKS.md for the figures and the command that reproduces them.
+func BenchmarkWorkloads(b *testing.B) {
+	for _, w := range workload.All() {
+		b.Run(w.Name+"/reclaim", w.Reclaim)
+		if w.Go != nil {
+			b.Run(w.Name+"/go", w.Go)
+		}
+	}
+}

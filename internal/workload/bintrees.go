@@ -1,0 +1,154 @@
+package workload
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/reclaimgc/reclaim"
+)
+
+// The Benchmarks Game's binary-trees, single-threaded: a stretch tree of
+// depth+1, a long-lived tree of depth, then 2^(depth-d+4) trees of each
+// even depth d from 4 to depth, each built bottom-up, checked (its nodes
+// counted) and dropped. The peers compute the same trees (bench/peers).
+
+// tnode is a tree node on a reclaim heap: 16 bytes, like Go's.
+type tnode struct {
+	left, right reclaim.Ref[tnode]
+}
+
+// gtnode is a tree node with Go pointers.
+type gtnode struct {
+	left, right *gtnode
+}
+
+// BinaryTrees returns the binary-trees workload at depth (the Benchmarks
+// Game runs 18; at least 4). One op is one whole run. Reclaim's side reaches
+// a safepoint after each tree it drops, with the long-lived tree pinned,
+// and reports the peak of Stats.SpanBytes, sampled before each safepoint,
+// as "span-MB"; the process's peak RSS is the bench command's to measure.
+// Both sides report the node count as "nodes" (the same on both, or the
+// run fails).
+func BinaryTrees(depth int) Workload {
+	if depth < 4 {
+		panic("reclaim: workload.BinaryTrees: depth must be at least 4")
+	}
+	return Workload{
+		Name:  "binary-trees",
+		Doc:   fmt.Sprintf("one binary-trees run at depth %d, single-threaded; reports span-MB (reclaim's peak span bytes) and nodes", depth),
+		Peer:  "binary-trees",
+		PeerN: depth,
+		Reclaim: func(b *testing.B) {
+			var peak int64
+			var nodes int
+			for i := 0; i < b.N; i++ {
+				nodes, peak = ReclaimTrees(depth)
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "span-MB")
+			b.ReportMetric(float64(nodes), "nodes")
+			if want := treesNodes(depth); nodes != want {
+				b.Fatalf("binary-trees(%d) counted %d nodes, want %d", depth, nodes, want)
+			}
+		},
+		Go: func(b *testing.B) {
+			var nodes int
+			for i := 0; i < b.N; i++ {
+				nodes = GoTrees(depth)
+			}
+			b.ReportMetric(float64(nodes), "nodes")
+			if want := treesNodes(depth); nodes != want {
+				b.Fatalf("binary-trees(%d) counted %d nodes, want %d", depth, nodes, want)
+			}
+		},
+	}
+}
+
+// ReclaimTrees runs binary-trees at depth on a new reclaim heap and returns
+// the nodes it counted and the peak of the heap's span bytes.
+func ReclaimTrees(depth int) (nodes int, peakSpanBytes int64) {
+	h := reclaim.NewHeap(reclaim.Options{})
+	m := h.Attach()
+	defer func() {
+		m.Detach()
+		h.Close()
+	}()
+	sample := func() {
+		peakSpanBytes = max(peakSpanBytes, h.Stats().SpanBytes)
+	}
+
+	stretch := bottomUp(m, depth+1)
+	nodes += check(m, stretch)
+	sample()
+	m.Safepoint()
+
+	long := bottomUp(m, depth)
+	h.Pin(long.Object())
+	for d := 4; d <= depth; d += 2 {
+		iters := 1 << (depth - d + 4)
+		for range iters {
+			nodes += check(m, bottomUp(m, d))
+			sample()
+			m.Safepoint()
+		}
+	}
+	nodes += check(m, long)
+	h.Unpin(long.Object())
+	return nodes, peakSpanBytes
+}
+
+func bottomUp(m *reclaim.Mutator, depth int) reclaim.Ref[tnode] {
+	n := reclaim.New[tnode](m)
+	if depth > 0 {
+		l := bottomUp(m, depth-1)
+		r := bottomUp(m, depth-1)
+		p := n.Get(m)
+		p.left, p.right = l, r
+	}
+	return n
+}
+
+func check(m *reclaim.Mutator, r reclaim.Ref[tnode]) int {
+	p := r.Get(m)
+	if p.left.IsNil() {
+		return 1
+	}
+	return 1 + check(m, p.left) + check(m, p.right)
+}
+
+// GoTrees runs binary-trees at depth with Go pointers and returns the nodes
+// it counted.
+func GoTrees(depth int) int {
+	nodes := goCheck(goBottomUp(depth + 1))
+	long := goBottomUp(depth)
+	for d := 4; d <= depth; d += 2 {
+		iters := 1 << (depth - d + 4)
+		for range iters {
+			nodes += goCheck(goBottomUp(d))
+		}
+	}
+	return nodes + goCheck(long)
+}
+
+func goBottomUp(depth int) *gtnode {
+	if depth <= 0 {
+		return &gtnode{}
+	}
+	return &gtnode{goBottomUp(depth - 1), goBottomUp(depth - 1)}
+}
+
+func goCheck(n *gtnode) int {
+	if n.left == nil {
+		return 1
+	}
+	return 1 + goCheck(n.left) + goCheck(n.right)
+}
+
+// treesNodes is the number of nodes one run at depth counts.
+func treesNodes(depth int) int {
+	size := func(d int) int { return 1<<(d+1) - 1 }
+	n := size(depth+1) + size(depth)
+	for d := 4; d <= depth; d += 2 {
+		n += (1 << (depth - d + 4)) * size(d)
+	}
+	return n
+}

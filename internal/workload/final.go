@@ -1,0 +1,161 @@
+package workload
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reclaimgc/reclaim"
+)
+
+func finNop(*reclaim.Mutator, reclaim.Ref[obj]) {}
+
+func goFinNop(*gobj) {}
+
+// finalizerSetClear is the runtime's BenchmarkFinalizer, per object and on
+// one goroutine: set a finalizer on each of batch live objects, then clear
+// them all.
+func finalizerSetClear(batch int) Workload {
+	return Workload{
+		Name:  "finalizer-setclear",
+		Doc:   fmt.Sprintf("set then clear a finalizer, over %d live objects (runtime's BenchmarkFinalizer, one goroutine)", batch),
+		Peer:  "finalizer-setclear",
+		PeerN: batch,
+		Reclaim: func(b *testing.B) {
+			_, m := newHeap(b, reclaim.Options{})
+			refs := make([]reclaim.Ref[obj], batch)
+			for i := range refs {
+				refs[i] = reclaim.New[obj](m)
+			}
+			b.ResetTimer()
+			for done := 0; done < b.N; done += batch {
+				k := min(batch, b.N-done)
+				for _, r := range refs[:k] {
+					reclaim.SetFinalizer(m, r, finNop)
+				}
+				for _, r := range refs[:k] {
+					reclaim.SetFinalizer[obj](m, r, nil)
+				}
+			}
+		},
+		Go: func(b *testing.B) {
+			ptrs := make([]*gobj, batch)
+			for i := range ptrs {
+				ptrs[i] = new(gobj)
+			}
+			b.ResetTimer()
+			for done := 0; done < b.N; done += batch {
+				k := min(batch, b.N-done)
+				for _, p := range ptrs[:k] {
+					runtime.SetFinalizer(p, goFinNop)
+				}
+				for _, p := range ptrs[:k] {
+					runtime.SetFinalizer(p, nil)
+				}
+			}
+		},
+	}
+}
+
+// counter counts finalizer or cleanup calls of one batch and closes done
+// at the last one. n is immutable; count is atomic (cleanups run
+// concurrently); done is closed once, by the call that brings count to n.
+type counter struct {
+	n     int64
+	count atomic.Int64
+	done  chan struct{}
+}
+
+func newCounter(n int) *counter {
+	return &counter{n: int64(n), done: make(chan struct{})}
+}
+
+func (c *counter) hit() {
+	if c.count.Add(1) == c.n {
+		close(c.done)
+	}
+}
+
+// reclaimWait waits for c's last call after the batch has been collected.
+func reclaimWait(b *testing.B, h *reclaim.Heap, c *counter, what string) {
+	await(b, c.done, what, func() string {
+		return fmt.Sprintf("%d of %d ran; stats %+v", c.count.Load(), c.n, h.Stats())
+	})
+}
+
+// goWait collects until c's last call: runtime.GC queues every unreachable
+// object's finalizer or cleanup; a further cycle is forced only if the
+// calls stall (an object the last cycle could not yet free).
+func goWait(b *testing.B, c *counter, what string) {
+	runtime.GC()
+	deadline := time.Now().Add(waitGuard)
+	t := time.NewTimer(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: not done after %v: %d of %d ran", what, waitGuard, c.count.Load(), c.n)
+			}
+			runtime.GC()
+			t.Reset(10 * time.Millisecond)
+		}
+	}
+}
+
+// finalizerRun is the runtime's BenchmarkFinalizerRun measured to the last
+// call: allocate n objects, each with a finalizer that counts, drop them,
+// collect, and wait for the last finalizer; per object. Reclaim's side
+// reaches a safepoint every 1000 objects, so the pacer may collect during
+// the allocation as Go's collector does.
+func finalizerRun(n int) Workload {
+	return Workload{
+		Name:  scalingName("finalizer-run", n),
+		Doc:   fmt.Sprintf("allocate %d objects with a finalizer, drop, collect, run to the last finalizer; per object", n),
+		Peer:  "finalizer-run",
+		PeerN: n,
+		Reclaim: func(b *testing.B) {
+			h, m := newHeap(b, reclaim.Options{})
+			k := batches(b, n)
+			b.ResetTimer()
+			start := time.Now()
+			for range k {
+				c := newCounter(n)
+				fin := func(*reclaim.Mutator, reclaim.Ref[obj]) { c.hit() }
+				for i := range n {
+					reclaim.SetFinalizer(m, reclaim.New[obj](m), fin)
+					if i%safepointEvery == safepointEvery-1 {
+						m.Safepoint()
+					}
+				}
+				m.Collect()
+				reclaimWait(b, h, c, "finalizer-run")
+			}
+			reportPerObject(b, time.Since(start), k*n)
+		},
+		Go: func(b *testing.B) {
+			k := batches(b, n)
+			runtime.GC()
+			b.ResetTimer()
+			start := time.Now()
+			for range k {
+				c := newCounter(n)
+				goAllocFinalized(n, c)
+				goWait(b, c, "finalizer-run")
+			}
+			reportPerObject(b, time.Since(start), k*n)
+		},
+	}
+}
+
+//go:noinline
+func goAllocFinalized(n int, c *counter) {
+	fin := func(*gobj) { c.hit() }
+	for range n {
+		runtime.SetFinalizer(new(gobj), fin)
+	}
+}

@@ -1,0 +1,127 @@
+package workload
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/reclaimgc/reclaim"
+)
+
+// The graph of the mark and graph-churn workloads: a random tree (each
+// node's parent drawn uniformly from the nodes before it, kept as
+// first-child/next-sibling links) plus one extra edge per node to a random
+// node, so marking meets many already-marked objects as a real heap does.
+// x2 is left for graph-churn to hang short-lived nodes on.
+
+// gnode is a graph node on a reclaim heap: 40 bytes, no Go pointers.
+type gnode struct {
+	child, sibling, x1, x2 reclaim.Ref[gnode]
+	val                    uint64
+}
+
+// ggnode is gnode with Go pointers (48 bytes in Go's size classes).
+type ggnode struct {
+	child, sibling, x1, x2 *ggnode
+	val                    uint64
+}
+
+// graphSeed makes every build of a graph the same graph.
+const graphSeed = 0x5eed
+
+// buildGraph allocates an n-node graph on m's heap, pins its root (node 0),
+// and returns every node's ref. It reaches no safepoint.
+func buildGraph(h *reclaim.Heap, m *reclaim.Mutator, n int) []reclaim.Ref[gnode] {
+	rng := rand.New(rand.NewPCG(graphSeed, uint64(n)))
+	refs := make([]reclaim.Ref[gnode], n)
+	for i := range refs {
+		refs[i] = reclaim.New[gnode](m)
+		refs[i].Get(m).val = uint64(i)
+	}
+	for i := 1; i < n; i++ {
+		p := refs[rng.IntN(i)].Get(m)
+		c := refs[i].Get(m)
+		c.sibling = p.child
+		p.child = refs[i]
+	}
+	for i := range refs {
+		refs[i].Get(m).x1 = refs[rng.IntN(n)]
+	}
+	h.Pin(refs[0].Object())
+	return refs
+}
+
+// buildGoGraph builds the same graph with Go pointers.
+func buildGoGraph(n int) []*ggnode {
+	rng := rand.New(rand.NewPCG(graphSeed, uint64(n)))
+	ptrs := make([]*ggnode, n)
+	for i := range ptrs {
+		ptrs[i] = &ggnode{val: uint64(i)}
+	}
+	for i := 1; i < n; i++ {
+		p, c := ptrs[rng.IntN(i)], ptrs[i]
+		c.sibling = p.child
+		p.child = c
+	}
+	for i := range ptrs {
+		ptrs[i].x1 = ptrs[rng.IntN(n)]
+	}
+	return ptrs
+}
+
+// Mark returns the mark workload with the given number of mark workers
+// (named "mark-1w", "mark-2w", ...) on an n-node graph. One op is one full
+// collection of the live graph (Collect; runtime.GC on the Go side, run
+// with GOMAXPROCS set to workers). Both sides report "Mobj/s" per worker:
+// reclaim from its mark time alone (Stats.LastMark), Go from the whole
+// runtime.GC call, which also sweeps.
+func Mark(workers, n int) Workload {
+	if workers < 1 {
+		panic("reclaim: workload.Mark: workers must be at least 1")
+	}
+	return Workload{
+		Name: fmt.Sprintf("mark-%dw", workers),
+		Doc: fmt.Sprintf("one full collection of a live %d-node graph with %d mark worker(s); reports Mobj/s per worker, mark-ms, pause-ms",
+			n, workers),
+		Reclaim: func(b *testing.B) {
+			h, m := newHeap(b, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+			buildGraph(h, m, n)
+			m.Collect()
+			var mark, pause time.Duration
+			var marked int64
+			iters := 0
+			for b.Loop() {
+				m.Collect()
+				st := h.Stats()
+				mark += st.LastMark
+				pause += st.PauseLast
+				marked += st.ObjectsMarked
+				iters++
+			}
+			if marked != int64(iters)*int64(n) {
+				b.Fatalf("marked %d objects in %d collections of a %d-node graph", marked, iters, n)
+			}
+			b.ReportMetric(float64(marked)/mark.Seconds()/1e6/float64(workers), "Mobj/s")
+			b.ReportMetric(mark.Seconds()*1e3/float64(iters), "mark-ms")
+			b.ReportMetric(pause.Seconds()*1e3/float64(iters), "pause-ms")
+		},
+		Go: func(b *testing.B) {
+			ptrs := buildGoGraph(n)
+			root := ptrs[0]
+			ptrs = nil
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
+			runtime.GC()
+			iters := 0
+			start := time.Now()
+			for b.Loop() {
+				runtime.GC()
+				iters++
+			}
+			elapsed := time.Since(start)
+			runtime.KeepAlive(root)
+			b.ReportMetric(float64(n)*float64(iters)/elapsed.Seconds()/1e6/float64(workers), "Mobj/s")
+		},
+	}
+}

@@ -1,0 +1,268 @@
+package reclaim_test
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/reclaimgc/reclaim"
+)
+
+// Misuse: every mistake the API can catch panics (or returns an error)
+// with a message that starts with "reclaim:" and says what was wrong.
+// docs/MISUSE.md lists them with the test that checks each.
+
+type misuseObj struct {
+	Ref reclaim.Ref[misuseObj]
+	V   int
+}
+
+// misuseHeap returns a heap with an attached mutator that the test's end
+// detaches (if the test did not).
+func misuseHeap(t *testing.T, opts reclaim.Options) (*reclaim.Heap, *reclaim.Mutator) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	h := newTestHeap(t, opts)
+	m := h.Attach()
+	t.Cleanup(func() {
+		_, _ = panicValue(m.Detach) // a panic means the test detached it
+	})
+	return h, m
+}
+
+func TestMisuseGetNil(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	var r reclaim.Ref[misuseObj]
+	wantPanic(t, func() { r.Get(m) }, "Get of a nil ref")
+}
+
+func TestMisuseGetFreed(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	m.Collect()
+	wantPanic(t, func() { r.Get(m) }, "Get of a ref to a freed object")
+}
+
+// TestMisuseStaleRefNeverAliases: a new object in a freed object's slot
+// never answers to the old ref.
+func TestMisuseStaleRefNeverAliases(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	type slotReuse struct{ V int }
+	old := reclaim.New[slotReuse](m)
+	old.Get(m).V = 1
+	span, slot, gen := reclaim.HandleFields(old.Object())
+	m.Collect()
+	// The span is empty and cached by nobody: the next object of the type
+	// takes its first slot again.
+	r := reclaim.New[slotReuse](m)
+	span2, slot2, gen2 := reclaim.HandleFields(r.Object())
+	if span2 != span || slot2 != slot {
+		t.Fatalf("new object at span %d slot %d, old at span %d slot %d: the test wants the slot reused", span2, slot2, span, slot)
+	}
+	if gen2 == gen || r == old {
+		t.Fatalf("reused slot kept generation %d", gen)
+	}
+	r.Get(m).V = 2
+	wantPanic(t, func() { old.Get(m) }, "freed object")
+	if _, ok := reclaim.As[slotReuse](old.Object()); ok {
+		t.Error("As accepts the stale ref")
+	}
+	if v := r.Get(m).V; v != 2 {
+		t.Errorf("new object holds %d, want 2", v)
+	}
+}
+
+func TestMisuseForeignRef(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	_, m2 := misuseHeap(t, reclaim.Options{})
+	r2 := reclaim.New[misuseObj](m2)
+	wantPanic(t, func() { r2.Get(m) }, "Get of a ref from another heap")
+	wantPanic(t, func() { h.Pin(r2.Object()) }, "Pin", "another heap")
+	wantPanic(t, func() { reclaim.SetFinalizer(m, r2, nil) }, "SetFinalizer", "another heap")
+	wantPanic(t, func() { reclaim.MakeWeak(m, r2) }, "MakeWeak", "another heap")
+	w2 := reclaim.MakeWeak(m2, r2)
+	wantPanic(t, func() { w2.Value(m) }, "Weak.Value", "another heap")
+}
+
+func TestMisuseDetachedMutator(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	h.Pin(r.Object())
+	defer h.Unpin(r.Object())
+	w := reclaim.MakeWeak(m, r)
+	m.Detach()
+	wantPanic(t, func() { r.Get(m) }, "Get on a detached mutator")
+	wantPanic(t, func() { reclaim.New[misuseObj](m) }, "New on a detached mutator")
+	wantPanic(t, func() { reclaim.AddCleanup(m, r, func(int) {}, 1) }, "AddCleanup on a detached mutator")
+	wantPanic(t, func() { reclaim.MakeWeak(m, r) }, "MakeWeak on a detached mutator")
+	wantPanic(t, func() { m.Safepoint() }, "Safepoint on a detached mutator")
+	wantPanic(t, func() { m.Collect() }, "Collect on a detached mutator")
+	wantPanic(t, func() { m.Detach() }, "Detach on a detached mutator")
+	wantPanic(t, func() { w.Value(m) }, "Weak.Value on a detached mutator")
+	wantPanic(t, func() { reclaim.SetFinalizer(m, r, func(*reclaim.Mutator, reclaim.Ref[misuseObj]) {}) }, "SetFinalizer on a detached mutator")
+}
+
+// TestMisuseMutatorFromTwoGoroutines: while one goroutine is inside
+// m.Collect (held at a known point: the heap's call to ScanRoots), another
+// goroutine's use of m panics.
+func TestMisuseMutatorFromTwoGoroutines(t *testing.T) {
+	inScan := make(chan struct{})
+	resume := make(chan struct{})
+	var armed atomic.Bool
+	h, m := misuseHeap(t, reclaim.Options{ScanRoots: func(func(reclaim.Object)) {
+		if armed.CompareAndSwap(true, false) {
+			inScan <- struct{}{}
+			<-resume
+		}
+	}})
+	_ = h // checked at the end of the test
+	armed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Collect()
+	}()
+	<-inScan // the goroutine is inside m.Collect, with the world stopped
+	wantPanic(t, func() { m.Collect() }, "mutator used from two goroutines at once", "Collect")
+	wantPanic(t, func() { m.Safepoint() }, "mutator used from two goroutines at once", "Safepoint")
+	close(resume)
+	<-done
+	m.Collect() // one goroutine again: fine
+}
+
+func TestMisuseSecondFinalizer(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	f := func(*reclaim.Mutator, reclaim.Ref[misuseObj]) {}
+	reclaim.SetFinalizer(m, r, f)
+	wantPanic(t, func() { reclaim.SetFinalizer(m, r, f) }, "SetFinalizer called twice", "misuseObj")
+	reclaim.SetFinalizer(m, r, nil) // clearing, then setting again, is fine
+	reclaim.SetFinalizer(m, r, f)
+	reclaim.SetFinalizer(m, r, nil)
+}
+
+func TestMisuseSetFinalizerNilOrFreed(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	f := func(*reclaim.Mutator, reclaim.Ref[misuseObj]) {}
+	wantPanic(t, func() { reclaim.SetFinalizer(m, reclaim.Ref[misuseObj]{}, f) }, "SetFinalizer of a nil ref")
+	r := reclaim.New[misuseObj](m)
+	m.Collect()
+	wantPanic(t, func() { reclaim.SetFinalizer(m, r, f) }, "SetFinalizer of a ref to a freed object")
+	wantPanic(t, func() { reclaim.MakeWeak(m, r) }, "MakeWeak of a ref to a freed object")
+}
+
+func TestMisuseUnpinNotPinned(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	wantPanic(t, func() { h.Unpin(r.Object()) }, "Unpin of an object that is not pinned")
+	h.Pin(r.Object())
+	h.Unpin(r.Object())
+	wantPanic(t, func() { h.Unpin(r.Object()) }, "not pinned")
+	wantPanic(t, func() { h.Pin(reclaim.Object{}) }, "Pin of a nil ref")
+	m.Collect()
+	wantPanic(t, func() { h.Pin(r.Object()) }, "Pin of a ref to a freed object")
+}
+
+func TestMisuseCleanupArgIsObject(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	wantPanic(t, func() {
+		reclaim.AddCleanup(m, r, func(reclaim.Ref[misuseObj]) {}, r)
+	}, "AddCleanup", "arg is the object itself")
+	wantPanic(t, func() {
+		reclaim.AddCleanup(m, r, func(reclaim.Object) {}, r.Object())
+	}, "AddCleanup", "arg is the object itself")
+	wantPanic(t, func() {
+		reclaim.AddCleanup[misuseObj, int](m, r, nil, 0)
+	}, "AddCleanup with a nil cleanup function")
+}
+
+func TestMisuseAddExternalNegative(t *testing.T) {
+	h, _ := misuseHeap(t, reclaim.Options{})
+	h.AddExternal(100)
+	wantPanic(t, func() { h.AddExternal(-101) }, "AddExternal(-101)", "negative")
+	if e := h.Stats().ExternalBytes; e != 100 {
+		t.Errorf("ExternalBytes = %d after a refused AddExternal, want 100", e)
+	}
+	h.AddExternal(-100)
+}
+
+func TestMisuseCloseTwice(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	m.Detach()
+	if err := h.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	err := h.Close()
+	if err == nil {
+		t.Fatal("second Close returned nil")
+	}
+	if msg := err.Error(); msg != "reclaim: Close called twice" {
+		t.Errorf("second Close: %q", msg)
+	}
+}
+
+func TestMisuseAttachAfterClose(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	m.Detach()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantPanic(t, func() { h.Attach() }, "Attach on a closed heap")
+}
+
+func TestMisuseNegativeOptions(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts reclaim.Options
+		want string
+	}{
+		{"MemoryLimit", reclaim.Options{MemoryLimit: -1}, "negative MemoryLimit"},
+		{"MarkWorkers", reclaim.Options{MarkWorkers: -1}, "negative MarkWorkers"},
+		{"CleanupWorkers", reclaim.Options{CleanupWorkers: -2}, "negative"},
+		{"FinalizerBudget", reclaim.Options{FinalizerBudget: -1}, "negative"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wantPanic(t, func() {
+				h := reclaim.NewHeap(tt.opts)
+				h.Close() // not reached
+			}, tt.want)
+		})
+	}
+}
+
+// TestMisuseStaleRefStored: a ref kept across a safepoint cannot be caught
+// when it is stored, only when it is used; the collector counts such refs
+// (and refs of another heap) found in live objects, and logs them.
+func TestMisuseStaleRefStored(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	_, m2 := misuseHeap(t, reclaim.Options{})
+	stale := reclaim.New[misuseObj](m)
+	m.Collect()
+	holder := reclaim.New[misuseObj](m)
+	h.Pin(holder.Object())
+	defer h.Unpin(holder.Object())
+	holder.Get(m).Ref = stale
+	m.Collect()
+	if n := h.Stats().StaleRefsInMark; n != 1 {
+		t.Errorf("StaleRefsInMark = %d, want 1", n)
+	}
+	wantPanic(t, func() { holder.Get(m).Ref.Get(m) }, "freed object")
+
+	holder.Get(m).Ref = reclaim.New[misuseObj](m2)
+	m.Collect()
+	if n := h.Stats().ForeignRefsInMark; n != 1 {
+		t.Errorf("ForeignRefsInMark = %d, want 1", n)
+	}
+	wantPanic(t, func() { holder.Get(m).Ref.Get(m) }, "another heap")
+}
+
+// TestMisuseMemoryLimit: New past the limit panics with an error wrapping
+// ErrMemoryLimit (TryNew returns it; see TestMemoryLimit).
+func TestMisuseMemoryLimit(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{MemoryLimit: 64 << 10})
+	h.AddExternal(64 << 10)
+	defer h.AddExternal(-64 << 10)
+	wantPanic(t, func() { reclaim.New[misuseObj](m) }, "New[reclaim_test.misuseObj]", "memory limit")
+}
