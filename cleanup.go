@@ -48,12 +48,13 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
 	lay := layoutOf[S]()
+	// Check the copy in the record, so that arg itself does not escape.
+	rec := &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
 	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
-		if x := *(*handle.Handle)(unsafe.Pointer(&arg)); x == r.h && x != 0 && len(lay.Scan(unsafe.Pointer(&arg), nil)) == 1 {
+		if x := *(*handle.Handle)(unsafe.Pointer(&rec.arg)); x == r.h && x != 0 && len(lay.Scan(unsafe.Pointer(&rec.arg), nil)) == 1 {
 			panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
 		}
 	}
-	rec := &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
 	id := m.m.AddCleanup(r.h, rec)
 	return Cleanup{h: m.m.Heap(), x: r.h, id: id}
 }

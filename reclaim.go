@@ -166,6 +166,11 @@ func (h *Heap) Close() error { return h.h.Close() }
 // those they queue in turn), and the last cycle's sweep is complete. It
 // returns ctx's error if ctx ends first. With FinalizersAtSafepoints,
 // queued finalizers run only when mutators reach safepoints.
+//
+// Call Drain from a goroutine whose mutator is detached (or that has none):
+// an attached mutator waiting in Drain is not at a safepoint, so a
+// collection that a finalizer or cleanup makes due would wait for it while
+// it waits for them, until ctx ends.
 func (h *Heap) Drain(ctx context.Context) error { return h.h.Drain(ctx) }
 
 // Pin makes o a root until a matching Unpin. Pins are counted.

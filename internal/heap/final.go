@@ -160,28 +160,32 @@ func (f *finState) start(h *Heap) {
 	}()
 }
 
-// queue adds a finalizer record. Called by sweepers.
-func (f *finState) queue(x handle.Handle, t *Type, fn any) {
+// queueAll adds finalizer records, under one acquisition of fin.mu. Called
+// by sweepers, once per span.
+func (f *finState) queueAll(recs []finRec) {
 	f.mu.Lock()
-	b := f.mu.q
-	if b == nil || b.n == finBlockLen {
-		nb := f.mu.free
-		if nb != nil {
-			f.mu.free = nb.next
-		} else {
-			nb = new(finBlock)
+	for _, r := range recs {
+		b := f.mu.q
+		if b == nil || b.n == finBlockLen {
+			nb := f.mu.free
+			if nb != nil {
+				f.mu.free = nb.next
+			} else {
+				nb = new(finBlock)
+			}
+			nb.next = b
+			nb.n = 0
+			f.mu.q = nb
+			b = nb
 		}
-		nb.next = b
-		nb.n = 0
-		f.mu.q = nb
-		b = nb
+		b.recs[b.n] = r
+		b.n++
 	}
-	b.recs[b.n] = finRec{x: x, typ: t, fn: fn}
-	b.n++
 	f.mu.Unlock()
-	f.queued.Add(1)
+	n := int64(len(recs))
+	f.queued.Add(n)
 	if f.hereMode {
-		f.pending.Add(1)
+		f.pending.Add(n)
 		return
 	}
 	f.status.or(fingWake)

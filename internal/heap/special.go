@@ -145,6 +145,18 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
 	sp := &s.sp.mu
+	// Counts and finalizer records are gathered and published once per
+	// span: one atomic on s.sp.n and one finq lock per span, not per object.
+	removed := int32(0)
+	var fins []finRec
+	defer func() {
+		if removed != 0 {
+			s.sp.n.Add(-removed)
+		}
+		if len(fins) > 0 {
+			h.fin.queueAll(fins)
+		}
+	}()
 	for i := uint32(0); i < s.nslots; i++ {
 		if !s.isAllocated(i) || s.isMarked(i) {
 			continue
@@ -155,13 +167,13 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if sp.weak != nil && sp.weak[i] != 0 {
 			h.weak.kill(sp.weak[i] - 1)
 			sp.weak[i] = 0
-			s.sp.n.Add(-1)
+			removed++
 		}
 		revived := false
 		if sp.fin != nil && sp.fin[i].fn != nil {
-			h.fin.queue(x, s.typ, sp.fin[i].fn)
+			fins = append(fins, finRec{x: x, typ: s.typ, fn: sp.fin[i].fn})
 			sp.fin[i].fn = nil
-			s.sp.n.Add(-1)
+			removed++
 			s.markBits[i/64].Or(1 << (i % 64))
 			revived = true
 		}
@@ -171,13 +183,13 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if sp.long != nil && sp.long[i] != 0 {
 			h.weak.kill(sp.long[i] - 1)
 			sp.long[i] = 0
-			s.sp.n.Add(-1)
+			removed++
 		}
 		if sp.cleanups != nil {
 			for c := sp.cleanups[i]; c != nil; c = c.next {
 				h.cq.Enqueue(local, c.r)
 				h.stats.cleanupsQueued.Add(1)
-				s.sp.n.Add(-1)
+				removed++
 			}
 			sp.cleanups[i] = nil
 		}
