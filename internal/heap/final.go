@@ -152,11 +152,7 @@ func (f *finState) start(h *Heap) {
 		// Attach here, not in SetFinalizer: a leader may be stopping the
 		// world, and SetFinalizer's mutator still counts as running.
 		h.Attach(m)
-		pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "finalizer"), func(context.Context) {
-			h.runFinq(m)
-		})
-		m.Detach()
-		close(f.doneC)
+		h.runFinqGoroutine(m)
 	}()
 }
 
@@ -213,38 +209,39 @@ func (h *Heap) wakefing() {
 func (h *Heap) runFinq(m *Mutator) {
 	f := &h.fin
 	for {
-		f.mu.Lock()
-		fb := f.mu.q
-		f.mu.q = nil
-		if fb == nil {
-			f.mu.busy = false
-			f.status.or(fingWait)
-			f.mu.Unlock()
-			h.idle.broadcast()
-			m.block()
-			select {
-			case <-f.wakeC:
-			case <-f.stopC:
+		if f.cur == nil {
+			f.mu.Lock()
+			fb := f.mu.q
+			f.mu.q = nil
+			if fb == nil {
+				f.mu.busy = false
+				f.status.or(fingWait)
+				f.mu.Unlock()
+				h.idle.broadcast()
+				m.block()
+				select {
+				case <-f.wakeC:
+				case <-f.stopC:
+					m.unblock()
+					return
+				}
 				m.unblock()
-				return
+				continue
 			}
-			m.unblock()
-			continue
+			f.mu.busy = true
+			f.mu.Unlock()
+			f.cur = fb
 		}
-		f.mu.busy = true
-		f.mu.Unlock()
-		f.cur = fb
-		for b := fb; b != nil; {
+		// Run f.cur's blocks. f.cur is set before the loop, so a
+		// goroutine that replaces one lost to runtime.Goexit (see
+		// runFinqGoroutine) resumes where it stopped.
+		for b := f.cur; b != nil; {
 			for b.n > 0 {
 				r := &b.recs[b.n-1]
 				f.running.Store(r.typ)
 				f.status.or(fingRunningFinalizer)
 				h.callFinalizer(m, r)
-				f.status.and(^fingRunningFinalizer)
-				f.running.Store(nil)
-				*r = finRec{}
-				b.n--
-				f.executed.Add(1)
+				f.finishRecord(b)
 				m.Safepoint()
 			}
 			next := b.next
@@ -256,6 +253,39 @@ func (h *Heap) runFinq(m *Mutator) {
 			b = next
 		}
 	}
+}
+
+// finishRecord retires the record just run, the last of b's.
+func (f *finState) finishRecord(b *finBlock) {
+	f.status.and(^fingRunningFinalizer)
+	f.running.Store(nil)
+	b.recs[b.n-1] = finRec{}
+	b.n--
+	f.executed.Add(1)
+}
+
+// runFinqGoroutine is the finalizer goroutine's body. A finalizer that
+// calls runtime.Goexit (t.FailNow in a test) ends the goroutine in the
+// middle of a call; the deferred function then retires that record, reports
+// it like a panic, and starts a replacement on the same mutator, which
+// resumes the queue. The cleanup pool does the same for its workers.
+func (h *Heap) runFinqGoroutine(m *Mutator) {
+	f := &h.fin
+	normal := false
+	defer func() {
+		if normal {
+			m.Detach()
+			close(f.doneC)
+			return
+		}
+		f.finishRecord(f.cur)
+		h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit", debug.Stack())
+		go h.runFinqGoroutine(m)
+	}()
+	pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "finalizer"), func(context.Context) {
+		h.runFinq(m)
+	})
+	normal = true
 }
 
 // callFinalizer runs one record, containing a panic.
