@@ -69,24 +69,13 @@ func (m *Mutator) Alloc(t *Type) (handle.Handle, error) {
 func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 	h := m.enter("New")
 	defer m.leave()
-	if h.cfg.SafepointOnAlloc && (h.gcDue.Load() || h.stwReq.Load()) {
-		if h.gcDue.Load() {
-			h.collect(m, false)
-		} else {
-			h.mu.Lock()
-			h.parkLocked(m)
-			h.mu.Unlock()
-		}
-		m.flushStats()
+	if h.cfg.SafepointOnAlloc {
+		m.yieldToCollection(h) // may empty the cache
 	}
 	for int(t.ID) >= len(m.cache) {
 		m.cache = append(m.cache, nil)
 	}
-	if s := m.cache[t.ID]; s != nil {
-		if i, ok := s.nextFree(); ok { // a collection emptied the cache and refilled nothing; cannot happen, but stay correct
-			m.nalloc++
-			return s.handleAt(i), nil
-		}
+	if s := m.cache[t.ID]; s != nil { // full: Alloc's fast path failed on it
 		m.cache[t.ID] = nil
 		h.uncache(s)
 	}

@@ -136,9 +136,7 @@ func (h *Heap) attachClosing(m *Mutator) {
 // record to run.
 func (h *Heap) takeAllFinalizers() []finRec {
 	var recs []finRec
-	h.mu.Lock()
-	spans := append([]*span(nil), h.mu.allspans...)
-	h.mu.Unlock()
+	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released || s.sp.n.Load() == 0 {
 			continue
@@ -175,9 +173,7 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 // queueAllCleanups queues the cleanups of every object that has any.
 func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 	n := 0
-	h.mu.Lock()
-	spans := append([]*span(nil), h.mu.allspans...)
-	h.mu.Unlock()
+	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released || s.sp.n.Load() == 0 {
 			continue
@@ -186,7 +182,6 @@ func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 		for i := range s.sp.mu.cleanups {
 			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {
 				h.cq.Enqueue(local, c.r)
-				h.stats.cleanupsQueued.Add(1)
 				s.sp.n.Add(-1)
 				n++
 			}

@@ -58,9 +58,7 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 // leads back to its object (it can never run).
 // REQUIRES: world stopped.
 func (h *Heap) reportFinalizerCycles() {
-	h.mu.Lock()
-	spans := append([]*span(nil), h.mu.allspans...)
-	h.mu.Unlock()
+	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released || s.sp.n.Load() == 0 {
 			continue

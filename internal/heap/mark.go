@@ -140,10 +140,16 @@ func (w *markWorker) drain() {
 			}
 			x := w.stack[n-1]
 			w.stack = w.stack[:n-1]
-			if s := w.h.spans.get(x.Span()); s.typ.EphEach != nil {
+			// Only marked, live handles are pushed, so the span exists.
+			s := w.h.spans.get(x.Span())
+			if s.typ.EphEach != nil {
 				w.scanTable(x, s)
 			}
-			w.scratch = w.h.scanInto(x, w.scratch[:0])
+			if !s.typ.Layout.NoRefs {
+				w.scratch = s.typ.Layout.Scan(s.ptr(x.Slot()), w.scratch[:0])
+			} else {
+				w.scratch = w.scratch[:0]
+			}
 			for _, c := range w.scratch {
 				w.grey(c)
 			}
@@ -246,7 +252,7 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 	for x := range h.mu.pins {
 		add(rootPinned, 0, x)
 	}
-	spans := slices.Clone(h.mu.allspans)
+	spans := h.spansLocked()
 	locals := h.cleanupLocalsLocked()
 	h.mu.Unlock()
 	if h.cfg.ScanRoots != nil {

@@ -189,17 +189,28 @@ func (m *Mutator) Safepoint() {
 func (m *Mutator) safepointSlow() {
 	h := m.enter("Safepoint")
 	defer m.leave()
+	m.yieldToCollection(h)
+	m.flushStats()
+	if h.fin.atSafepoints() && !m.isFing {
+		h.runFinalizersHere(m)
+	}
+}
+
+// yieldToCollection is the safepoint proper: lead a due collection, or park
+// while another holds the world stopped. Shared by Safepoint and, with
+// SafepointOnAlloc, allocation.
+// REQUIRES: m entered (busy held).
+func (m *Mutator) yieldToCollection(h *Heap) {
 	if h.gcDue.Load() {
 		h.collect(m, false)
 	} else if h.stwReq.Load() {
 		h.mu.Lock()
 		h.parkLocked(m)
 		h.mu.Unlock()
+	} else {
+		return
 	}
 	m.flushStats()
-	if h.fin.atSafepoints() && !m.isFing {
-		h.runFinalizersHere(m)
-	}
 }
 
 // Collect runs a full cycle, sweep included, like runtime.GC.
@@ -284,7 +295,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	h.flip(ms)
 
 	pause := time.Since(stopped)
-	h.stats.recordPause(pause, time.Since(start))
+	h.stats.recordPause(pause)
 	h.startTheWorld()
 	h.bg.wake()
 	task.End()

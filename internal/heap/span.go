@@ -266,6 +266,18 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 	return s
 }
 
+// spansLocked returns a snapshot of the spans in use (released ones may
+// still appear until the next flip compacts the list; callers skip them).
+// REQUIRES: h.mu held.
+func (h *Heap) spansLocked() []*span { return append([]*span(nil), h.mu.allspans...) }
+
+// spanSnapshot returns spansLocked's snapshot, taking h.mu.
+func (h *Heap) spanSnapshot() []*span {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.spansLocked()
+}
+
 // releaseSpanLocked gives an empty span's memory back and frees its index.
 // The index's floor generation moves past every generation the span issued,
 // so handles into the old span never match a new one.

@@ -188,7 +188,6 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if sp.cleanups != nil {
 			for c := sp.cleanups[i]; c != nil; c = c.next {
 				h.cq.Enqueue(local, c.r)
-				h.stats.cleanupsQueued.Add(1)
 				removed++
 			}
 			sp.cleanups[i] = nil

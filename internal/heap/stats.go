@@ -22,7 +22,6 @@ type heapStats struct {
 	panics         atomic.Int64
 	slowFinalizers atomic.Int64
 	cleanupIDs     atomic.Uint64
-	cleanupsQueued atomic.Int64
 	lastMark       atomic.Int64 // ns
 	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles)
 	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles)
@@ -31,15 +30,13 @@ type heapStats struct {
 		sync.Mutex
 		pauseTotal time.Duration
 		pauseLast  time.Duration
-		cycleLast  time.Duration
 	}
 }
 
-func (s *heapStats) recordPause(pause, cycle time.Duration) {
+func (s *heapStats) recordPause(pause time.Duration) {
 	s.mu.Lock()
 	s.mu.pauseTotal += pause
 	s.mu.pauseLast = pause
-	s.mu.cycleLast = cycle
 	s.mu.Unlock()
 }
 

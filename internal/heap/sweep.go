@@ -196,7 +196,6 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	// Free every allocated, unmarked slot: advance its generation (a stale
 	// handle never matches again), zero its memory.
 	freed := 0
-	retired := false
 	for w := range s.allocBits {
 		mark := s.markBits[w].Load()
 		dead := s.allocBits[w] &^ mark
@@ -217,7 +216,6 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				}
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
-				retired = true
 			} else {
 				s.hv[i].Store(uint64(handle.Pack(h.id, s.idx, i, g+1)))
 			}
@@ -227,7 +225,6 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 		s.allocBits[w] = mark
 		s.markBits[w].Store(0)
 	}
-	_ = retired
 	live := 0
 	for _, w := range s.allocBits {
 		live += bits.OnesCount64(w)

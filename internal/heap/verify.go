@@ -72,7 +72,7 @@ func (h *Heap) Verify() error {
 		h.mu.Unlock()
 		return errors.New("reclaim: Verify called while a collection holds the world stopped")
 	}
-	spans := slices.Clone(h.mu.allspans)
+	spans := h.spansLocked()
 	spanBytesLocked := h.mu.spanBytes
 	pins := make([]handle.Handle, 0, len(h.mu.pins))
 	for x, n := range h.mu.pins {

@@ -81,9 +81,7 @@ func (h *Heap) verifyMark(roots []handle.Handle) {
 	}
 
 	var problems []string
-	h.mu.Lock()
-	spans := append([]*span(nil), h.mu.allspans...)
-	h.mu.Unlock()
+	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released {
 			continue
