@@ -1,5 +1,7 @@
 package reclaim
 
+import "unsafe"
+
 // SetFinalizer sets f as the finalizer of r's object, or clears it when f is
 // nil, with the Go runtime's semantics:
 //
@@ -24,11 +26,14 @@ package reclaim
 //
 // f may capture Go values; refs captured only by f are not seen by the
 // collector (keep them in the object instead).
+//
+// Setting or clearing a finalizer writes a word that belongs to the object,
+// with no lock: two mutators that set or clear the finalizer of one object
+// at the same time must synchronize, as they must to write its fields (the
+// race detector reports it if they do not). On different objects they never
+// interfere.
 func SetFinalizer[T any](m *Mutator, r Ref[T], f func(m *Mutator, r Ref[T])) {
-	m.typeOf(typeKey[T](), registerType[T]) // registers T's finalizer adapter
-	if f == nil {
-		m.m.SetFinalizer(r.h, nil)
-		return
-	}
-	m.m.SetFinalizer(r.h, f)
+	// T's finalizer adapter (Type.FinCall) was registered by the New[T]
+	// that made r's object; the heap keeps f as its one funcval word.
+	m.m.SetFinalizer(r.h, *(*unsafe.Pointer)(unsafe.Pointer(&f)))
 }

@@ -185,8 +185,10 @@ func registerType[T any]() *heap.Type {
 			var zero T
 			*(*T)(p) = zero
 		},
-		FinCall: func(hm *heap.Mutator, x handle.Handle, fn any) {
-			fn.(func(*Mutator, Ref[T]))(mutatorOf(hm), Ref[T]{x})
+		FinCall: func(hm *heap.Mutator, x handle.Handle, fn unsafe.Pointer) {
+			// fn is the funcval pointer SetFinalizer stored: the one word
+			// of a func(*Mutator, Ref[T]) value.
+			(*(*func(*Mutator, Ref[T]))(unsafe.Pointer(&fn)))(mutatorOf(hm), Ref[T]{x})
 		},
 	})
 	registry.byKey.Store(key, t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 )
@@ -138,18 +139,16 @@ func (h *Heap) takeAllFinalizers() []finRec {
 	var recs []finRec
 	spans := h.spanSnapshot()
 	for _, s := range spans {
-		if s.released || s.sp.n.Load() == 0 {
+		t := s.sp.fin.Load()
+		if s.released || t == nil {
 			continue
 		}
-		s.sp.mu.Lock()
-		for i := range s.sp.mu.fin {
-			if f := &s.sp.mu.fin[i]; f.fn != nil {
-				recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: f.fn})
-				f.fn = nil
-				s.sp.n.Add(-1)
+		for i := range t.fn {
+			if fn := t.fn[i]; fn != nil {
+				t.fn[i] = nil
+				recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
 			}
 		}
-		s.sp.mu.Unlock()
 	}
 	return recs
 }

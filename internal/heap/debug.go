@@ -60,21 +60,23 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 func (h *Heap) reportFinalizerCycles() {
 	spans := h.spanSnapshot()
 	for _, s := range spans {
-		if s.released || s.sp.n.Load() == 0 {
+		if s.released || !s.sp.any() {
 			continue
 		}
-		s.sp.mu.Lock()
-		for i := range s.sp.mu.fin {
-			if s.sp.mu.fin[i].fn == nil {
-				continue
-			}
-			x := s.handleAt(uint32(i))
-			if path, ok := h.pathTo(h.scanInto(x, nil), x); ok {
-				h.stats.finCycles.Add(1)
-				h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
-					"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "))
+		if t := s.sp.fin.Load(); t != nil {
+			for i := range t.fn {
+				if t.fn[i] == nil {
+					continue
+				}
+				x := s.handleAt(uint32(i))
+				if path, ok := h.pathTo(h.scanInto(x, nil), x); ok {
+					h.stats.finCycles.Add(1)
+					h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
+						"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "))
+				}
 			}
 		}
+		s.sp.mu.Lock()
 		for i := range s.sp.mu.cleanups {
 			x := s.handleAt(uint32(i))
 			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {

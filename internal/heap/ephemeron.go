@@ -146,12 +146,7 @@ func (h *Heap) keyLive(key handle.Handle) bool {
 	if s.isMarked(i) {
 		return true
 	}
-	if s.sp.n.Load() == 0 {
-		return false
-	}
-	s.sp.mu.Lock()
-	defer s.sp.mu.Unlock()
-	return s.sp.mu.fin != nil && s.sp.mu.fin[i].fn != nil
+	return s.sp.finAt(i) != nil
 }
 
 // finishEphemerons prunes the tables found this mark and resets the state.

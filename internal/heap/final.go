@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
@@ -76,7 +77,7 @@ const finBlockLen = 100
 type finRec struct {
 	x   handle.Handle
 	typ *Type
-	fn  any
+	fn  unsafe.Pointer // the finalizer's funcval
 }
 
 type finBlock struct {

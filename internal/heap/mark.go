@@ -272,13 +272,12 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 		add(rootCleanupArg, 0, x)
 	}
 	for _, s := range spans {
-		if s.sp.n.Load() == 0 {
+		if !s.sp.any() {
 			continue
 		}
-		s.sp.mu.Lock()
-		if fin := s.sp.mu.fin; fin != nil {
-			for i := range fin {
-				if fin[i].fn != nil && !s.typ.Layout.NoRefs {
+		if fin := s.sp.fin.Load(); fin != nil && !s.typ.Layout.NoRefs {
+			for i := range fin.fn {
+				if fin.fn[i] != nil {
 					from := s.handleAt(uint32(i))
 					buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf[:0])
 					for _, x := range buf {
@@ -287,6 +286,7 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 				}
 			}
 		}
+		s.sp.mu.Lock()
 		if cl := s.sp.mu.cleanups; cl != nil {
 			for i := range cl {
 				for c := cl[i]; c != nil; c = c.next {

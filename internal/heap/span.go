@@ -30,7 +30,7 @@ type Type struct {
 	Clear func(p unsafe.Pointer)
 	// FinCall calls a finalizer stored as fn on the object x, from mutator
 	// m. Typed: no reflection, no allocation.
-	FinCall func(m *Mutator, x handle.Handle, fn any)
+	FinCall func(m *Mutator, x handle.Handle, fn unsafe.Pointer)
 	// EphEach and EphPrune make the type an ephemeron table
 	// (ephemeron.go): EphEach reports every entry's key and value, EphPrune
 	// deletes the entries whose key dead reports. Both run with the world

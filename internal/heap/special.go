@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -17,26 +18,74 @@ import (
 // runtime's order: weak handle, finalizer, then cleanups in the order they
 // were added.
 //
-// specials.mu protects everything below it. The sweeper holds it while it
+// Finalizers are kept apart from the other kinds, in a table of one word
+// per slot, read and written without a lock or an atomic: SetFinalizer is
+// a hot path (the runtime's BenchmarkFinalizer), and a locked instruction
+// costs more here than the rest of the call. A slot's finalizer word is
+// owned like the object's own memory, and its users are ordered by the
+// protocols that already order accesses to that memory:
+//   - mutators (SetFinalizer, HasFinalizer) read and write it, only after
+//     the span is swept in the current cycle (ensureSwept); the sweeper's
+//     sweepgen store happens before their sweepgen load. Two mutators that
+//     set or clear finalizers of one object at the same time must
+//     synchronize, as they must to write its fields (the race detector
+//     reports it if they do not); on different objects they never share a
+//     word.
+//   - the sweeper that claimed the span (sweepSpecials) reads and clears
+//     it before it publishes sweepgen; no mutator touches the span's words
+//     until then.
+//   - the leader with the world stopped (mark roots, Debug, Verify, the
+//     ephemeron fixpoint) reads it; stopping the world orders it after
+//     every mutator's writes.
+//   - Close takes what is left, once no mutator may run concurrently.
+//
+// The runtime instead locks mspan.speciallock for every SetFinalizer; it
+// must, since any goroutine may call it on any object at any time.
+//
+// specials.mu protects the other kinds. The sweeper holds it while it
 // processes a span's specials; the mark phase holds it while it reads them
 // (Cleanup.Stop may run on a goroutine that is not a mutator, so a stopped
 // world does not exclude it).
 type specials struct {
-	// n counts the span's specials; written with mu held, read without it
-	// as a hint ("this span has no specials").
+	// n counts the span's weak, long weak and cleanup specials (not
+	// finalizers); written with mu held, read without it as a hint ("this
+	// span has none of those").
 	n atomic.Int32
+
+	// fin is the span's finalizer table, installed by CAS on the span's
+	// first SetFinalizer (two mutators may race to install it) and never
+	// replaced or removed while the span lives.
+	fin atomic.Pointer[finTable]
 
 	mu struct {
 		sync.Mutex
-		fin      []finSpecial      // by slot; fn == nil means none
 		cleanups []*cleanupSpecial // by slot; a list in insertion order
 		weak     []uint32          // by slot: weak cell index + 1; 0 means none
 		long     []uint32          // by slot: long weak cell index + 1
 	}
 }
 
-type finSpecial struct {
-	fn any // the user's func(*Mutator, Ref[T]); nil means no finalizer
+// any reports whether the span may have specials the sweeper must visit.
+func (sp *specials) any() bool { return sp.n.Load() != 0 || sp.fin.Load() != nil }
+
+// funcval is what a Go func value points to (the runtime's funcval: code
+// pointer first, captured variables after). A finalizer is kept as that one
+// pointer, so a slot's finalizer is a single word; FinCall turns it back
+// into the typed func.
+type funcval struct{ fn uintptr }
+
+// finTable holds a span's finalizers: fn[slot] is the finalizer of the
+// object in slot, nil if none. See specials for who may touch the words.
+type finTable struct {
+	fn []*funcval
+}
+
+// finAt returns the finalizer of slot i, nil if none.
+func (sp *specials) finAt(i uint32) *funcval {
+	if t := sp.fin.Load(); t != nil {
+		return t.fn[i]
+	}
+	return nil
 }
 
 type cleanupSpecial struct {
@@ -45,39 +94,59 @@ type cleanupSpecial struct {
 	next *cleanupSpecial
 }
 
-// SetFinalizer sets (fn != nil) or clears (fn == nil) the finalizer of x.
-// Setting a second one panics.
-func (m *Mutator) SetFinalizer(x handle.Handle, fn any) {
+// SetFinalizer sets (fn != nil) or clears (fn == nil) the finalizer of x;
+// fn is a func value's funcval pointer (see funcval). Setting a second one
+// panics.
+//
+// The fast path is a span lookup as in Deref, the sweepgen check of
+// ensureSwept, and a plain write of the slot's word (see specials): no
+// lock, no locked instruction, nothing shared with other objects. Everything else (a detached mutator, a bad ref, a span
+// not yet swept, the first finalizer of the span or of the heap) takes the
+// slow path, which also reports misuse.
+func (m *Mutator) SetFinalizer(x handle.Handle, fn unsafe.Pointer) {
+	if h := m.heap; h != nil {
+		s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+		i := uint32(x>>34) & (handle.MaxSlots - 1)
+		if i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == h.sweepgen.Load() {
+			if t := s.sp.fin.Load(); t != nil {
+				w := &t.fn[i]
+				if fn == nil {
+					*w = nil
+					return
+				}
+				if *w == nil && h.fin.status.load() != fingUninitialized {
+					*w = (*funcval)(fn)
+					return
+				}
+			}
+		}
+	}
+	m.setFinalizerSlow(x, fn)
+}
+
+func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 	h := m.enter("SetFinalizer")
 	defer m.leave()
 	s := h.check(x, "SetFinalizer")
 	h.ensureSwept(s, &m.local)
-	if fn != nil {
-		h.fin.start(h)
-	}
-	i := x.Slot()
-	s.sp.mu.Lock()
-	defer s.sp.mu.Unlock()
-	if s.hv[i].Load() != uint64(x) {
-		panic(fmt.Sprintf("reclaim: SetFinalizer of a ref to a freed object (%v)", x))
-	}
-	if s.sp.mu.fin == nil {
-		if fn == nil {
-			return
+	t := s.sp.fin.Load()
+	if fn == nil {
+		if t != nil {
+			t.fn[x.Slot()] = nil
 		}
-		s.sp.mu.fin = make([]finSpecial, s.nslots)
+		return
 	}
-	f := &s.sp.mu.fin[i]
-	switch {
-	case fn == nil && f.fn != nil:
-		f.fn = nil
-		s.sp.n.Add(-1)
-	case fn != nil && f.fn != nil:
+	h.fin.start(h)
+	if t == nil {
+		t = &finTable{fn: make([]*funcval, s.nslots)}
+		if !s.sp.fin.CompareAndSwap(nil, t) {
+			t = s.sp.fin.Load() // another mutator installed one first
+		}
+	}
+	if t.fn[x.Slot()] != nil {
 		panic(fmt.Sprintf("reclaim: SetFinalizer called twice on one %s object (clear it with nil first)", s.typ.Name))
-	case fn != nil:
-		f.fn = fn
-		s.sp.n.Add(1)
 	}
+	t.fn[x.Slot()] = (*funcval)(fn)
 }
 
 // HasFinalizer reports whether x has a finalizer set.
@@ -85,9 +154,7 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 	h := m.heap
 	s := h.check(x, "HasFinalizer")
 	h.ensureSwept(s, &m.local)
-	s.sp.mu.Lock()
-	defer s.sp.mu.Unlock()
-	return s.sp.mu.fin != nil && s.sp.mu.fin[x.Slot()].fn != nil
+	return s.sp.finAt(x.Slot()) != nil
 }
 
 // AddCleanup attaches a cleanup to x and returns its id.
@@ -149,6 +216,7 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	// span: one atomic on s.sp.n and one finq lock per span, not per object.
 	removed := int32(0)
 	var fins []finRec
+	fin := s.sp.fin.Load()
 	defer func() {
 		if removed != 0 {
 			s.sp.n.Add(-removed)
@@ -170,12 +238,13 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 			removed++
 		}
 		revived := false
-		if sp.fin != nil && sp.fin[i].fn != nil {
-			fins = append(fins, finRec{x: x, typ: s.typ, fn: sp.fin[i].fn})
-			sp.fin[i].fn = nil
-			removed++
-			s.markBits[i/64].Or(1 << (i % 64))
-			revived = true
+		if fin != nil {
+			if fn := fin.fn[i]; fn != nil {
+				fins = append(fins, finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)})
+				fin.fn[i] = nil
+				s.markBits[i/64].Or(1 << (i % 64))
+				revived = true
+			}
 		}
 		if revived {
 			continue // cleanups wait until the object is unreachable again

@@ -189,7 +189,7 @@ func (h *Heap) sweepDone() {
 // sweepSpan sweeps a span its caller has claimed (sweepgen hg-1).
 func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	hg := h.sweepgen.Load()
-	if s.sp.n.Load() > 0 {
+	if s.sp.any() {
 		h.sweepSpecials(s, local)
 	}
 

@@ -277,17 +277,19 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	// Specials sit on live slots, and their count matches.
 	isRetired := func(i uint32) bool { return s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0 }
 	live := func(i uint32) bool { return s.isAllocated(i) && !isRetired(i) }
-	s.sp.mu.Lock()
-	n := 0
-	sp := &s.sp.mu
-	for i := range sp.fin {
-		if sp.fin[i].fn != nil {
-			n++
-			if !live(uint32(i)) {
+	if t := s.sp.fin.Load(); t != nil {
+		if len(t.fn) != int(s.nslots) {
+			v.fail("%v: finalizer table has %d slots, span %d", s, len(t.fn), s.nslots)
+		}
+		for i := range t.fn {
+			if t.fn[i] != nil && !live(uint32(i)) {
 				v.fail("%v: finalizer on free slot %d", s, i)
 			}
 		}
 	}
+	s.sp.mu.Lock()
+	n := 0
+	sp := &s.sp.mu
 	for i := range sp.cleanups {
 		for c := sp.cleanups[i]; c != nil; c = c.next {
 			n++

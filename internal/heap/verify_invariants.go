@@ -39,10 +39,7 @@ func (h *Heap) verifyMark(roots []handle.Handle) {
 		if !h.Valid(k) {
 			return false
 		}
-		s := h.spans.get(k.Span())
-		s.sp.mu.Lock()
-		defer s.sp.mu.Unlock()
-		return s.sp.mu.fin != nil && s.sp.mu.fin[k.Slot()].fn != nil
+		return h.spans.get(k.Span()).sp.finAt(k.Slot()) != nil
 	}
 	for _, x := range roots {
 		push(x)

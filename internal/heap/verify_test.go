@@ -153,10 +153,10 @@ func TestVerifyFindsCorruption(t *testing.T) {
 		}, "specials count"},
 		{"finalizer on a free slot", func(h *Heap, s *span) func() {
 			i := firstFree(s)
-			s.sp.mu.fin = make([]finSpecial, s.nslots)
-			s.sp.mu.fin[i].fn = func() {}
-			s.sp.n.Add(1)
-			return func() { s.sp.mu.fin = nil; s.sp.n.Add(-1) }
+			t := &finTable{fn: make([]*funcval, s.nslots)}
+			t.fn[i] = new(funcval)
+			s.sp.fin.Store(t)
+			return func() { s.sp.fin.Store(nil) }
 		}, "finalizer on free slot"},
 		{"span bytes wrong", func(h *Heap, s *span) func() {
 			h.mu.Lock()
