@@ -25,7 +25,8 @@ import (
 //
 //	bit                 set by                           cleared by
 //	Created             first SetFinalizer (CAS from 0)  never
-//	RunningFinalizer    the goroutine, around each call  the goroutine (And)
+//	RunningFinalizer    the goroutine, before a run of   the goroutine (And),
+//	                    calls                            before it sleeps
 //	Wait                the goroutine, holding fin.mu,   wakefing (CAS, together
 //	                    when it found finq empty         with Wake)
 //	Wake                a sweeper, after queueing (Or)   wakefing (CAS)
@@ -37,6 +38,13 @@ import (
 // has queued what it will queue, and only when both Wait and Wake are set;
 // the hand-off is a one-token channel, so a wake that comes before the
 // goroutine parks is kept. models/fing.pml checks this protocol with SPIN.
+//
+// The runtime sets RunningFinalizer around each call. reclaim sets it once
+// for a run of calls (everything queued when the goroutine woke) and clears
+// it before the goroutine sleeps: two locked instructions per call would
+// be a third of a finalizer's whole cost here. The bit still means "the
+// goroutine is running finalizers, not asleep"; which type's finalizer is
+// in a call is f.running, kept for the slow-finalizer report.
 
 const (
 	fingUninitialized uint32 = 0
@@ -111,6 +119,11 @@ type finState struct {
 
 	queued   atomic.Int64
 	executed atomic.Int64
+	// ran counts calls the goroutine made that are not yet in executed;
+	// it adds them once per block and before it sleeps. Owned by the
+	// goroutine (a replacement after runtime.Goexit starts after the old
+	// one's last write).
+	ran int64
 	// hereMode is FinalizersAtSafepoints; immutable after init.
 	hereMode bool
 	// pending counts queued records in hereMode; atomic, read at every
@@ -215,6 +228,9 @@ func (h *Heap) runFinq(m *Mutator) {
 			fb := f.mu.q
 			f.mu.q = nil
 			if fb == nil {
+				f.flushRan()
+				f.running.Store(nil)
+				f.status.and(^fingRunningFinalizer)
 				f.mu.busy = false
 				f.status.or(fingWait)
 				f.mu.Unlock()
@@ -236,15 +252,24 @@ func (h *Heap) runFinq(m *Mutator) {
 		// Run f.cur's blocks. f.cur is set before the loop, so a
 		// goroutine that replaces one lost to runtime.Goexit (see
 		// runFinqGoroutine) resumes where it stopped.
+		if f.status.load()&fingRunningFinalizer == 0 {
+			f.status.or(fingRunningFinalizer)
+		}
+		var typ *Type // f.running's value, stored only when it changes
 		for b := f.cur; b != nil; {
 			for b.n > 0 {
 				r := &b.recs[b.n-1]
-				f.running.Store(r.typ)
-				f.status.or(fingRunningFinalizer)
+				if r.typ != typ {
+					typ = r.typ
+					f.running.Store(typ)
+				}
 				h.callFinalizer(m, r)
-				f.finishRecord(b)
+				b.recs[b.n-1] = finRec{}
+				b.n--
+				f.ran++
 				m.Safepoint()
 			}
+			f.flushRan()
 			next := b.next
 			f.cur = next
 			f.mu.Lock()
@@ -256,13 +281,22 @@ func (h *Heap) runFinq(m *Mutator) {
 	}
 }
 
-// finishRecord retires the record just run, the last of b's.
+// flushRan adds the goroutine's uncounted calls to executed.
+func (f *finState) flushRan() {
+	if f.ran != 0 {
+		f.executed.Add(f.ran)
+		f.ran = 0
+	}
+}
+
+// finishRecord retires the record whose call ended in runtime.Goexit, the
+// last of b's.
 func (f *finState) finishRecord(b *finBlock) {
-	f.status.and(^fingRunningFinalizer)
 	f.running.Store(nil)
 	b.recs[b.n-1] = finRec{}
 	b.n--
-	f.executed.Add(1)
+	f.ran++
+	f.flushRan()
 }
 
 // runFinqGoroutine is the finalizer goroutine's body. A finalizer that

@@ -2,6 +2,7 @@ package heap
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -211,11 +212,12 @@ func (h *Heap) StopCleanup(x handle.Handle, id uint64) {
 func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
-	sp := &s.sp.mu
-	// Counts and finalizer records are gathered and published once per
-	// span: one atomic on s.sp.n and one finq lock per span, not per object.
+	// Counts and finalizer records are gathered and published in batches:
+	// one atomic on s.sp.n per span, one finq lock per len(buf) records,
+	// and no allocation.
 	removed := int32(0)
-	var fins []finRec
+	var buf [finBlockLen]finRec
+	fins := buf[:0]
 	fin := s.sp.fin.Load()
 	defer func() {
 		if removed != 0 {
@@ -225,41 +227,61 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 			h.fin.queueAll(fins)
 		}
 	}()
-	for i := uint32(0); i < s.nslots; i++ {
-		if !s.isAllocated(i) || s.isMarked(i) {
+	// Visit the unmarked allocated slots a bitmap word at a time; the
+	// objects revived for their finalizer are marked with one Or per word.
+	for w := range s.allocBits {
+		dead := s.allocBits[w] &^ s.markBits[w].Load()
+		if dead == 0 {
 			continue
 		}
-		x := s.handleAt(i)
-		// Weak handles go nil as soon as the object is found unreachable,
-		// finalizer or not (Go's rule for weak.Pointer).
-		if sp.weak != nil && sp.weak[i] != 0 {
-			h.weak.kill(sp.weak[i] - 1)
-			sp.weak[i] = 0
-			removed++
-		}
-		revived := false
-		if fin != nil {
-			if fn := fin.fn[i]; fn != nil {
-				fins = append(fins, finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)})
-				fin.fn[i] = nil
-				s.markBits[i/64].Or(1 << (i % 64))
-				revived = true
+		revived := uint64(0)
+		for d := dead; d != 0; d &= d - 1 {
+			i := uint32(w*64 + bits.TrailingZeros64(d))
+			if h.sweepSpecial(s, i, fin, &fins, &removed, local) {
+				revived |= 1 << (i % 64)
 			}
 		}
-		if revived {
-			continue // cleanups wait until the object is unreachable again
-		}
-		if sp.long != nil && sp.long[i] != 0 {
-			h.weak.kill(sp.long[i] - 1)
-			sp.long[i] = 0
-			removed++
-		}
-		if sp.cleanups != nil {
-			for c := sp.cleanups[i]; c != nil; c = c.next {
-				h.cq.Enqueue(local, c.r)
-				removed++
-			}
-			sp.cleanups[i] = nil
+		if revived != 0 {
+			s.markBits[w].Or(revived)
 		}
 	}
+}
+
+// sweepSpecial processes the specials of the unmarked object in slot i,
+// and reports whether it was revived for its finalizer.
+// REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
+func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *[]finRec, removed *int32, local *cleanupq.Local) bool {
+	sp := &s.sp.mu
+	x := s.handleAt(i)
+	// Weak handles go nil as soon as the object is found unreachable,
+	// finalizer or not (Go's rule for weak.Pointer).
+	if sp.weak != nil && sp.weak[i] != 0 {
+		h.weak.kill(sp.weak[i] - 1)
+		sp.weak[i] = 0
+		*removed++
+	}
+	if fin != nil {
+		if fn := fin.fn[i]; fn != nil {
+			if len(*fins) == cap(*fins) {
+				h.fin.queueAll(*fins)
+				*fins = (*fins)[:0]
+			}
+			*fins = append(*fins, finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)})
+			fin.fn[i] = nil
+			return true // cleanups wait until the object is unreachable again
+		}
+	}
+	if sp.long != nil && sp.long[i] != 0 {
+		h.weak.kill(sp.long[i] - 1)
+		sp.long[i] = 0
+		*removed++
+	}
+	if sp.cleanups != nil {
+		for c := sp.cleanups[i]; c != nil; c = c.next {
+			h.cq.Enqueue(local, c.r)
+			*removed++
+		}
+		sp.cleanups[i] = nil
+	}
+	return false
 }
