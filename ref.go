@@ -60,8 +60,13 @@ func As[T any](o Object) (Ref[T], bool) {
 // safepoint. Get panics if r is nil, names a freed object, belongs to
 // another heap, or m is detached.
 func (r Ref[T]) Get(m *Mutator) *T {
-	return (*T)(m.m.Deref(r.h))
+	return (*T)(deref(m.m, r.h))
 }
+
+// deref is Get without its type: a generic shape function does not inline
+// a call into another package, so Get goes through this non-generic
+// wrapper, into which Deref's fast path is inlined.
+func deref(m *heap.Mutator, x handle.Handle) unsafe.Pointer { return m.Deref(x) }
 
 // New allocates a zeroed T in m's heap. It panics with an error wrapping
 // ErrMemoryLimit if the heap's memory limit does not allow it.
