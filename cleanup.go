@@ -8,16 +8,20 @@ import (
 	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
-// Cleanup is a handle on a cleanup registered with AddCleanup.
+// Cleanup is a handle on a cleanup registered with AddCleanup. It points
+// to the cleanup's record, so Go's collector keeps the cleanup function and
+// its argument while a Cleanup value is kept, even after the cleanup ran;
+// drop Cleanup values that are no longer needed.
 type Cleanup struct {
-	h  *heap.Heap
-	x  handle.Handle
-	id uint64
+	c *heap.CleanupSpecial
 }
 
 // cleanupRec is one registered cleanup call: the record AddCleanup
-// allocates, and the only allocation it makes.
+// allocates, and the only allocation it makes. The heap's special (state,
+// list link) is embedded, so the record is linked on the object's span
+// as it is.
 type cleanupRec[S any] struct {
+	heap.CleanupSpecial
 	fn  func(S)
 	arg S
 	lay *layout.Type
@@ -47,7 +51,7 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 	if cleanup == nil {
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
-	lay := layoutOf[S]()
+	lay := argLayout[S](m)
 	// Check the copy in the record, so that arg itself does not escape.
 	rec := &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
 	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
@@ -55,15 +59,22 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 			panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
 		}
 	}
-	id := m.m.AddCleanup(r.h, rec)
-	return Cleanup{h: m.m.Heap(), x: r.h, id: id}
+	rec.Init(rec)
+	m.m.AddCleanup(r.h, &rec.CleanupSpecial)
+	return Cleanup{&rec.CleanupSpecial}
 }
 
 // Stop cancels the cleanup if it has not been queued yet; once it has been
 // queued or has run, Stop has no effect. Stop may be called from any
 // goroutine, any number of times; Stop of the zero Cleanup does nothing.
+//
+// Stop is one CAS on the cleanup's own record: it races with the sweeper
+// that finds the object unreachable, and exactly one of them wins. A Stop
+// that comes after the object was found unreachable but before its span
+// was swept therefore still cancels the cleanup (the runtime's Stop sweeps
+// the span first, so there the cleanup would run).
 func (c Cleanup) Stop() {
-	if c.h != nil {
-		c.h.StopCleanup(c.x, c.id)
+	if c.c != nil {
+		c.c.Stop()
 	}
 }

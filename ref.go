@@ -200,8 +200,20 @@ func registerType[T any]() *heap.Type {
 	return t
 }
 
-// layoutOf returns the reference map of S (for cleanup arguments), cached
-// like types.
-func layoutOf[S any]() *layout.Type {
-	return layout.Of(reflect.TypeFor[S](), nil)
+// argLayout returns the reference map of S (for cleanup arguments), from
+// m's layout cache, which works like its type cache.
+func argLayout[S any](m *Mutator) *layout.Type {
+	key := typeKey[S]()
+	e := &m.lc[(uintptr(key)>>5)%typeCacheSize]
+	if e.key == key {
+		return e.l
+	}
+	l := layout.Of(reflect.TypeFor[S](), nil)
+	e.key, e.l = key, l
+	return l
+}
+
+type layoutCacheEntry struct {
+	key unsafe.Pointer
+	l   *layout.Type
 }

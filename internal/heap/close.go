@@ -174,19 +174,13 @@ func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 	n := 0
 	spans := h.spanSnapshot()
 	for _, s := range spans {
-		if s.released || s.sp.n.Load() == 0 {
+		cl := s.sp.cl.Load()
+		if s.released || cl == nil {
 			continue
 		}
-		s.sp.mu.Lock()
-		for i := range s.sp.mu.cleanups {
-			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {
-				h.cq.Enqueue(local, c.r)
-				s.sp.n.Add(-1)
-				n++
-			}
-			s.sp.mu.cleanups[i] = nil
+		for i := range cl.head {
+			n += h.queueCleanups(cl, uint32(i), local)
 		}
-		s.sp.mu.Unlock()
 	}
 	return n
 }

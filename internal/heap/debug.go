@@ -76,10 +76,16 @@ func (h *Heap) reportFinalizerCycles() {
 				}
 			}
 		}
-		s.sp.mu.Lock()
-		for i := range s.sp.mu.cleanups {
+		cl := s.sp.cl.Load()
+		if cl == nil {
+			continue
+		}
+		for i := range cl.head {
 			x := s.handleAt(uint32(i))
-			for c := s.sp.mu.cleanups[i]; c != nil; c = c.next {
+			for c := cl.head[i]; c != nil; c = c.next {
+				if !c.registered() {
+					continue
+				}
 				if path, ok := h.pathTo(c.r.Scan(nil), x); ok {
 					h.stats.badCleanups.Add(1)
 					h.log.Warn("reclaim: cleanup can never run: its argument leads back to its object",
@@ -87,7 +93,6 @@ func (h *Heap) reportFinalizerCycles() {
 				}
 			}
 		}
-		s.sp.mu.Unlock()
 	}
 }
 

@@ -286,10 +286,12 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 				}
 			}
 		}
-		s.sp.mu.Lock()
-		if cl := s.sp.mu.cleanups; cl != nil {
-			for i := range cl {
-				for c := cl[i]; c != nil; c = c.next {
+		if cl := s.sp.cl.Load(); cl != nil {
+			for i := range cl.head {
+				for c := cl.head[i]; c != nil; c = c.next {
+					if !c.registered() {
+						continue // stopped: its argument is not kept alive
+					}
 					buf = c.r.Scan(buf[:0])
 					for _, x := range buf {
 						add(rootCleanupArg, 0, x)
@@ -297,7 +299,6 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 				}
 			}
 		}
-		s.sp.mu.Unlock()
 	}
 }
 

@@ -11,46 +11,61 @@ import (
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
+// queueCleanups queues the registered cleanups of slot i and empties its
+// list. Called by the sweeper that claimed the span, and by Close.
+func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) int {
+	n := 0
+	for c := t.head[i]; c != nil; c = c.next {
+		if c.state.CompareAndSwap(cleanupRegistered, cleanupQueued) {
+			h.cq.Enqueue(local, c.r)
+			n++
+		}
+	}
+	t.head[i] = nil
+	return n
+}
+
 // Specials are per-object records kept on the object's span, as the
 // runtime's mspan.specials. The runtime keeps one list per span sorted by
 // offset and kind; reclaim's objects have slot numbers, so it keeps one
 // array per kind indexed by slot (allocated on first use), which is that
 // sorted list with O(1) insertion. Per slot the kinds are visited in the
-// runtime's order: weak handle, finalizer, then cleanups in the order they
-// were added.
+// runtime's order: weak handle, finalizer, then cleanups.
 //
-// Finalizers are kept apart from the other kinds, in a table of one word
-// per slot, read and written without a lock or an atomic: SetFinalizer is
-// a hot path (the runtime's BenchmarkFinalizer), and a locked instruction
-// costs more here than the rest of the call. A slot's finalizer word is
-// owned like the object's own memory, and its users are ordered by the
-// protocols that already order accesses to that memory:
-//   - mutators (SetFinalizer, HasFinalizer) read and write it, only after
-//     the span is swept in the current cycle (ensureSwept); the sweeper's
-//     sweepgen store happens before their sweepgen load. Two mutators that
-//     set or clear finalizers of one object at the same time must
-//     synchronize, as they must to write its fields (the race detector
-//     reports it if they do not); on different objects they never share a
-//     word.
+// Finalizers and cleanups, the hot kinds (the runtime's BenchmarkFinalizer
+// and BenchmarkAddCleanupAndStop), are kept in tables of one word per slot
+// (a finalizer; the head of a list of cleanup records), read and written
+// without a lock or an atomic: a locked instruction costs more here than
+// the rest of the call. A slot's words are owned like the object's own
+// memory, and their users are ordered by the protocols that already order
+// accesses to that memory:
+//   - mutators (SetFinalizer, HasFinalizer, AddCleanup) read and write
+//     them, only after the span is swept in the current cycle
+//     (ensureSwept); the sweeper's sweepgen store happens before their
+//     sweepgen load. Two mutators that set finalizers or add cleanups on
+//     one object at the same time must synchronize, as they must to write
+//     its fields (the race detector reports it if they do not); on
+//     different objects they never share a word.
 //   - the sweeper that claimed the span (sweepSpecials) reads and clears
-//     it before it publishes sweepgen; no mutator touches the span's words
-//     until then.
+//     them before it publishes sweepgen; no mutator touches the span's
+//     words until then.
 //   - the leader with the world stopped (mark roots, Debug, Verify, the
-//     ephemeron fixpoint) reads it; stopping the world orders it after
+//     ephemeron fixpoint) reads them; stopping the world orders it after
 //     every mutator's writes.
 //   - Close takes what is left, once no mutator may run concurrently.
 //
-// The runtime instead locks mspan.speciallock for every SetFinalizer; it
-// must, since any goroutine may call it on any object at any time.
+// Cleanup.Stop, which any goroutine may call at any time, touches none of
+// them: it CASes the record's own state word (see CleanupSpecial).
 //
-// specials.mu protects the other kinds. The sweeper holds it while it
-// processes a span's specials; the mark phase holds it while it reads them
-// (Cleanup.Stop may run on a goroutine that is not a mutator, so a stopped
-// world does not exclude it).
+// The runtime instead locks mspan.speciallock for every SetFinalizer and
+// AddCleanup, and every Stop; it must, since any goroutine may call them
+// on any object at any time.
+//
+// specials.mu protects the weak kinds. The sweeper holds it while it
+// processes a span's specials; MakeWeak holds it to install a cell.
 type specials struct {
-	// n counts the span's weak, long weak and cleanup specials (not
-	// finalizers); written with mu held, read without it as a hint ("this
-	// span has none of those").
+	// n counts the span's weak and long weak specials; written with mu
+	// held, read without it as a hint ("this span has none").
 	n atomic.Int32
 
 	// fin is the span's finalizer table, installed by CAS on the span's
@@ -58,16 +73,22 @@ type specials struct {
 	// replaced or removed while the span lives.
 	fin atomic.Pointer[finTable]
 
+	// cl is the span's cleanup table, installed and owned like fin.
+	// Cleanup.Stop, from any goroutine, never touches it: it changes the
+	// record's state word only.
+	cl atomic.Pointer[cleanupTable]
+
 	mu struct {
 		sync.Mutex
-		cleanups []*cleanupSpecial // by slot; a list in insertion order
-		weak     []uint32          // by slot: weak cell index + 1; 0 means none
-		long     []uint32          // by slot: long weak cell index + 1
+		weak []uint32 // by slot: weak cell index + 1; 0 means none
+		long []uint32 // by slot: long weak cell index + 1
 	}
 }
 
 // any reports whether the span may have specials the sweeper must visit.
-func (sp *specials) any() bool { return sp.n.Load() != 0 || sp.fin.Load() != nil }
+func (sp *specials) any() bool {
+	return sp.n.Load() != 0 || sp.fin.Load() != nil || sp.cl.Load() != nil
+}
 
 // funcval is what a Go func value points to (the runtime's funcval: code
 // pointer first, captured variables after). A finalizer is kept as that one
@@ -87,12 +108,6 @@ func (sp *specials) finAt(i uint32) *funcval {
 		return t.fn[i]
 	}
 	return nil
-}
-
-type cleanupSpecial struct {
-	id   uint64
-	r    cleanupq.Runner
-	next *cleanupSpecial
 }
 
 // SetFinalizer sets (fn != nil) or clears (fn == nil) the finalizer of x;
@@ -158,51 +173,134 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 	return s.sp.finAt(x.Slot()) != nil
 }
 
-// AddCleanup attaches a cleanup to x and returns its id.
-func (m *Mutator) AddCleanup(x handle.Handle, r cleanupq.Runner) uint64 {
+// CleanupSpecial is one registered cleanup: the heap's part of the record
+// AddCleanup allocates. The root package embeds it in its typed record, so
+// one allocation holds the function, the argument and the special, and a
+// Cleanup handle is a pointer to it.
+//
+// state says what became of the cleanup, and only CAS changes it, so of a
+// Stop and a sweeper (or Close) racing for one record exactly one wins:
+//
+//	state        set by                          next
+//	registered   Init                            stopped, queued
+//	stopped      Stop (CAS), any goroutine       never
+//	queued       the sweeper that found the      never
+//	             object unreachable, or Close
+//	             (CAS)
+//
+// A stopped record stays linked until AddCleanup drops it from its list or
+// the object dies; the mark ignores it, so its argument is not kept alive.
+type CleanupSpecial struct {
+	r     cleanupq.Runner // the embedding record; immutable after Init
+	state atomic.Uint32
+	// next, n and pruneAt are owned like the slot's list (see specials):
+	// next links it; n is the length of the list from this record on; in
+	// the head record, pruneAt is the length past which AddCleanup drops
+	// the stopped records.
+	next       *CleanupSpecial
+	n, pruneAt uint32
+}
+
+const (
+	cleanupRegistered uint32 = iota
+	cleanupStopped
+	cleanupQueued
+)
+
+// cleanupPruneMin is the shortest list AddCleanup prunes of stopped records.
+const cleanupPruneMin = 8
+
+// Init makes c the special of record r (the value that embeds c).
+func (c *CleanupSpecial) Init(r cleanupq.Runner) { c.r = r }
+
+// Stop unregisters the cleanup if it is still registered. It is safe from
+// any goroutine; a cleanup already queued or run is unaffected.
+func (c *CleanupSpecial) Stop() { c.state.CompareAndSwap(cleanupRegistered, cleanupStopped) }
+
+// registered reports whether the cleanup is neither stopped nor queued.
+func (c *CleanupSpecial) registered() bool { return c.state.Load() == cleanupRegistered }
+
+// cleanupTable holds a span's cleanups: head[slot] is the list of the
+// object's cleanups, newest first. See specials for who may touch it.
+type cleanupTable struct {
+	head []*CleanupSpecial
+}
+
+// AddCleanup registers the cleanup c on x. The fast path is the one of
+// SetFinalizer: a span lookup, the sweepgen check and a plain push on the
+// slot's list (see specials); anything else takes the slow path.
+func (m *Mutator) AddCleanup(x handle.Handle, c *CleanupSpecial) {
+	if h := m.heap; h != nil {
+		s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+		i := uint32(x>>34) & (handle.MaxSlots - 1)
+		if i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == h.sweepgen.Load() {
+			if t := s.sp.cl.Load(); t != nil {
+				t.push(i, c)
+				return
+			}
+		}
+	}
+	m.addCleanupSlow(x, c)
+}
+
+func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
 	h := m.enter("AddCleanup")
 	defer m.leave()
 	s := h.check(x, "AddCleanup")
 	h.ensureSwept(s, &m.local)
-	id := h.stats.cleanupIDs.Add(1)
-	c := &cleanupSpecial{id: id, r: r}
-	i := x.Slot()
-	s.sp.mu.Lock()
-	defer s.sp.mu.Unlock()
-	if s.sp.mu.cleanups == nil {
-		s.sp.mu.cleanups = make([]*cleanupSpecial, s.nslots)
-	}
-	p := &s.sp.mu.cleanups[i]
-	for *p != nil {
-		p = &(*p).next
-	}
-	*p = c
-	s.sp.n.Add(1)
-	return id
-}
-
-// StopCleanup removes cleanup id from x if it is still registered. It is
-// safe from any goroutine; a cleanup already queued or run is unaffected.
-func (h *Heap) StopCleanup(x handle.Handle, id uint64) {
-	if !h.Valid(x) {
-		return // the object is gone: its cleanups were queued or it never had this one
-	}
-	s := h.spans.get(x.Span())
-	if s == nil {
-		return
-	}
-	s.sp.mu.Lock()
-	defer s.sp.mu.Unlock()
-	if s.hv[x.Slot()].Load() != uint64(x) || s.sp.mu.cleanups == nil {
-		return
-	}
-	for p := &s.sp.mu.cleanups[x.Slot()]; *p != nil; p = &(*p).next {
-		if (*p).id == id {
-			*p = (*p).next
-			s.sp.n.Add(-1)
-			return
+	t := s.sp.cl.Load()
+	if t == nil {
+		t = &cleanupTable{head: make([]*CleanupSpecial, s.nslots)}
+		if !s.sp.cl.CompareAndSwap(nil, t) {
+			t = s.sp.cl.Load() // another mutator installed one first
 		}
 	}
+	t.push(x.Slot(), c)
+}
+
+// push links c at the head of slot i's list, first dropping the stopped
+// records at the head, and every stopped record once the list has doubled
+// since the last time: the list stays within twice its registered
+// cleanups plus cleanupPruneMin, at O(1) amortized per push.
+func (t *cleanupTable) push(i uint32, c *CleanupSpecial) {
+	head := t.head[i]
+	for head != nil && head.state.Load() == cleanupStopped {
+		head = head.next
+	}
+	n, pruneAt := uint32(1), uint32(cleanupPruneMin)
+	if head != nil {
+		n, pruneAt = head.n+1, head.pruneAt
+		if n > pruneAt {
+			head = pruneStopped(head)
+			n = 1
+			if head != nil {
+				n = head.n + 1
+			}
+			pruneAt = max(2*n, cleanupPruneMin)
+		}
+	}
+	c.next, c.n, c.pruneAt = head, n, pruneAt
+	t.head[i] = c
+}
+
+// pruneStopped unlinks the stopped records of the list at head, renumbers
+// the rest, and returns the new head.
+func pruneStopped(head *CleanupSpecial) *CleanupSpecial {
+	n := uint32(0)
+	p := &head
+	for *p != nil {
+		if (*p).state.Load() == cleanupStopped {
+			*p = (*p).next
+			continue
+		}
+		n++
+		p = &(*p).next
+	}
+	for c := head; c != nil; c = c.next {
+		c.n = n
+		n--
+	}
+	return head
 }
 
 // sweepSpecials processes the specials of s's unmarked objects (heap.go,
@@ -276,12 +374,8 @@ func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *[]finRec, re
 		sp.long[i] = 0
 		*removed++
 	}
-	if sp.cleanups != nil {
-		for c := sp.cleanups[i]; c != nil; c = c.next {
-			h.cq.Enqueue(local, c.r)
-			*removed++
-		}
-		sp.cleanups[i] = nil
+	if cl := s.sp.cl.Load(); cl != nil {
+		h.queueCleanups(cl, i, local)
 	}
 	return false
 }

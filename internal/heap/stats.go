@@ -21,7 +21,6 @@ type heapStats struct {
 	limitHits      atomic.Int64
 	panics         atomic.Int64
 	slowFinalizers atomic.Int64
-	cleanupIDs     atomic.Uint64
 	lastMark       atomic.Int64 // ns
 	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles)
 	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles)

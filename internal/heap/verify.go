@@ -287,17 +287,26 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 			}
 		}
 	}
-	s.sp.mu.Lock()
-	n := 0
-	sp := &s.sp.mu
-	for i := range sp.cleanups {
-		for c := sp.cleanups[i]; c != nil; c = c.next {
-			n++
-			if !live(uint32(i)) {
-				v.fail("%v: cleanup %d on free slot %d", s, c.id, i)
+	if cl := s.sp.cl.Load(); cl != nil {
+		for i := range cl.head {
+			want := uint32(0)
+			for c := cl.head[i]; c != nil; c = c.next {
+				want++
+			}
+			for c := cl.head[i]; c != nil; c = c.next {
+				if !live(uint32(i)) {
+					v.fail("%v: cleanup on free slot %d", s, i)
+				}
+				if c.n != want {
+					v.fail("%v: cleanup list of slot %d: a record counts %d records from it, found %d", s, i, c.n, want)
+				}
+				want--
 			}
 		}
 	}
+	s.sp.mu.Lock()
+	n := 0
+	sp := &s.sp.mu
 	for kind, arr := range [2][]uint32{sp.weak, sp.long} {
 		for i, cell := range arr {
 			if cell == 0 {
