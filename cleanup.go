@@ -13,7 +13,8 @@ import (
 // its argument while a Cleanup value is kept, even after the cleanup ran;
 // drop Cleanup values that are no longer needed.
 type Cleanup struct {
-	c *heap.CleanupSpecial
+	c   *heap.CleanupSpecial
+	gen uint32 // the record's generation when it was registered
 }
 
 // cleanupRec is one registered cleanup call: the record AddCleanup
@@ -52,16 +53,33 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
 	lay := argLayout[S](m)
-	// Check the copy in the record, so that arg itself does not escape.
-	rec := &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
+	key := typeKey[cleanupRec[S]]()
+	var rec *cleanupRec[S]
+	if c := m.m.ReuseCleanup(key); c != nil {
+		// A stopped record of this type, unlinked: the special is the
+		// record's first field.
+		rec = (*cleanupRec[S])(unsafe.Pointer(c))
+		rec.fn, rec.arg, rec.lay = cleanup, arg, lay
+	} else {
+		rec = &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
+		rec.Init(rec, key)
+	}
+	// Check the copy in the record, so that arg itself does not escape: a
+	// Ref[U] or Object arg naming r's object.
 	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
 		if x := *(*handle.Handle)(unsafe.Pointer(&rec.arg)); x == r.h && x != 0 && len(lay.Scan(unsafe.Pointer(&rec.arg), nil)) == 1 {
 			panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
 		}
 	}
-	rec.Init(rec)
 	m.m.AddCleanup(r.h, &rec.CleanupSpecial)
-	return Cleanup{&rec.CleanupSpecial}
+	return Cleanup{&rec.CleanupSpecial, rec.Gen()}
+}
+
+// Zero drops the record's function and argument while it waits for reuse,
+// so they do not stay reachable for Go's collector.
+func (c *cleanupRec[S]) Zero() {
+	var zero S
+	c.fn, c.arg = nil, zero
 }
 
 // Stop cancels the cleanup if it has not been queued yet; once it has been
@@ -75,6 +93,6 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 // the span first, so there the cleanup would run).
 func (c Cleanup) Stop() {
 	if c.c != nil {
-		c.c.Stop()
+		c.c.Stop(c.gen)
 	}
 }

@@ -42,6 +42,10 @@ type Mutator struct {
 	// slow-path entry point sets it with CAS and clears it on return.
 	busy atomic.Int32
 
+	// cfree keeps stopped cleanup records for reuse, by record type
+	// (special.go); owned by the mutator's goroutine.
+	cfree [8]cleanupFree
+
 	// cache[t.ID] is the span this mutator allocates objects of type t
 	// from. Owned by the mutator while it runs; by the leader while the
 	// world is stopped.

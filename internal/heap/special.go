@@ -16,7 +16,7 @@ import (
 func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) int {
 	n := 0
 	for c := t.head[i]; c != nil; c = c.next {
-		if c.state.CompareAndSwap(cleanupRegistered, cleanupQueued) {
+		if c.take() {
 			h.cq.Enqueue(local, c.r)
 			n++
 		}
@@ -178,47 +178,120 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 // one allocation holds the function, the argument and the special, and a
 // Cleanup handle is a pointer to it.
 //
-// state says what became of the cleanup, and only CAS changes it, so of a
-// Stop and a sweeper (or Close) racing for one record exactly one wins:
+// The state word says what became of the cleanup, and only CAS changes it
+// once the record is linked, so of a Stop and a sweeper (or Close) racing
+// for one record exactly one wins. It holds the record's generation above
+// a queued bit; lgen is the generation the record was linked with:
 //
-//	state        set by                          next
-//	registered   Init                            stopped, queued
-//	stopped      Stop (CAS), any goroutine       never
-//	queued       the sweeper that found the      never
-//	             object unreachable, or Close
-//	             (CAS)
+//	state             meaning      set by
+//	lgen<<1           registered   AddCleanup (links the record)
+//	(lgen+1)<<1       stopped      Stop (CAS), any goroutine
+//	lgen<<1 | 1       queued       the sweeper that found the object
+//	                               unreachable, or Close (CAS)
 //
 // A stopped record stays linked until AddCleanup drops it from its list or
 // the object dies; the mark ignores it, so its argument is not kept alive.
+// AddCleanup hands the stopped records it unlinks to its mutator, which
+// reuses them for its next cleanups with the same argument type, so a
+// program that adds and stops cleanups in a loop allocates nothing; a
+// stopped record's state is already "registered" at the next generation,
+// so reuse writes no atomic. A Cleanup handle names the generation it was
+// given, and its Stop's CAS fails on a record reused since (after 2^31
+// reuses of one record the generation wraps, and a handle kept that long
+// could stop its successor).
 type CleanupSpecial struct {
 	r     cleanupq.Runner // the embedding record; immutable after Init
-	state atomic.Uint32
-	// next, n and pruneAt are owned like the slot's list (see specials):
-	// next links it; n is the length of the list from this record on; in
+	key   unsafe.Pointer  // the record's type, for reuse; immutable after Init
+	state atomic.Uint32   // generation<<1 | queued; see above
+	// lgen, next, n and pruneAt are owned like the slot's list (see
+	// specials): lgen is the generation the record was linked with; next
+	// links the list; n is the length of the list from this record on; in
 	// the head record, pruneAt is the length past which AddCleanup drops
 	// the stopped records.
+	lgen       uint32
 	next       *CleanupSpecial
 	n, pruneAt uint32
 }
 
-const (
-	cleanupRegistered uint32 = iota
-	cleanupStopped
-	cleanupQueued
-)
-
 // cleanupPruneMin is the shortest list AddCleanup prunes of stopped records.
 const cleanupPruneMin = 8
 
-// Init makes c the special of record r (the value that embeds c).
-func (c *CleanupSpecial) Init(r cleanupq.Runner) { c.r = r }
+// Init makes c the special of record r (the value that embeds c), a
+// record of the type key names.
+func (c *CleanupSpecial) Init(r cleanupq.Runner, key unsafe.Pointer) { c.r, c.key = r, key }
 
-// Stop unregisters the cleanup if it is still registered. It is safe from
-// any goroutine; a cleanup already queued or run is unaffected.
-func (c *CleanupSpecial) Stop() { c.state.CompareAndSwap(cleanupRegistered, cleanupStopped) }
+// Gen returns the generation c was linked with, for its Cleanup handle.
+// Only the mutator that linked c may call it.
+func (c *CleanupSpecial) Gen() uint32 { return c.lgen }
 
-// registered reports whether the cleanup is neither stopped nor queued.
-func (c *CleanupSpecial) registered() bool { return c.state.Load() == cleanupRegistered }
+// Stop unregisters the cleanup of generation gen if it is still
+// registered. It is safe from any goroutine; a cleanup already queued or
+// run, or a record reused since, is unaffected.
+func (c *CleanupSpecial) Stop(gen uint32) { c.state.CompareAndSwap(gen<<1, (gen+1)<<1) }
+
+// registered reports whether the linked cleanup is neither stopped nor
+// queued. REQUIRES: the caller owns the slot's list.
+func (c *CleanupSpecial) registered() bool { return c.state.Load() == c.lgen<<1 }
+
+// stopped reports whether Stop won the linked record.
+// REQUIRES: the caller owns the slot's list.
+func (c *CleanupSpecial) stopped() bool { return c.state.Load()>>1 != c.lgen }
+
+// take moves a registered cleanup to queued; it fails if Stop won.
+// REQUIRES: the caller owns the slot's list.
+func (c *CleanupSpecial) take() bool {
+	return c.state.CompareAndSwap(c.lgen<<1, c.lgen<<1|1)
+}
+
+// zeroer is implemented by records that can drop their function and
+// argument while they wait for reuse.
+type zeroer interface{ Zero() }
+
+// cleanupFreeMax bounds the stopped records a mutator keeps per type.
+const cleanupFreeMax = 64
+
+// cleanupFree is a mutator's list of stopped records of one type, linked
+// by next; owned by the mutator.
+type cleanupFree struct {
+	key  unsafe.Pointer
+	head *CleanupSpecial
+	n    int
+}
+
+// recycle keeps the stopped record c, just unlinked from its list, for
+// reuse by m.
+func (m *Mutator) recycle(c *CleanupSpecial) {
+	e := &m.cfree[(uintptr(c.key)>>5)%uintptr(len(m.cfree))]
+	if e.key != c.key {
+		if e.n != 0 {
+			return // the entry holds another type's records: let Go collect c
+		}
+		e.key = c.key
+	}
+	if e.n == cleanupFreeMax {
+		return
+	}
+	if z, ok := c.r.(zeroer); ok {
+		z.Zero()
+	}
+	c.next, e.head = e.head, c
+	e.n++
+}
+
+// ReuseCleanup returns a stopped record of the type key names, unlinked,
+// or nil if m has none. Its state is already the next generation's
+// "registered" (Stop advanced it), and no Stop of an older generation can
+// change it.
+func (m *Mutator) ReuseCleanup(key unsafe.Pointer) *CleanupSpecial {
+	e := &m.cfree[(uintptr(key)>>5)%uintptr(len(m.cfree))]
+	if e.key != key || e.head == nil {
+		return nil
+	}
+	c := e.head
+	e.head, c.next = c.next, nil
+	e.n--
+	return c
+}
 
 // cleanupTable holds a span's cleanups: head[slot] is the list of the
 // object's cleanups, newest first. See specials for who may touch it.
@@ -235,7 +308,7 @@ func (m *Mutator) AddCleanup(x handle.Handle, c *CleanupSpecial) {
 		i := uint32(x>>34) & (handle.MaxSlots - 1)
 		if i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == h.sweepgen.Load() {
 			if t := s.sp.cl.Load(); t != nil {
-				t.push(i, c)
+				t.push(m, i, c)
 				return
 			}
 		}
@@ -255,23 +328,25 @@ func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
 			t = s.sp.cl.Load() // another mutator installed one first
 		}
 	}
-	t.push(x.Slot(), c)
+	t.push(m, x.Slot(), c)
 }
 
 // push links c at the head of slot i's list, first dropping the stopped
 // records at the head, and every stopped record once the list has doubled
 // since the last time: the list stays within twice its registered
 // cleanups plus cleanupPruneMin, at O(1) amortized per push.
-func (t *cleanupTable) push(i uint32, c *CleanupSpecial) {
+func (t *cleanupTable) push(m *Mutator, i uint32, c *CleanupSpecial) {
 	head := t.head[i]
-	for head != nil && head.state.Load() == cleanupStopped {
-		head = head.next
+	for head != nil && head.stopped() {
+		next := head.next
+		m.recycle(head)
+		head = next
 	}
 	n, pruneAt := uint32(1), uint32(cleanupPruneMin)
 	if head != nil {
 		n, pruneAt = head.n+1, head.pruneAt
 		if n > pruneAt {
-			head = pruneStopped(head)
+			head = pruneStopped(m, head)
 			n = 1
 			if head != nil {
 				n = head.n + 1
@@ -279,18 +354,20 @@ func (t *cleanupTable) push(i uint32, c *CleanupSpecial) {
 			pruneAt = max(2*n, cleanupPruneMin)
 		}
 	}
+	c.lgen = c.state.Load() >> 1 // no Stop can race: no handle names c yet
 	c.next, c.n, c.pruneAt = head, n, pruneAt
 	t.head[i] = c
 }
 
 // pruneStopped unlinks the stopped records of the list at head, renumbers
 // the rest, and returns the new head.
-func pruneStopped(head *CleanupSpecial) *CleanupSpecial {
+func pruneStopped(m *Mutator, head *CleanupSpecial) *CleanupSpecial {
 	n := uint32(0)
 	p := &head
 	for *p != nil {
-		if (*p).state.Load() == cleanupStopped {
-			*p = (*p).next
+		if c := *p; c.stopped() {
+			*p = c.next
+			m.recycle(c)
 			continue
 		}
 		n++

@@ -1,0 +1,182 @@
+package heap
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
+)
+
+// testCleanup is a cleanup record as the root package builds them: the
+// special first, then what the call needs.
+type testCleanup struct {
+	CleanupSpecial
+	ran *atomic.Int64
+}
+
+func (c *testCleanup) Run()                                     { c.ran.Add(1) }
+func (c *testCleanup) Scan(buf []handle.Handle) []handle.Handle { return buf }
+
+var testCleanupKey = unsafe.Pointer(new(byte))
+
+// addTestCleanup registers a cleanup on x, reusing a stopped record of m's
+// when there is one, as AddCleanup does; it returns the record and the
+// generation its handle names.
+func addTestCleanup(m *Mutator, x handle.Handle, ran *atomic.Int64) (*testCleanup, uint32) {
+	var c *testCleanup
+	if r := m.ReuseCleanup(testCleanupKey); r != nil {
+		c = (*testCleanup)(unsafe.Pointer(r))
+		c.ran = ran
+	} else {
+		c = &testCleanup{ran: ran}
+		c.Init(c, testCleanupKey)
+	}
+	m.AddCleanup(x, &c.CleanupSpecial)
+	return c, c.Gen()
+}
+
+func listLen(h *Heap, x handle.Handle) int {
+	s := h.spans.get(x.Span())
+	t := s.sp.cl.Load()
+	if t == nil {
+		return 0
+	}
+	n := 0
+	for c := t.head[x.Slot()]; c != nil; c = c.next {
+		n++
+	}
+	return n
+}
+
+// TestCleanupListStaysBounded: an object that keeps a window of live
+// cleanups while many more are added and stopped, oldest first (the
+// order that leaves stopped records below live ones), keeps a list within
+// twice its live cleanups plus cleanupPruneMin.
+func TestCleanupListStaysBounded(t *testing.T) {
+	h, m, kept := verifyHeap(t, 10)
+	x := kept[0]
+	var ran atomic.Int64
+	const window = 5
+	type reg struct {
+		c   *testCleanup
+		gen uint32
+	}
+	var live []reg
+	maxLen := 0
+	for i := range 10000 {
+		c, gen := addTestCleanup(m, x, &ran)
+		live = append(live, reg{c, gen})
+		if len(live) > window {
+			live[0].c.Stop(live[0].gen)
+			live = live[1:]
+		}
+		maxLen = max(maxLen, listLen(h, x))
+		if i%1000 == 0 {
+			if err := h.Verify(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if bound := 2*(window+1) + cleanupPruneMin; maxLen > bound {
+		t.Fatalf("cleanup list reached %d records with %d live; want at most %d", maxLen, window, bound)
+	}
+	// The live ones still run, and only they: drop the object.
+	h.Unpin(x)
+	m.Collect()
+	m.Collect()
+	m.Detach()
+	if err := h.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ran.Load(); got != window {
+		t.Fatalf("%d cleanups ran, want the %d never stopped", got, window)
+	}
+}
+
+// TestCleanupReuseGeneration: a record stopped and reused for a new
+// cleanup is not stopped by the old handle.
+func TestCleanupReuseGeneration(t *testing.T) {
+	h, m, kept := verifyHeap(t, 10)
+	x := kept[0]
+	var ran atomic.Int64
+	old, oldGen := addTestCleanup(m, x, &ran)
+	old.Stop(oldGen)
+	// The stopped record is unlinked and recycled by the next push on the
+	// slot, and reused by the one after.
+	c1, g1 := addTestCleanup(m, x, &ran)
+	c2, g2 := addTestCleanup(m, x, &ran)
+	if c2 != old || c1 == old {
+		t.Fatalf("stopped record not reused: old %p, then %p, %p", old, c1, c2)
+	}
+	if g2 == oldGen {
+		t.Fatalf("reused record kept generation %d", g2)
+	}
+	old.Stop(oldGen) // the old handle: must not stop c2
+	c1.Stop(g1)
+	h.Unpin(x)
+	m.Collect()
+	m.Collect()
+	m.Detach()
+	if err := h.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ran.Load(); got != 1 {
+		t.Fatalf("%d cleanups ran, want 1 (the reused record's)", got)
+	}
+}
+
+// TestCleanupStopRacesSweep: Stop from other goroutines races with the
+// sweep that queues the cleanups; every cleanup either runs or was
+// stopped by a Stop that won, never both, never neither.
+func TestCleanupStopRacesSweep(t *testing.T) {
+	const n = 20000
+	h := New(Config{MarkWorkers: 2})
+	m := NewMutator()
+	h.Attach(m)
+	defer h.Close()
+	var ran atomic.Int64
+	type reg struct {
+		c   *testCleanup
+		gen uint32
+	}
+	regs := make([]reg, n)
+	for i := range regs {
+		x, err := m.Alloc(vnodeType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, gen := addTestCleanup(m, x, &ran)
+		regs[i] = reg{c, gen}
+	}
+	var stopped atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 2 {
+				r := regs[i]
+				before := r.c.state.Load()
+				r.c.Stop(r.gen)
+				if before == r.gen<<1 && r.c.state.Load() == (r.gen+1)<<1 {
+					stopped.Add(1)
+				}
+			}
+		}()
+	}
+	m.Collect() // the objects are garbage: the sweep races the Stops
+	wg.Wait()
+	m.Collect()
+	m.Detach()
+	if err := h.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ran.Load() + stopped.Load(); got != n {
+		t.Fatalf("%d ran + %d stopped = %d, want %d", ran.Load(), stopped.Load(), got, n)
+	}
+}
