@@ -96,25 +96,35 @@ func TestCleanupListStaysBounded(t *testing.T) {
 }
 
 // TestCleanupReuseGeneration: a record stopped and reused for a new
-// cleanup is not stopped by the old handle.
+// cleanup is not stopped by the handles of its earlier generations.
 func TestCleanupReuseGeneration(t *testing.T) {
 	h, m, kept := verifyHeap(t, 10)
 	x := kept[0]
 	var ran atomic.Int64
-	old, oldGen := addTestCleanup(m, x, &ran)
-	old.Stop(oldGen)
-	// The stopped record is unlinked and recycled by the next push on the
+	rec, gen0 := addTestCleanup(m, x, &ran)
+	rec.Stop(gen0)
+	// A stopped record is unlinked and recycled by the next push on its
 	// slot, and reused by the one after.
-	c1, g1 := addTestCleanup(m, x, &ran)
-	c2, g2 := addTestCleanup(m, x, &ran)
-	if c2 != old || c1 == old {
-		t.Fatalf("stopped record not reused: old %p, then %p, %p", old, c1, c2)
+	other, otherGen := addTestCleanup(m, x, &ran)
+	c1, gen1 := addTestCleanup(m, x, &ran)
+	if c1 != rec || other == rec {
+		t.Fatalf("stopped record not reused: %p, then %p, %p", rec, other, c1)
 	}
-	if g2 == oldGen {
-		t.Fatalf("reused record kept generation %d", g2)
+	c1.Stop(gen1)
+	other.Stop(otherGen)
+	filler, _ := addTestCleanup(m, x, &ran) // recycles c1 (and other)
+	c2, gen2 := addTestCleanup(m, x, &ran)
+	if c2 != rec && c2 != other {
+		t.Fatalf("stopped record not reused the second time")
 	}
-	old.Stop(oldGen) // the old handle: must not stop c2
-	c1.Stop(g1)
+	if gen0 == gen1 || (c2 == rec && (gen2 == gen0 || gen2 == gen1)) || (c2 == other && gen2 == otherGen) {
+		t.Fatalf("generations not advanced: record %p had %d, %d; reused as %p with %d", rec, gen0, gen1, c2, gen2)
+	}
+	// The old handles must not stop c2.
+	rec.Stop(gen0)
+	rec.Stop(gen1)
+	other.Stop(otherGen)
+	filler.Stop(filler.Gen())
 	h.Unpin(x)
 	m.Collect()
 	m.Collect()
@@ -156,13 +166,9 @@ func TestCleanupStopRacesSweep(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < n; i += 2 {
+			for i := w; i < n; i += 4 { // half of them
 				r := regs[i]
-				before := r.c.state.Load()
 				r.c.Stop(r.gen)
-				if before == r.gen<<1 && r.c.state.Load() == (r.gen+1)<<1 {
-					stopped.Add(1)
-				}
 			}
 		}()
 	}
@@ -173,8 +179,17 @@ func TestCleanupStopRacesSweep(t *testing.T) {
 	if err := h.Drain(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	// Every cleanup is queued or stopped now: further Stops change nothing.
+	for _, r := range regs {
+		r.c.Stop(r.gen)
+	}
 	if err := h.Verify(); err != nil {
 		t.Fatal(err)
+	}
+	for _, r := range regs {
+		if r.c.state.Load() == (r.gen+1)<<1 {
+			stopped.Add(1)
+		}
 	}
 	if got := ran.Load() + stopped.Load(); got != n {
 		t.Fatalf("%d ran + %d stopped = %d, want %d", ran.Load(), stopped.Load(), got, n)
