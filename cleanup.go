@@ -52,18 +52,19 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 	if cleanup == nil {
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
-	lay := argLayout[S](m)
+	e := argCache[S](m)
+	lay := e.l
 	key := typeKey[cleanupRec[S]]()
 	var rec *cleanupRec[S]
 	if c := m.m.ReuseCleanup(key); c != nil {
 		// A stopped record of this type, unlinked: the special is the
 		// record's first field.
 		rec = (*cleanupRec[S])(unsafe.Pointer(c))
-		rec.fn, rec.arg, rec.lay = cleanup, arg, lay
 	} else {
-		rec = &cleanupRec[S]{fn: cleanup, arg: arg, lay: lay}
+		rec = newCleanupRec[S](e)
 		rec.Init(rec, key)
 	}
+	rec.fn, rec.arg, rec.lay = cleanup, arg, lay
 	// Check the copy in the record, so that arg itself does not escape: a
 	// Ref[U] or Object arg naming r's object.
 	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
@@ -73,6 +74,28 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 	}
 	m.m.AddCleanup(r.h, &rec.CleanupSpecial)
 	return Cleanup{&rec.CleanupSpecial, rec.Gen()}
+}
+
+// cleanupSlab is how many records AddCleanup allocates at once. Go's
+// allocator and collector then see one object per cleanupSlab cleanups; the
+// price is that a slab stays in memory while any of its records is
+// referenced (by a Cleanup handle, an object's list or the queue).
+const cleanupSlab = 32
+
+// newCleanupRec returns a zeroed record from m's slab for S.
+func newCleanupRec[S any](e *argCacheEntry) *cleanupRec[S] {
+	if e.left == 0 {
+		s := make([]cleanupRec[S], cleanupSlab)
+		e.recs, e.left = unsafe.Pointer(unsafe.SliceData(s)), cleanupSlab
+	}
+	rec := (*cleanupRec[S])(e.recs)
+	e.left--
+	if e.left == 0 {
+		e.recs = nil // never a pointer past the slab's end
+	} else {
+		e.recs = unsafe.Add(e.recs, unsafe.Sizeof(*rec))
+	}
+	return rec
 }
 
 // Zero drops the record's function and argument while it waits for reuse,

@@ -7,8 +7,8 @@ import "github.com/reclaimgc/reclaim/internal/heap"
 // the heap catches most such use with a panic.
 type Mutator struct {
 	m  *heap.Mutator
-	tc [typeCacheSize]typeCacheEntry   // owned by the mutator's goroutine
-	lc [typeCacheSize]layoutCacheEntry // cleanup argument layouts; owned likewise
+	tc [typeCacheSize]typeCacheEntry // owned by the mutator's goroutine
+	lc [typeCacheSize]argCacheEntry  // cleanup argument types; owned likewise
 }
 
 // Detach ends m's work on its heap. Its span caches go back to the heap; a

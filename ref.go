@@ -200,20 +200,23 @@ func registerType[T any]() *heap.Type {
 	return t
 }
 
-// argLayout returns the reference map of S (for cleanup arguments), from
-// m's layout cache, which works like its type cache.
-func argLayout[S any](m *Mutator) *layout.Type {
+// argCache returns m's cache entry for cleanup arguments of type S: S's
+// reference map and a slab of cleanup records. The cache works like the
+// type cache.
+func argCache[S any](m *Mutator) *argCacheEntry {
 	key := typeKey[S]()
 	e := &m.lc[(uintptr(key)>>5)%typeCacheSize]
-	if e.key == key {
-		return e.l
+	if e.key != key {
+		*e = argCacheEntry{key: key, l: layout.Of(reflect.TypeFor[S](), nil)}
 	}
-	l := layout.Of(reflect.TypeFor[S](), nil)
-	e.key, e.l = key, l
-	return l
+	return e
 }
 
-type layoutCacheEntry struct {
+type argCacheEntry struct {
 	key unsafe.Pointer
 	l   *layout.Type
+	// recs is the next unused record of a slab of cleanupRec[S] (nil when
+	// none is left) and left how many follow it, itself included.
+	recs unsafe.Pointer
+	left int
 }
