@@ -178,3 +178,24 @@ func ExampleTracer() {
 	fmt.Println(ok, *origin.Get(m))
 	// Output: true {3 4}
 }
+
+// A goroutine that keeps its mutator attached waits for finalizers with
+// Mutator.Drain; here the finalizer itself allocates on the heap.
+func ExampleMutator_Drain() {
+	h := reclaim.NewHeap(reclaim.Options{})
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+
+	reclaim.SetFinalizer(m, reclaim.New[Node](m), func(fm *reclaim.Mutator, r reclaim.Ref[Node]) {
+		note := reclaim.New[Point](fm) // finalizers run as a mutator
+		note.Get(fm).X = r.Get(fm).Value + 1
+		fmt.Println("finalized; note", note.Get(fm).X)
+	})
+	m.Collect()
+	if err := m.Drain(context.Background()); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// finalized; note 1
+}

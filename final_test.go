@@ -1051,3 +1051,59 @@ func TestSetFinalizerWhileQueued(t *testing.T) {
 		t.Fatalf("next cycle: first %d, second %d; want 2, 1", first.Load(), second.Load())
 	}
 }
+
+// TestMutatorDrainWhileFinalizerCollects: a goroutine with an attached
+// mutator drains while the finalizers collect (each stops the world, so it
+// waits for every attached mutator that is not at a safepoint). Mutator.Drain
+// counts its mutator as stopped while it waits; Heap.Drain here would wait
+// for the finalizers while they wait for it.
+func TestMutatorDrainWhileFinalizerCollects(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{})
+	m := h.Attach()
+	defer m.Detach()
+	const n = 10
+	var ran atomic.Int32
+	for range n {
+		reclaim.SetFinalizer(m, reclaim.New[finNode](m), func(fm *reclaim.Mutator, _ reclaim.Ref[finNode]) {
+			fm.Collect()
+			ran.Add(1)
+		})
+	}
+	m.Collect() // queues the n finalizers
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := m.Drain(ctx); err != nil {
+		t.Fatalf("Mutator.Drain: %v (finalizers run: %d of %d)", err, ran.Load(), n)
+	}
+	if got := ran.Load(); got != n {
+		t.Fatalf("Drain returned after %d of %d finalizers", got, n)
+	}
+	// m works after Drain: it allocates and reads.
+	r := reclaim.New[finNode](m)
+	r.Get(m).id = 7
+	if r.Get(m).id != 7 {
+		t.Fatal("mutator unusable after Drain")
+	}
+}
+
+// TestDrainInFinalizerPanics: a finalizer's Mutator.Drain would wait for
+// itself.
+func TestDrainInFinalizerPanics(t *testing.T) {
+	var msg atomic.Value
+	h := newTestHeap(t, reclaim.Options{OnPanic: func(p *reclaim.CallbackPanic) { msg.Store(fmt.Sprint(p.Value)) }})
+	m := h.Attach()
+	defer m.Detach()
+	reclaim.SetFinalizer(m, reclaim.New[finNode](m), func(fm *reclaim.Mutator, _ reclaim.Ref[finNode]) {
+		_ = fm.Drain(context.Background())
+	})
+	m.Collect()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := msg.Load().(string)
+	if !strings.Contains(got, "reclaim: Drain called by a finalizer") {
+		t.Fatalf("OnPanic got %q, want the Drain-in-finalizer panic", got)
+	}
+}

@@ -1,6 +1,10 @@
 package reclaim
 
-import "github.com/reclaimgc/reclaim/internal/heap"
+import (
+	"context"
+
+	"github.com/reclaimgc/reclaim/internal/heap"
+)
 
 // Mutator is one goroutine's handle on a heap: it allocates, reads objects
 // and reaches safepoints. It must not be used by two goroutines at once;
@@ -10,6 +14,13 @@ type Mutator struct {
 	tc [typeCacheSize]typeCacheEntry // owned by the mutator's goroutine
 	lc [typeCacheSize]argCacheEntry  // cleanup argument types; owned likewise
 }
+
+// Drain is Heap.Drain for the goroutine that owns m: m counts as stopped at
+// a safepoint while it waits, so finalizers and cleanups that allocate or
+// collect do not wait for it. As at Safepoint, refs held only in Go
+// variables are not roots while Drain waits. With FinalizersAtSafepoints,
+// Drain first runs the finalizers queued for m, as Safepoint does.
+func (m *Mutator) Drain(ctx context.Context) error { return m.m.Drain(ctx) }
 
 // Detach ends m's work on its heap. Its span caches go back to the heap; a
 // detached mutator never holds a collection up. Using m afterwards panics.

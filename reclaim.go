@@ -167,8 +167,9 @@ func (h *Heap) Close() error { return h.h.Close() }
 // returns ctx's error if ctx ends first. With FinalizersAtSafepoints,
 // queued finalizers run only when mutators reach safepoints.
 //
-// Call Drain from a goroutine whose mutator is detached (or that has none):
-// an attached mutator waiting in Drain is not at a safepoint, so a
+// Call Drain from a goroutine whose mutator is detached (or that has none);
+// a goroutine with an attached mutator calls Mutator.Drain instead. An
+// attached mutator waiting in Heap.Drain is not at a safepoint, so a
 // collection that a finalizer or cleanup makes due would wait for it while
 // it waits for them, until ctx ends.
 func (h *Heap) Drain(ctx context.Context) error { return h.h.Drain(ctx) }

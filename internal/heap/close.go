@@ -26,6 +26,25 @@ func (h *Heap) Drain(ctx context.Context) error {
 	}
 }
 
+// Drain is Heap.Drain for m's goroutine: m reaches a safepoint, then counts
+// as stopped while it waits (as the finalizer goroutine does while it
+// sleeps), so a collection that a finalizer or cleanup starts does not wait
+// for it.
+func (m *Mutator) Drain(ctx context.Context) error {
+	h := m.enter("Drain")
+	defer m.leave()
+	if m.isFing {
+		panic("reclaim: Drain called by a finalizer, which would wait for itself")
+	}
+	m.yieldToCollection(h)
+	if h.fin.hereMode && !m.isFing {
+		h.runFinalizersHere(m)
+	}
+	m.block()
+	defer m.unblock()
+	return h.Drain(ctx)
+}
+
 func (h *Heap) drained() bool {
 	return h.sweep.done.Load() && h.fin.idle() && h.cq.Pending() == 0
 }
