@@ -135,7 +135,7 @@ func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
 	// chunk entries never nil (unused ones name emptySpan, which has no
 	// slots). The shifts are handle.Handle's layout.
 	s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
-	if i := uint32(x>>34) & (handle.MaxSlots - 1); i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) {
+	if i := int(x>>34) & (handle.MaxSlots - 1); i < len(s.hv) && s.hv[i].Load() == uint64(x) {
 		return unsafe.Add(s.base, uintptr(i)*s.elemSize)
 	}
 	// A panic with a plain value keeps Deref inlinable; the message is
