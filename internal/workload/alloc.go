@@ -14,6 +14,10 @@ import (
 // the heap's goal, rarely enough that a safepoint's few loads do not count.
 const safepointEvery = 1000
 
+// newWorkload is New[T] against new(T). Not inlined into All (see
+// getWorkload).
+//
+//go:noinline
 func newWorkload() Workload {
 	return Workload{
 		Name: "new",

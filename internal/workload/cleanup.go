@@ -63,6 +63,10 @@ func cleanupNop(int) {}
 
 // cleanupStop is the runtime's BenchmarkAddCleanupAndStop, round-robin over
 // batch live objects as the peers do it.
+//
+// Not inlined into All (see getWorkload).
+//
+//go:noinline
 func cleanupStop(batch int) Workload {
 	return Workload{
 		Name:  "cleanup-stop",

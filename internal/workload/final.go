@@ -17,6 +17,10 @@ func goFinNop(*gobj) {}
 // finalizerSetClear is the runtime's BenchmarkFinalizer, per object and on
 // one goroutine: set a finalizer on each of batch live objects, then clear
 // them all.
+//
+// Not inlined into All (see getWorkload).
+//
+//go:noinline
 func finalizerSetClear(batch int) Workload {
 	return Workload{
 		Name:  "finalizer-setclear",

@@ -12,6 +12,10 @@ import (
 // weakWorkload makes a weak reference to a live object and reads it back,
 // round-robin over batch live objects. On both sides an object's weak
 // handle is made once and shared by every later weak reference to it.
+//
+// Not inlined into All (see getWorkload).
+//
+//go:noinline
 func weakWorkload(batch int) Workload {
 	return Workload{
 		Name:  "weak",
