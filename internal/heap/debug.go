@@ -55,9 +55,14 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 
 // reportFinalizerCycles logs every finalizable object that can reach itself
 // (it will never be collected), and every registered cleanup whose argument
-// leads back to its object (it can never run).
+// leads back to its object (it can never run). Each is reported once: the
+// pass remembers what it found, and reports only what the previous pass
+// had not (an object whose cycle was broken and formed again is reported
+// again).
 // REQUIRES: world stopped.
 func (h *Heap) reportFinalizerCycles() {
+	fins := make(map[handle.Handle]bool)
+	cleanups := make(map[*CleanupSpecial]bool)
 	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released || !s.sp.any() {
@@ -69,11 +74,17 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				x := s.handleAt(uint32(i))
-				if path, ok := h.pathTo(h.scanInto(x, nil), x); ok {
-					h.stats.finCycles.Add(1)
-					h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
-						"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "))
+				path, ok := h.pathTo(h.scanInto(x, nil), x)
+				if !ok {
+					continue
 				}
+				fins[x] = true
+				if h.debugReported.fins[x] {
+					continue
+				}
+				h.stats.finCycles.Add(1)
+				h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
+					"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "))
 			}
 		}
 		cl := s.sp.cl.Load()
@@ -86,14 +97,21 @@ func (h *Heap) reportFinalizerCycles() {
 				if !c.registered() {
 					continue
 				}
-				if path, ok := h.pathTo(c.r.Scan(nil), x); ok {
-					h.stats.badCleanups.Add(1)
-					h.log.Warn("reclaim: cleanup can never run: its argument leads back to its object",
-						"type", s.typ.Name, "path", "arg -> "+strings.Join(reverse(path), " -> "))
+				path, ok := h.pathTo(c.r.Scan(nil), x)
+				if !ok {
+					continue
 				}
+				cleanups[c] = true
+				if h.debugReported.cleanups[c] {
+					continue
+				}
+				h.stats.badCleanups.Add(1)
+				h.log.Warn("reclaim: cleanup can never run: its argument leads back to its object",
+					"type", s.typ.Name, "path", "arg -> "+strings.Join(reverse(path), " -> "))
 			}
 		}
 	}
+	h.debugReported.fins, h.debugReported.cleanups = fins, cleanups
 }
 
 func reverse(s []string) []string {

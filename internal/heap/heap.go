@@ -151,6 +151,14 @@ type Heap struct {
 	cfg Config // immutable after New
 	log *slog.Logger
 
+	// debugReported holds what the last DebugCycles pass reported, so a
+	// finalizable cycle or an unrunnable cleanup is reported once, not at
+	// every collection; owned by the leader (world stopped).
+	debugReported struct {
+		fins     map[handle.Handle]bool
+		cleanups map[*CleanupSpecial]bool
+	}
+
 	spans *spanTable // read lock-free; written with mu held
 	// centrals is indexed by Type.ID; read lock-free, replaced (copied on
 	// growth) with mu held.
