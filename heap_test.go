@@ -784,3 +784,29 @@ func TestDetachWhileCollecting(t *testing.T) {
 		t.Error("the collecting mutator never collected")
 	}
 }
+
+// TestCloseReleasesSpans: a closed heap that stays referenced holds none
+// of its objects' memory, pinned objects included.
+func TestCloseReleasesSpans(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{})
+	m := h.Attach()
+	refs := make([]reclaim.Ref[finNode], 5000)
+	for i := range refs {
+		refs[i] = reclaim.New[finNode](m)
+	}
+	h.Pin(refs[0].Object())
+	m.Detach()
+	if st := h.Stats(); st.SpanBytes == 0 {
+		t.Fatal("no span bytes before Close")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Stats()
+	if st.SpanBytes != 0 || st.HeapObjects != 0 {
+		t.Fatalf("after Close: %d span bytes, %d objects; want 0 and 0", st.SpanBytes, st.HeapObjects)
+	}
+	if st.Allocated != st.Freed {
+		t.Fatalf("after Close: %d allocated, %d freed; want them equal", st.Allocated, st.Freed)
+	}
+}

@@ -158,8 +158,11 @@ func NewHeap(opts Options) *Heap {
 // still registered or queued, as lua_close does, and stops the heap's
 // goroutines. No collection runs once Close has begun; finalizers and
 // cleanups run by Close may still use the heap through mutators. After Close
-// returns, Attach panics. Close returns an error if it is called twice, or
-// if finalizers kept registering new finalizers for 100 rounds.
+// returns, Attach panics, the heap holds none of its objects' memory (a
+// Heap value that stays referenced costs only its bookkeeping), and refs
+// into it fail as refs to freed objects do. Close returns an error if it is
+// called twice, or if finalizers kept registering new finalizers for 100
+// rounds.
 func (h *Heap) Close() error { return h.h.Close() }
 
 // Drain waits until every finalizer and cleanup queued so far has run (and

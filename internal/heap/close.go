@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
@@ -124,9 +125,53 @@ func (h *Heap) Close() error {
 		h.log.Warn("reclaim: heap closed with mutators still attached", "mutators", len(h.mu.mutators))
 	}
 	h.mu.Unlock()
+	// Release every span, so that a closed heap that stays referenced (a
+	// Heap kept in a long-lived structure) holds none of its objects'
+	// memory; handles into it then fail as handles to freed objects do.
+	// The caches of mutators still attached go first: they must not be
+	// used any more (see above).
 	h.mu.Lock()
 	h.mu.dead = true
+	ms := make([]*Mutator, 0, len(h.mu.mutators))
+	for m := range h.mu.mutators {
+		ms = append(ms, m)
+	}
 	h.mu.Unlock()
+	for _, m := range ms {
+		m.flushCache()
+	}
+	if cs := h.centrals.Load(); cs != nil {
+		for _, c := range *cs {
+			if c == nil {
+				continue
+			}
+			c.mu.Lock()
+			for _, s := range c.mu.partial {
+				s.inPartial = false
+			}
+			c.mu.partial, c.mu.unswept = nil, nil
+			c.mu.Unlock()
+		}
+	}
+	h.mu.Lock()
+	freed := int64(0)
+	for _, s := range h.mu.allspans {
+		if s.released {
+			continue
+		}
+		for w, a := range s.allocBits {
+			if s.retired != nil {
+				a &^= s.retired[w]
+			}
+			freed += int64(bits.OnesCount64(a))
+		}
+		s.released = true
+		h.releaseSpanLocked(s)
+	}
+	h.mu.allspans = nil
+	clear(h.mu.pins) // pins name objects that are gone now
+	h.mu.Unlock()
+	h.stats.freed.Add(freed) // the objects still alive at Close go with their spans
 	freeHeapID(h.id)
 	return err
 }
