@@ -303,7 +303,17 @@ func (h *Heap) AddExternal(n int64) {
 
 // Pin adds a counted root.
 func (h *Heap) Pin(x handle.Handle) {
-	h.check(x, "Pin")
+	s := h.check(x, "Pin")
+	if s.sweepgen.Load() != h.sweepgen.Load() {
+		// The last mark may have found the object unreachable: sweep its
+		// span first (as SetFinalizer does), so a dead object is never
+		// pinned. Pin may run on a goroutine that is not a mutator, so the
+		// sweep gets a cleanup block of its own, flushed at once.
+		var local cleanupq.Local
+		h.ensureSwept(s, &local)
+		h.cq.FlushOne(&local)
+		h.check(x, "Pin")
+	}
 	h.mu.Lock()
 	h.mu.pins[x]++
 	h.mu.Unlock()

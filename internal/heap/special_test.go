@@ -1,9 +1,12 @@
 package heap
 
 import (
+	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -194,4 +197,46 @@ func TestCleanupStopRacesSweep(t *testing.T) {
 	if got := ran.Load() + stopped.Load(); got != n {
 		t.Fatalf("%d ran + %d stopped = %d, want %d", ran.Load(), stopped.Load(), got, n)
 	}
+}
+
+// collectNoSweep runs a cycle's mark and flip and leaves every span
+// unswept: the background sweeper is not woken, and no mutator sweeps.
+func collectNoSweep(h *Heap) {
+	h.mu.Lock()
+	h.stopTheWorldLocked(time.Now())
+	h.mu.Unlock()
+	h.gcDue.Store(false)
+	h.finishSweep()
+	h.flushCaches()
+	h.flip(h.mark(context.Background()))
+	h.startTheWorld()
+}
+
+// TestPinOfDeadUnsweptObject: an object the last mark found unreachable
+// cannot be pinned, even before its span is swept.
+func TestPinOfDeadUnsweptObject(t *testing.T) {
+	h, m, kept := verifyHeap(t, 10)
+	x, err := m.Alloc(vnodeType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	collectNoSweep(h)
+	s := h.spans.get(x.Span())
+	if s.sweepgen.Load() == h.sweepgen.Load() {
+		t.Fatal("span swept already; the test needs it unswept")
+	}
+	if !h.Valid(x) {
+		t.Fatal("dead object freed before its span was swept")
+	}
+	func() {
+		defer func() {
+			v := recover()
+			if msg, _ := v.(string); !strings.Contains(msg, "reclaim: Pin of a ref to a freed object") {
+				t.Fatalf("Pin of a dead, unswept object: got %v, want the freed-object panic", v)
+			}
+		}()
+		h.Pin(x)
+	}()
+	h.Pin(kept[1]) // live, in a span swept by the Pin above or not: fine
+	h.Unpin(kept[1])
 }
