@@ -391,15 +391,14 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	// one atomic on s.sp.n per span, one finq lock per len(buf) records,
 	// and no allocation.
 	removed := int32(0)
-	var buf [finBlockLen]finRec
-	fins := buf[:0]
+	var fins finBatch // on the stack: no allocation per span
 	fin := s.sp.fin.Load()
 	defer func() {
 		if removed != 0 {
 			s.sp.n.Add(-removed)
 		}
-		if len(fins) > 0 {
-			h.fin.queueAll(fins)
+		if fins.n > 0 {
+			h.fin.queueAll(fins.recs[:fins.n])
 		}
 	}()
 	// Visit the unmarked allocated slots a bitmap word at a time; the
@@ -422,10 +421,17 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	}
 }
 
+// finBatch gathers a sweeper's finalizer records, queued len(recs) at a
+// time.
+type finBatch struct {
+	n    int
+	recs [finBlockLen]finRec
+}
+
 // sweepSpecial processes the specials of the unmarked object in slot i,
 // and reports whether it was revived for its finalizer.
 // REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
-func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *[]finRec, removed *int32, local *cleanupq.Local) bool {
+func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *finBatch, removed *int32, local *cleanupq.Local) bool {
 	sp := &s.sp.mu
 	x := s.handleAt(i)
 	// Weak handles go nil as soon as the object is found unreachable,
@@ -437,11 +443,12 @@ func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *[]finRec, re
 	}
 	if fin != nil {
 		if fn := fin.fn[i]; fn != nil {
-			if len(*fins) == cap(*fins) {
-				h.fin.queueAll(*fins)
-				*fins = (*fins)[:0]
+			if fins.n == len(fins.recs) {
+				h.fin.queueAll(fins.recs[:])
+				fins.n = 0
 			}
-			*fins = append(*fins, finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)})
+			fins.recs[fins.n] = finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)}
+			fins.n++
 			fin.fn[i] = nil
 			return true // cleanups wait until the object is unreachable again
 		}
