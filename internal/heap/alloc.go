@@ -153,6 +153,7 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 				continue
 			}
 			s.cached = true
+			s.wasEmpty = false // allocated from: not idle
 			c.mu.Unlock()
 			return s
 		}

@@ -111,7 +111,13 @@ type span struct {
 	inPartial bool
 	cached    bool // held in some mutator's cache
 	released  bool // memory given back; the span is no longer in the table
-	wasEmpty  bool // the span's last sweep found it empty; owned by its sweeper
+	// wasEmpty: the span's last sweep found it empty and nothing has been
+	// allocated from it since (it stayed idle). Set by its sweeper; cleared
+	// by takeSpan, under the central's mu, when a mutator caches the span.
+	// The two never overlap: a swept span is swept again only after the
+	// next flip, and takeSpan hands out swept spans only. A span found
+	// empty while wasEmpty is set is released (sweepSpan).
+	wasEmpty bool
 }
 
 func slotsFor(size uintptr) uint32 {
