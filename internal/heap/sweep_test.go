@@ -59,3 +59,53 @@ func TestIdleSpansReleased(t *testing.T) {
 			st.SpanBytes, st.SpansAllocated, st.SpansReleased)
 	}
 }
+
+// TestNextFree checks nextFree and its allocCache against a plain scan of
+// the allocation bits, for spans whose slot count is and is not a multiple
+// of 64.
+func TestNextFree(t *testing.T) {
+	for _, nslots := range []uint32{1, 63, 64, 100, 1024} {
+		for seed := uint64(1); seed < 40; seed++ {
+			s := &span{nslots: nslots, allocBits: make([]uint64, (nslots+63)/64)}
+			x := seed * 0x9e3779b97f4a7c15
+			for i := range nslots {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				if x%3 == 0 {
+					s.allocBits[i/64] |= 1 << (i % 64)
+				} else {
+					s.nfree++
+				}
+			}
+			var want []uint32
+			for i := range nslots {
+				if !s.isAllocated(i) {
+					want = append(want, i)
+				}
+			}
+			s.resetAlloc()
+			var got []uint32
+			for {
+				i, ok := s.nextFree()
+				if !ok {
+					break
+				}
+				got = append(got, i)
+			}
+			if len(got) != len(want) || s.nfree != 0 {
+				t.Fatalf("nslots %d seed %d: got %d slots %v, want %v (nfree left %d)", nslots, seed, len(got), got, want, s.nfree)
+			}
+			for k := range got {
+				if got[k] != want[k] {
+					t.Fatalf("nslots %d seed %d: slot %d is %d, want %d", nslots, seed, k, got[k], want[k])
+				}
+			}
+			for i := range nslots {
+				if !s.isAllocated(i) {
+					t.Fatalf("nslots %d seed %d: slot %d not allocated after the span filled", nslots, seed, i)
+				}
+			}
+		}
+	}
+}
