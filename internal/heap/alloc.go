@@ -53,11 +53,16 @@ func (h *Heap) centralLocked(t *Type) *central {
 }
 
 // Alloc allocates a zeroed object of type t. The fast path takes the next
-// free slot of the mutator's cached span.
+// free slot of the mutator's cached span from its allocCache.
 func (m *Mutator) Alloc(t *Type) (handle.Handle, error) {
 	if int(t.ID) < len(m.cache) {
 		if s := m.cache[t.ID]; s != nil {
-			if i, ok := s.nextFree(); ok {
+			if i, ok := s.nextFreeFast(); ok {
+				m.nalloc++
+				return s.handleAt(i), nil
+			}
+			// The allocCache is used up: look further along the span.
+			if i, ok := s.nextFreeSlow(); ok {
 				m.nalloc++
 				return s.handleAt(i), nil
 			}
@@ -153,6 +158,7 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 				continue
 			}
 			s.cached = true
+			s.wasEmpty = false // allocated from: not idle
 			c.mu.Unlock()
 			return s
 		}

@@ -67,7 +67,8 @@ func RegisterType(t *Type) *Type {
 // cached, and caches are emptied with the world stopped before the flip), so
 // the runtime's hg+1 and hg+3 states are not needed.
 //
-// Ownership of the allocation state (allocBits, freeIndex, nfree): the
+// Ownership of the allocation state (allocBits, freeIndex,
+// allocCache, cacheEnd, nfree): the
 // sweeper that claimed the span while it sweeps; otherwise the mutator that
 // caches it; otherwise its central, under central.mu; with the world stopped,
 // the leader.
@@ -91,6 +92,12 @@ type span struct {
 	retired   []uint64 // slots never reused again (generation exhausted); nil if none; owned like allocBits
 	freeIndex uint32   // owned like allocBits; slots below it are known allocated
 	nfree     uint32   // owned like allocBits
+	// allocCache holds the free bits of slots [freeIndex, cacheEnd): bit k
+	// set means slot freeIndex+k is free. cacheEnd is a multiple of 64 (or
+	// 0: nothing cached), and bits for slots past nslots are never set.
+	// The runtime's mspan.allocCache; owned like allocBits.
+	allocCache uint64
+	cacheEnd   uint32
 
 	// markBits is set by mark workers with atomic Or during mark (world
 	// stopped), read and cleared by the span's sweeper.
@@ -111,7 +118,13 @@ type span struct {
 	inPartial bool
 	cached    bool // held in some mutator's cache
 	released  bool // memory given back; the span is no longer in the table
-	wasEmpty  bool // the span's last sweep found it empty; owned by its sweeper
+	// wasEmpty: the span's last sweep found it empty and nothing has been
+	// allocated from it since (it stayed idle). Set by its sweeper; cleared
+	// by takeSpan, under the central's mu, when a mutator caches the span.
+	// The two never overlap: a swept span is swept again only after the
+	// next flip, and takeSpan hands out swept spans only. A span found
+	// empty while wasEmpty is set is released (sweepSpan).
+	wasEmpty bool
 }
 
 func slotsFor(size uintptr) uint32 {
@@ -137,27 +150,61 @@ func (s *span) handleAt(i uint32) handle.Handle { return handle.Handle(s.hv[i].L
 // gen returns slot i's generation.
 func (s *span) gen(i uint32) uint32 { return s.handleAt(i).Gen() }
 
-// nextFree allocates the next free slot.
+// nextFree allocates the next free slot: the lowest free slot at or past
+// freeIndex.
 // REQUIRES: the caller owns the span's allocation state.
 func (s *span) nextFree() (uint32, bool) {
-	for s.freeIndex < s.nslots {
-		w := s.freeIndex / 64
-		free := ^s.allocBits[w] >> (s.freeIndex % 64)
-		if free == 0 {
-			s.freeIndex = (w + 1) * 64
-			continue
-		}
-		i := s.freeIndex + uint32(bits.TrailingZeros64(free))
-		if i >= s.nslots {
-			break
-		}
-		s.allocBits[w] |= 1 << (i % 64)
-		s.freeIndex = i + 1
-		s.nfree--
+	if i, ok := s.nextFreeFast(); ok {
 		return i, true
 	}
+	return s.nextFreeSlow()
+}
+
+// nextFreeFast is nextFree from allocCache alone, small enough to inline
+// into Alloc (the runtime's nextFreeFast). It fails when the cache is used
+// up; nextFreeSlow then loads the next word of allocBits.
+func (s *span) nextFreeFast() (uint32, bool) {
+	c := s.allocCache
+	if c == 0 {
+		return 0, false
+	}
+	b := uint32(bits.TrailingZeros64(c))
+	i := s.freeIndex + b
+	s.allocCache = c >> (b + 1) // b+1 may be 64: the shift then gives 0
+	s.freeIndex = i + 1
+	s.nfree--
+	s.allocBits[i/64] |= 1 << (i % 64)
+	return i, true
+}
+
+// nextFreeSlow refills allocCache from the next word of allocBits with a
+// free slot and allocates from it. Like the runtime's refillAllocCache and
+// nextFreeIndex.
+func (s *span) nextFreeSlow() (uint32, bool) {
+	for s.cacheEnd < s.nslots {
+		w := s.cacheEnd / 64
+		free := ^s.allocBits[w]
+		if n := s.nslots - s.cacheEnd; n < 64 {
+			free &= 1<<n - 1
+		}
+		s.freeIndex = s.cacheEnd
+		s.cacheEnd += 64
+		if free != 0 {
+			s.allocCache = free
+			return s.nextFreeFast()
+		}
+	}
 	s.freeIndex = s.nslots
+	s.allocCache = 0
 	return 0, false
+}
+
+// resetAlloc restarts allocation from slot 0 (after a sweep).
+// REQUIRES: the caller owns the span's allocation state.
+func (s *span) resetAlloc() {
+	s.freeIndex = 0
+	s.allocCache = 0
+	s.cacheEnd = 0
 }
 
 func (s *span) isAllocated(i uint32) bool { return s.allocBits[i/64]&(1<<(i%64)) != 0 }

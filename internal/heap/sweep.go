@@ -194,18 +194,26 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	}
 
 	// Free every allocated, unmarked slot: advance its generation (a stale
-	// handle never matches again), zero its memory.
-	freed := 0
+	// handle never matches again), then zero its memory. Bits are handled a
+	// word (64 slots) at a time: dead = alloc &^ mark. The generation stores
+	// (atomic: Deref reads them lock-free) all come first and the zeroing
+	// after, one clear per run of dead slots, so that no atomic store waits
+	// for the zeroing's plain stores to slab lines not in cache to drain.
+	// The runtime's sweeper needs none of this per-object work (it swaps
+	// allocBits for gcmarkBits); generations are what make reclaim's
+	// handles safe to keep.
+	var deadBits [handle.MaxSlots / 64]uint64
+	freed, live := 0, 0
 	for w := range s.allocBits {
-		mark := s.markBits[w].Load()
+		marked := s.markBits[w].Load()
+		mark := marked
 		dead := s.allocBits[w] &^ mark
 		if s.retired != nil {
 			dead &^= s.retired[w]
 			mark |= s.retired[w]
 		}
-		for dead != 0 {
-			b := bits.TrailingZeros64(dead)
-			dead &= dead - 1
+		for d := dead; d != 0; d &= d - 1 {
+			b := bits.TrailingZeros64(d)
 			i := uint32(w*64 + b)
 			g := s.gen(i)
 			if g+1 >= handle.MaxGen {
@@ -219,21 +227,21 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 			} else {
 				s.hv[i].Store(uint64(handle.Pack(h.id, s.idx, i, g+1)))
 			}
-			h.clearSlot(s, i)
-			freed++
 		}
+		deadBits[w] = dead
+		freed += bits.OnesCount64(dead)
+		live += bits.OnesCount64(mark)
 		s.allocBits[w] = mark
-		s.markBits[w].Store(0)
+		if marked != 0 {
+			s.markBits[w].Store(0)
+		}
 	}
-	live := 0
-	for _, w := range s.allocBits {
-		live += bits.OnesCount64(w)
-	}
-	s.freeIndex = 0
-	s.nfree = s.nslots - uint32(live)
 	if freed > 0 {
+		h.clearDead(s, deadBits[:len(s.allocBits)])
 		h.stats.freed.Add(int64(freed))
 	}
+	s.resetAlloc()
+	s.nfree = s.nslots - uint32(live)
 
 	empty := live == 0 && s.sp.n.Load() == 0
 	release := empty && s.wasEmpty
@@ -257,18 +265,47 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	c.mu.Unlock()
 }
 
-// clearSlot zeroes a freed object, with typed stores if it holds Go
-// pointers, so that Go's collector can release what it referenced.
-func (h *Heap) clearSlot(s *span, i uint32) {
+// clearDead zeroes the freed objects of s whose slots dead (a bitmap, one
+// bit per slot) names. Objects of types without Go pointers are zeroed one
+// run of consecutive slots at a time, with one clear (memclr) per run;
+// objects holding Go pointers with typed stores, one by one, so that Go's
+// collector can release what they referenced.
+func (h *Heap) clearDead(s *span, dead []uint64) {
 	if s.elemSize == 0 {
 		return
 	}
-	p := s.ptr(i)
 	if s.typ.Layout.HasPointers {
-		s.typ.Clear(p)
+		for w, d := range dead {
+			for ; d != 0; d &= d - 1 {
+				s.typ.Clear(s.ptr(uint32(w*64 + bits.TrailingZeros64(d))))
+			}
+		}
 		return
 	}
-	clear(unsafe.Slice((*byte)(p), s.elemSize))
+	n := uint32(len(dead) * 64)
+	for i := uint32(0); i < n; {
+		// Skip to the next dead slot, then to the end of its run.
+		w := i / 64
+		d := dead[w] >> (i % 64)
+		if d == 0 {
+			i = (w + 1) * 64
+			continue
+		}
+		i += uint32(bits.TrailingZeros64(d))
+		j := i
+		for j < n {
+			w := j / 64
+			alive := ^dead[w] >> (j % 64)
+			if alive != 0 {
+				j += uint32(bits.TrailingZeros64(alive))
+				break
+			}
+			j = (w + 1) * 64
+		}
+		j = min(j, s.nslots)
+		clear(unsafe.Slice((*byte)(s.ptr(i)), uintptr(j-i)*s.elemSize))
+		i = j
+	}
 }
 
 // bgSweeper is the heap's background sweeper goroutine.

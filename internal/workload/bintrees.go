@@ -1,7 +1,13 @@
 package workload
 
 import (
+	"bufio"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/reclaimgc/reclaim"
@@ -26,24 +32,26 @@ type gtnode struct {
 // Game runs 18; at least 4). One op is one whole run. Reclaim's side reaches
 // a safepoint after each tree it drops, with the long-lived tree pinned,
 // and reports the peak of Stats.SpanBytes, sampled before each safepoint,
-// as "span-MB"; the process's peak RSS is the bench command's to measure.
-// Both sides report the node count as "nodes" (the same on both, or the
-// run fails).
+// as "span-MB". On Linux both sides also report "peak-RSS-MB", the
+// process's peak resident set during the runs (see peakRSS). Both sides
+// report the node count as "nodes" (the same on both, or the run fails).
 func BinaryTrees(depth int) Workload {
 	if depth < 4 {
 		panic("reclaim: workload.BinaryTrees: depth must be at least 4")
 	}
 	return Workload{
 		Name:  "binary-trees",
-		Doc:   fmt.Sprintf("one binary-trees run at depth %d, single-threaded; reports span-MB (reclaim's peak span bytes) and nodes", depth),
+		Doc:   fmt.Sprintf("one binary-trees run at depth %d, single-threaded; reports span-MB (reclaim's peak span bytes), peak-RSS-MB (the process's) and nodes", depth),
 		Peer:  "binary-trees",
 		PeerN: depth,
 		Reclaim: func(b *testing.B) {
 			var peak int64
 			var nodes int
+			rss := startPeakRSS()
 			for i := 0; i < b.N; i++ {
 				nodes, peak = ReclaimTrees(depth)
 			}
+			rss.report(b)
 			b.ReportMetric(float64(peak)/(1<<20), "span-MB")
 			b.ReportMetric(float64(nodes), "nodes")
 			if want := treesNodes(depth); nodes != want {
@@ -52,9 +60,11 @@ func BinaryTrees(depth int) Workload {
 		},
 		Go: func(b *testing.B) {
 			var nodes int
+			rss := startPeakRSS()
 			for i := 0; i < b.N; i++ {
 				nodes = GoTrees(depth)
 			}
+			rss.report(b)
 			b.ReportMetric(float64(nodes), "nodes")
 			if want := treesNodes(depth); nodes != want {
 				b.Fatalf("binary-trees(%d) counted %d nodes, want %d", depth, nodes, want)
@@ -151,4 +161,47 @@ func treesNodes(depth int) int {
 		n += (1 << (depth - d + 4)) * size(d)
 	}
 	return n
+}
+
+// peakRSS measures the process's peak resident set over a stretch of a
+// benchmark, on Linux: startPeakRSS collects Go's garbage, returns the freed
+// memory to the OS and resets the kernel's high-water mark (VmHWM, through
+// /proc/self/clear_refs), and report reads VmHWM back. The figure is the
+// whole process's: the test binary, the Go runtime and whatever earlier
+// benchmarks left live count too (a few MiB), for both sides alike.
+// Elsewhere, or if the reset is refused, nothing is reported.
+type peakRSS struct{ ok bool }
+
+func startPeakRSS() peakRSS {
+	runtime.GC()
+	debug.FreeOSMemory()
+	return peakRSS{ok: os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil}
+}
+
+func (p peakRSS) report(b *testing.B) {
+	if !p.ok {
+		return
+	}
+	if kib, ok := vmHWMKiB(); ok {
+		b.ReportMetric(float64(kib)/1024, "peak-RSS-MB")
+	}
+}
+
+// vmHWMKiB reads VmHWM, the peak resident set, from /proc/self/status.
+func vmHWMKiB() (int64, bool) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			if fields := strings.Fields(rest); len(fields) > 0 {
+				v, err := strconv.ParseInt(fields[0], 10, 64)
+				return v, err == nil
+			}
+		}
+	}
+	return 0, false
 }
