@@ -168,9 +168,12 @@ type Queue struct {
 	// queued counts records ever enqueued; added to by Enqueue before the
 	// record can run. Atomic.
 	queued atomic.Uint64
+	_      [56]byte // queued and executed are written on different cores
 	// executed counts records whose Run has returned or panicked; added to
-	// by workers after each record. executed <= queued always. Atomic.
+	// by a worker once per block (and when it goes idle), so executed <=
+	// queued always. Atomic.
 	executed atomic.Uint64
+	_        [56]byte
 	// running is the number of workers running a block. Atomic, written by
 	// workers.
 	running atomic.Int32
@@ -207,10 +210,12 @@ type worker struct {
 	// it can be put there again, so a send never blocks.
 	wake chan struct{}
 	// cur and next are the block being run and the index of the next record
-	// to run in it. Owned by the worker goroutine, and handed to its
+	// to run in it; ran counts the records of cur run and not yet added to
+	// executed. Owned by the worker goroutine, and handed to its
 	// replacement if a Run calls runtime.Goexit.
 	cur  *block
 	next int32
+	ran  int32
 	// returned is set when the worker's loop returns normally (it exits
 	// because the queue closed). Owned by the worker goroutine.
 	returned bool
@@ -557,6 +562,7 @@ func (w *worker) runBlock() {
 		w.next++
 		w.runOne(b, i)
 	}
+	w.account()
 	q.running.Add(-1)
 	w.cur = nil
 	b.mu.Lock()
@@ -567,7 +573,7 @@ func (w *worker) runBlock() {
 	q.free.push(b.idx, &b.next)
 }
 
-// runOne runs record i of b, recovering a panic, and accounts for it.
+// runOne runs record i of b, recovering a panic, and counts it in w.ran.
 func (w *worker) runOne(b *block, i int32) {
 	q := w.q
 	normal := false
@@ -582,13 +588,24 @@ func (w *worker) runOne(b *block, i int32) {
 			}
 		}
 		b.done.Store(i + 1)
-		e := q.executed.Add(1)
-		if e == q.queued.Load() && q.onIdle != nil {
-			// queued only grows and executed never passes it, so at the
-			// moment of the load Pending was exactly zero.
-			q.onIdle()
-		}
+		w.ran++
 	}()
 	b.records[i].Run()
 	normal = true
+}
+
+// account adds the records w ran to executed, once per block, and reports
+// the queue idle when that brings executed up to queued.
+func (w *worker) account() {
+	q := w.q
+	if w.ran == 0 {
+		return
+	}
+	e := q.executed.Add(uint64(w.ran))
+	w.ran = 0
+	if e == q.queued.Load() && q.onIdle != nil {
+		// queued only grows and executed never passes it, so at the
+		// moment of the load Pending was exactly zero.
+		q.onIdle()
+	}
 }
