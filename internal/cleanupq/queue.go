@@ -165,8 +165,12 @@ type Queue struct {
 	// arena holds every block. See arena.
 	arena arena
 
-	// queued counts records ever enqueued; added to by Enqueue before the
-	// record can run. Atomic.
+	// queued counts records ever published: a block's records are added
+	// when it goes on the full stack, before any of them can run. Records
+	// still in a sweeping context's block are not counted: Enqueue touches
+	// no shared word, and two sweepers on two cores do not fight over this
+	// one for every record. The last sweeper of a cycle publishes them all
+	// (Flush). Atomic.
 	queued atomic.Uint64
 	_      [56]byte // queued and executed are written on different cores
 	// executed counts records whose Run has returned or panicked; added to
@@ -263,7 +267,6 @@ func (q *Queue) Enqueue(l *Local, r Runner) {
 	}
 	b.records[b.n] = r
 	b.n++
-	q.queued.Add(1)
 	if b.full() {
 		l.b = nil
 		q.publish(b)
@@ -355,8 +358,9 @@ func (q *Queue) ScanRoots(locals []*Local, buf []handle.Handle) []handle.Handle 
 	return buf
 }
 
-// Pending returns the number of records enqueued (including those still in
-// local blocks) whose Run has not returned yet.
+// Pending returns the number of records published (Enqueue's full blocks,
+// Flush, FlushOne) whose Run has not returned yet. Records still in a
+// Local's block are not counted until it is flushed.
 func (q *Queue) Pending() int64 {
 	// Load executed first: queued only grows and never trails executed, so
 	// the difference cannot be negative.
@@ -423,6 +427,7 @@ func (q *Queue) getBlock() *block {
 // publish pushes a non-empty block on the full stack. The caller adds the
 // work unit afterwards (addWork).
 func (q *Queue) publish(b *block) {
+	q.queued.Add(uint64(b.n))
 	q.full.push(b.idx, &b.next)
 }
 
