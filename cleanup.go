@@ -1,6 +1,7 @@
 package reclaim
 
 import (
+	"sync"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -23,9 +24,10 @@ type Cleanup struct {
 // as it is.
 type cleanupRec[S any] struct {
 	heap.CleanupSpecial
-	fn  func(S)
-	arg S
-	lay *layout.Type
+	fn   func(S)
+	arg  S
+	lay  *layout.Type
+	pool *sync.Pool // records of this type that have run, for reuse
 }
 
 func (c *cleanupRec[S]) Run() { c.fn(c.arg) }
@@ -60,9 +62,12 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		// A stopped record of this type, unlinked: the special is the
 		// record's first field.
 		rec = (*cleanupRec[S])(unsafe.Pointer(c))
+	} else if p := e.pool.Get(); p != nil {
+		rec = p.(*cleanupRec[S]) // run, retired and zeroed by Recycle
 	} else {
 		rec = newCleanupRec[S](e)
 		rec.Init(rec, key)
+		rec.pool = e.pool
 	}
 	rec.fn, rec.arg, rec.lay = cleanup, arg, lay
 	// Check the copy in the record, so that arg itself does not escape: a
@@ -96,6 +101,15 @@ func newCleanupRec[S any](e *argCacheEntry) *cleanupRec[S] {
 		e.recs = unsafe.Add(e.recs, unsafe.Sizeof(*rec))
 	}
 	return rec
+}
+
+// Recycle retires a record that has run and puts it in its type's pool;
+// the cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that
+// still points to it stops nothing: the record's generation moved on.
+func (c *cleanupRec[S]) Recycle() {
+	c.Retire()
+	c.Zero()
+	c.pool.Put(c)
 }
 
 // Zero drops the record's function and argument while it waits for reuse,

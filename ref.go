@@ -207,9 +207,21 @@ func argCache[S any](m *Mutator) *argCacheEntry {
 	key := typeKey[S]()
 	e := &m.lc[(uintptr(key)>>5)%typeCacheSize]
 	if e.key != key {
-		*e = argCacheEntry{key: key, l: layout.Of(reflect.TypeFor[S](), nil)}
+		*e = argCacheEntry{key: key, l: layout.Of(reflect.TypeFor[S](), nil), pool: recordPool(key)}
 	}
 	return e
+}
+
+// recordPools holds one sync.Pool per cleanup argument type (keyed by
+// typeKey[S]), for the records of cleanups that have run.
+var recordPools sync.Map
+
+func recordPool(key unsafe.Pointer) *sync.Pool {
+	if p, ok := recordPools.Load(key); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := recordPools.LoadOrStore(key, new(sync.Pool))
+	return p.(*sync.Pool)
 }
 
 type argCacheEntry struct {
@@ -219,4 +231,5 @@ type argCacheEntry struct {
 	// none is left) and left how many follow it, itself included.
 	recs unsafe.Pointer
 	left int
+	pool *sync.Pool // recordPool(key)
 }

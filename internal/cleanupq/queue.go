@@ -107,6 +107,14 @@ type Runner interface {
 	Scan(buf []handle.Handle) []handle.Handle
 }
 
+// Recycler is a Runner that can be reused once it has run. The worker that
+// ran a block calls Recycle on each of its records, with the block's mutex
+// held (so no ScanRoots is reading the record), after the last record's Run
+// returned, and drops the block's reference to it.
+type Recycler interface {
+	Recycle()
+}
+
 // Config configures a Queue.
 type Config struct {
 	// MaxWorkers bounds the worker pool; <= 0 means max(GOMAXPROCS/4, 1).
@@ -571,6 +579,11 @@ func (w *worker) runBlock() {
 	q.running.Add(-1)
 	w.cur = nil
 	b.mu.Lock()
+	for _, r := range b.records[:b.n] {
+		if rc, ok := r.(Recycler); ok {
+			rc.Recycle()
+		}
+	}
 	clear(b.records[:b.n])
 	b.n = 0
 	b.done.Store(0)

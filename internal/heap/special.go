@@ -15,11 +15,15 @@ import (
 // list. Called by the sweeper that claimed the span, and by Close.
 func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) int {
 	n := 0
-	for c := t.head[i]; c != nil; c = c.next {
+	for c := t.head[i]; c != nil; {
+		// Read the link first: once queued, the record may run and be
+		// reused (Retire) before the loop would read it.
+		next := c.next
 		if c.take() {
 			h.cq.Enqueue(local, c.r)
 			n++
 		}
+		c = next
 	}
 	t.head[i] = nil
 	return n
@@ -241,6 +245,15 @@ func (c *CleanupSpecial) stopped() bool { return c.state.Load()>>1 != c.lgen }
 // REQUIRES: the caller owns the slot's list.
 func (c *CleanupSpecial) take() bool {
 	return c.state.CompareAndSwap(c.lgen<<1, c.lgen<<1|1)
+}
+
+// Retire makes a record that has run (it was queued) reusable: its state
+// becomes the next generation's "registered", which no Cleanup handle
+// names, so a late Stop of the old generation fails. Called by the cleanup
+// worker that ran it, once the queue holds no reference to it (see
+// cleanupq.Recycler); the record is on no object's list.
+func (c *CleanupSpecial) Retire() {
+	c.state.Store((c.lgen + 1) << 1)
 }
 
 // zeroer is implemented by records that can drop their function and
