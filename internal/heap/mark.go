@@ -278,8 +278,11 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 		if fin := s.sp.fin.Load(); fin != nil && !s.typ.Layout.NoRefs {
 			for i := range fin.fn {
 				if fin.fn[i] != nil {
-					from := s.handleAt(uint32(i))
 					buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf[:0])
+					if len(buf) == 0 {
+						continue // no referents: skip the slot's handle word too
+					}
+					from := s.handleAt(uint32(i))
 					for _, x := range buf {
 						add(rootFinReferent, from, x)
 					}
