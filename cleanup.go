@@ -50,6 +50,11 @@ func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 // panics. A cleanup is not a mutator: one that needs the heap attaches a
 // mutator of its own. A cleanup that panics is reported through
 // Options.OnPanic and the others go on.
+//
+// Adding a cleanup writes a word that belongs to the object, with no lock:
+// two mutators that add cleanups to one object at the same time must
+// synchronize, as they must to write its fields. Cleanup.Stop may be called
+// from any goroutine at any time.
 func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup {
 	if cleanup == nil {
 		panic("reclaim: AddCleanup with a nil cleanup function")
