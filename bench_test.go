@@ -6,6 +6,13 @@ import (
 	"github.com/reclaimgc/reclaim/internal/workload"
 )
 
+// BenchmarkFinalizerDelay reports the finalizer queue's delay, from the
+// sweep that queues a block to the start of its first call, p50 and p99,
+// over batches of 100 finalizers (Stats.FinalizerDelayP50/P99).
+func BenchmarkFinalizerDelay(b *testing.B) {
+	workload.FinalizerDelay(100).Reclaim(b)
+}
+
 // BenchmarkWorkloads runs the benchmark suite (internal/workload), each
 // workload on reclaim and on the Go runtime side by side. See
 // docs/BENCHMARKS.md for the figures and the command that reproduces them.

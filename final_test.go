@@ -1109,3 +1109,35 @@ func TestDrainInFinalizerPanics(t *testing.T) {
 		t.Fatalf("OnPanic got %q, want the Drain-in-finalizer panic", got)
 	}
 }
+
+// TestFinalizerDelayStats: the queue-delay quantiles are sampled once per
+// block of queued finalizers and ordered.
+func TestFinalizerDelayStats(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	if st := h.Stats(); st.FinalizerDelaySamples != 0 {
+		t.Fatalf("%d delay samples before any finalizer", st.FinalizerDelaySamples)
+	}
+	var runs atomic.Int32
+	const n = 1000 // at least ten blocks of 100
+	for range n {
+		reclaim.SetFinalizer(m, reclaim.New[finNode](m), counter(&runs))
+	}
+	m.Collect()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := m.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if runs.Load() != n {
+		t.Fatalf("%d finalizers ran, want %d", runs.Load(), n)
+	}
+	st := h.Stats()
+	if st.FinalizerDelaySamples < n/100 || st.FinalizerDelaySamples > n {
+		t.Fatalf("%d delay samples for %d finalizers, want one per block (at least %d)", st.FinalizerDelaySamples, n, n/100)
+	}
+	if st.FinalizerDelayP50 <= 0 || st.FinalizerDelayP50 > st.FinalizerDelayP99 {
+		t.Fatalf("delay p50 %v, p99 %v: want 0 < p50 <= p99", st.FinalizerDelayP50, st.FinalizerDelayP99)
+	}
+}

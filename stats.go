@@ -26,6 +26,17 @@ type Stats struct {
 
 	FinalizersQueued   int64
 	FinalizersExecuted int64
+	// FinalizerDelayP50 and FinalizerDelayP99 are quantiles of the
+	// finalizer queue's delay: from the moment a block of queued
+	// finalizers (up to 100, filled by sweepers) got its first record to
+	// the start of the finalizer goroutine's first call from it, sampled
+	// once per block over the heap's life (FinalizerDelaySamples blocks).
+	// Each is the upper bound of a histogram bucket, within 25% of the
+	// sampled value. Zero with FinalizersAtSafepoints, where finalizers
+	// wait for the embedder's safepoints instead.
+	FinalizerDelayP50     time.Duration
+	FinalizerDelayP99     time.Duration
+	FinalizerDelaySamples uint64
 	// FinalizerStatus names the finalizer goroutine's status word:
 	// "uninitialized", or "created" followed by "|running", "|waiting" and
 	// "|wake" for the bits set.
@@ -50,30 +61,33 @@ type Stats struct {
 func (h *Heap) Stats() Stats {
 	s := h.h.Stats()
 	return Stats{
-		HeapLiveBytes:      s.HeapLive,
-		HeapObjects:        s.HeapObjects,
-		HeapGoal:           s.HeapGoal,
-		SpanBytes:          s.SpanBytes,
-		ExternalBytes:      s.External,
-		Cycles:             s.Cycles,
-		PauseTotal:         s.PauseTotal,
-		PauseLast:          s.PauseLast,
-		LastMark:           s.LastMark,
-		ObjectsMarked:      s.Marked,
-		Allocated:          s.Allocated,
-		Freed:              s.Freed,
-		FinalizersQueued:   s.FinalizersQueued,
-		FinalizersExecuted: s.FinalizersExecuted,
-		FinalizerStatus:    heap.FingStatusName(s.FinalizerStatus),
-		CleanupsQueued:     s.CleanupsQueued,
-		CleanupsExecuted:   s.CleanupsExecuted,
-		CleanupGoroutines:  s.CleanupGoroutines,
-		Panics:             s.Panics,
-		MemoryLimitHits:    s.LimitHits,
-		SlowFinalizers:     s.SlowFinalizers,
-		StaleRefsInMark:    s.StaleRefsInMark,
-		ForeignRefsInMark:  s.ForeignRefsInMark,
-		FinalizerCycles:    s.FinalizerCycles,
-		UnrunnableCleanups: s.UnrunnableCleanups,
+		HeapLiveBytes:         s.HeapLive,
+		HeapObjects:           s.HeapObjects,
+		HeapGoal:              s.HeapGoal,
+		SpanBytes:             s.SpanBytes,
+		ExternalBytes:         s.External,
+		Cycles:                s.Cycles,
+		PauseTotal:            s.PauseTotal,
+		PauseLast:             s.PauseLast,
+		LastMark:              s.LastMark,
+		ObjectsMarked:         s.Marked,
+		Allocated:             s.Allocated,
+		Freed:                 s.Freed,
+		FinalizersQueued:      s.FinalizersQueued,
+		FinalizersExecuted:    s.FinalizersExecuted,
+		FinalizerDelayP50:     s.FinalizerDelayP50,
+		FinalizerDelayP99:     s.FinalizerDelayP99,
+		FinalizerDelaySamples: s.FinalizerDelaySamples,
+		FinalizerStatus:       heap.FingStatusName(s.FinalizerStatus),
+		CleanupsQueued:        s.CleanupsQueued,
+		CleanupsExecuted:      s.CleanupsExecuted,
+		CleanupGoroutines:     s.CleanupGoroutines,
+		Panics:                s.Panics,
+		MemoryLimitHits:       s.LimitHits,
+		SlowFinalizers:        s.SlowFinalizers,
+		StaleRefsInMark:       s.StaleRefsInMark,
+		ForeignRefsInMark:     s.ForeignRefsInMark,
+		FinalizerCycles:       s.FinalizerCycles,
+		UnrunnableCleanups:    s.UnrunnableCleanups,
 	}
 }

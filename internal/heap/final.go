@@ -91,7 +91,11 @@ type finRec struct {
 type finBlock struct {
 	next *finBlock
 	n    int
-	recs [finBlockLen]finRec
+	// queuedAt is when the block got its first record (monotonic ns, see
+	// nanotime), for the queue-delay histogram; written under fin.mu,
+	// read and cleared by the goroutine that took the block.
+	queuedAt int64
+	recs     [finBlockLen]finRec
 }
 
 type finState struct {
@@ -119,6 +123,8 @@ type finState struct {
 
 	queued   atomic.Int64
 	executed atomic.Int64
+	// delay samples the queue's delay once per block (delay.go).
+	delay delayHist
 	// ran counts calls the goroutine made that are not yet in executed;
 	// it adds them once per block and before it sleeps. Owned by the
 	// goroutine (a replacement after runtime.Goexit starts after the old
@@ -185,6 +191,7 @@ func (f *finState) queueAll(recs []finRec) {
 			}
 			nb.next = b
 			nb.n = 0
+			nb.queuedAt = nanotime()
 			f.mu.q = nb
 			b = nb
 		}
@@ -257,6 +264,10 @@ func (h *Heap) runFinq(m *Mutator) {
 		}
 		var typ *Type // f.running's value, stored only when it changes
 		for b := f.cur; b != nil; {
+			if b.queuedAt != 0 {
+				f.delay.record(nanotime() - b.queuedAt)
+				b.queuedAt = 0
+			}
 			for b.n > 0 {
 				r := &b.recs[b.n-1]
 				if r.typ != typ {

@@ -63,6 +63,8 @@ type Stats struct {
 	SpansAllocated, SpansReleased                        int64
 	Marked                                               int64
 	FinalizerCycles, UnrunnableCleanups                  int64
+	FinalizerDelayP50, FinalizerDelayP99                 time.Duration
+	FinalizerDelaySamples                                uint64
 }
 
 // Stats returns a snapshot.
@@ -97,5 +99,7 @@ func (h *Heap) Stats() Stats {
 	st.Marked = h.stats.markedObjects.Load()
 	st.FinalizerCycles = h.stats.finCycles.Load()
 	st.UnrunnableCleanups = h.stats.badCleanups.Load()
+	st.FinalizerDelayP50, st.FinalizerDelaySamples = h.fin.delay.quantile(0.50)
+	st.FinalizerDelayP99, _ = h.fin.delay.quantile(0.99)
 	return st
 }

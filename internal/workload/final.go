@@ -163,3 +163,31 @@ func goAllocFinalized(n int, c *counter) {
 		runtime.SetFinalizer(new(gobj), fin)
 	}
 }
+
+// FinalizerDelay measures the finalizer queue's delay (Stats.FinalizerDelayP50
+// and P99: from the sweep that queues a block of finalizers to the start of
+// its first call) when finalizers come in small batches: one op allocates n
+// finalizable objects, drops them, collects and waits for the last call.
+// Reclaim only (Go is nil): the Go runtime does not expose the delay, so
+// the workload is not part of All and its side-by-side report.
+func FinalizerDelay(n int) Workload {
+	return Workload{
+		Name: "finalizer-delay",
+		Doc:  fmt.Sprintf("queue delay, sweep to call start, p50 and p99 over batches of %d finalizers (reclaim only)", n),
+		Reclaim: func(b *testing.B) {
+			h, m := newHeap(b, reclaim.Options{})
+			for range b.N {
+				c := newCounter(n)
+				fin := func(*reclaim.Mutator, reclaim.Ref[obj]) { c.hit() }
+				for range n {
+					reclaim.SetFinalizer(m, reclaim.New[obj](m), fin)
+				}
+				m.Collect()
+				reclaimWait(b, h, c, "finalizer-delay")
+			}
+			st := h.Stats()
+			b.ReportMetric(float64(st.FinalizerDelayP50.Nanoseconds())/1e3, "p50-delay-µs")
+			b.ReportMetric(float64(st.FinalizerDelayP99.Nanoseconds())/1e3, "p99-delay-µs")
+		},
+	}
+}
