@@ -1,7 +1,6 @@
 package reclaim
 
 import (
-	"sync"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -27,7 +26,7 @@ type cleanupRec[S any] struct {
 	fn   func(S)
 	arg  S
 	lay  *layout.Type
-	pool *sync.Pool // records of this type that have run, for reuse
+	pool *heap.CleanupPool // records of this type that have run, for reuse
 }
 
 func (c *cleanupRec[S]) Run() { c.fn(c.arg) }
@@ -67,8 +66,8 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		// A stopped record of this type, unlinked: the special is the
 		// record's first field.
 		rec = (*cleanupRec[S])(unsafe.Pointer(c))
-	} else if p := e.pool.Get(); p != nil {
-		rec = p.(*cleanupRec[S]) // run, retired and zeroed by Recycle
+	} else if c := e.takeFree(); c != nil {
+		rec = (*cleanupRec[S])(unsafe.Pointer(c)) // run, retired and zeroed by Recycle
 	} else {
 		rec = newCleanupRec[S](e)
 		rec.Init(rec, key)
@@ -108,13 +107,27 @@ func newCleanupRec[S any](e *argCacheEntry) *cleanupRec[S] {
 	return rec
 }
 
+// takeFree returns a record that has run, from m's list of them, which it
+// refills from the type's pool when empty; nil if there is none.
+func (e *argCacheEntry) takeFree() *heap.CleanupSpecial {
+	if e.free == nil {
+		e.free = e.pool.TakeAll()
+		if e.free == nil {
+			return nil
+		}
+	}
+	c := e.free
+	e.free = c.Next()
+	return c
+}
+
 // Recycle retires a record that has run and puts it in its type's pool;
 // the cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that
 // still points to it stops nothing: the record's generation moved on.
 func (c *cleanupRec[S]) Recycle() {
 	c.Retire()
 	c.Zero()
-	c.pool.Put(c)
+	c.pool.Put(&c.CleanupSpecial)
 }
 
 // Zero drops the record's function and argument while it waits for reuse,

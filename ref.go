@@ -212,16 +212,16 @@ func argCache[S any](m *Mutator) *argCacheEntry {
 	return e
 }
 
-// recordPools holds one sync.Pool per cleanup argument type (keyed by
+// recordPools holds one pool per cleanup argument type (keyed by
 // typeKey[S]), for the records of cleanups that have run.
 var recordPools sync.Map
 
-func recordPool(key unsafe.Pointer) *sync.Pool {
+func recordPool(key unsafe.Pointer) *heap.CleanupPool {
 	if p, ok := recordPools.Load(key); ok {
-		return p.(*sync.Pool)
+		return p.(*heap.CleanupPool)
 	}
-	p, _ := recordPools.LoadOrStore(key, new(sync.Pool))
-	return p.(*sync.Pool)
+	p, _ := recordPools.LoadOrStore(key, new(heap.CleanupPool))
+	return p.(*heap.CleanupPool)
 }
 
 type argCacheEntry struct {
@@ -231,5 +231,6 @@ type argCacheEntry struct {
 	// none is left) and left how many follow it, itself included.
 	recs unsafe.Pointer
 	left int
-	pool *sync.Pool // recordPool(key)
+	pool *heap.CleanupPool    // recordPool(key)
+	free *heap.CleanupSpecial // records taken from pool, not yet reused
 }

@@ -256,6 +256,41 @@ func (c *CleanupSpecial) Retire() {
 	c.state.Store((c.lgen + 1) << 1)
 }
 
+// CleanupPool is a lock-free stack of retired records of one type, for
+// reuse: cleanup workers push records one at a time (Put), and a mutator
+// takes the whole stack at once (TakeAll), then hands the records out with
+// no synchronization. Nothing ever pops a single record from the shared
+// head, so a pushed record cannot come back under a CAS in flight (no ABA).
+// A retired record's next field links the stack: the record is on no
+// object's list, and its owner is whoever holds it (the worker, the stack,
+// then the mutator that took it).
+type CleanupPool struct {
+	head atomic.Pointer[CleanupSpecial]
+}
+
+// Put pushes the retired record c.
+func (p *CleanupPool) Put(c *CleanupSpecial) {
+	for {
+		old := p.head.Load()
+		c.next = old
+		if p.head.CompareAndSwap(old, c) {
+			return
+		}
+	}
+}
+
+// TakeAll empties the stack and returns its records, linked by next.
+func (p *CleanupPool) TakeAll() *CleanupSpecial {
+	if p.head.Load() == nil {
+		return nil
+	}
+	return p.head.Swap(nil)
+}
+
+// Next returns the record after c on a list taken from a CleanupPool, for
+// its taker.
+func (c *CleanupSpecial) Next() *CleanupSpecial { return c.next }
+
 // zeroer is implemented by records that can drop their function and
 // argument while they wait for reuse.
 type zeroer interface{ Zero() }
