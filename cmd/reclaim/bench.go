@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -484,9 +482,7 @@ func (ms *measure) finish() report.Measurement {
 // it failed. A panic in fn is recovered and reported as a failure.
 func runBenchmark(fn func(*testing.B), rss bool) (float64, map[string]float64, error) {
 	if rss {
-		runtime.GC()
-		debug.FreeOSMemory()
-		resetPeakRSS()
+		workload.ResetPeakRSS()
 	}
 	var panicked any
 	res := testing.Benchmark(func(b *testing.B) {
@@ -521,37 +517,11 @@ func runBenchmark(fn func(*testing.B), rss bool) (float64, map[string]float64, e
 		extra["allocs/op"] = float64(v)
 	}
 	if rss {
-		if kib, ok := peakRSSKiB(); ok {
+		if kib, ok := workload.PeakRSSKiB(); ok {
 			extra["peak_rss_kib"] = float64(kib)
 		}
 	}
 	return ns, extra, nil
-}
-
-// resetPeakRSS resets the process's peak resident set (VmHWM) on Linux, so
-// that the next reading is the peak of what runs in between.
-func resetPeakRSS() {
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
-
-// peakRSSKiB reads VmHWM from /proc/self/status.
-func peakRSSKiB() (int64, bool) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) > 0 {
-				v, err := strconv.ParseInt(fields[0], 10, 64)
-				return v, err == nil
-			}
-		}
-	}
-	return 0, false
 }
 
 // machine describes this computer.

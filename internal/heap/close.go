@@ -132,14 +132,8 @@ func (h *Heap) Close() error {
 	// used any more (see above).
 	h.mu.Lock()
 	h.mu.dead = true
-	ms := make([]*Mutator, 0, len(h.mu.mutators))
-	for m := range h.mu.mutators {
-		ms = append(ms, m)
-	}
 	h.mu.Unlock()
-	for _, m := range ms {
-		m.flushCache()
-	}
+	h.flushCaches()
 	if cs := h.centrals.Load(); cs != nil {
 		for _, c := range *cs {
 			if c == nil {

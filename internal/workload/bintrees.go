@@ -172,23 +172,29 @@ func treesNodes(depth int) int {
 // Elsewhere, or if the reset is refused, nothing is reported.
 type peakRSS struct{ ok bool }
 
-func startPeakRSS() peakRSS {
+func startPeakRSS() peakRSS { return peakRSS{ok: ResetPeakRSS()} }
+
+// ResetPeakRSS collects Go's garbage, returns the freed memory to the OS
+// and resets the process's peak resident set (VmHWM) on Linux, so that the
+// next PeakRSSKiB is the peak of what runs in between. It reports whether
+// the kernel took the reset.
+func ResetPeakRSS() bool {
 	runtime.GC()
 	debug.FreeOSMemory()
-	return peakRSS{ok: os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil}
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 }
 
 func (p peakRSS) report(b *testing.B) {
 	if !p.ok {
 		return
 	}
-	if kib, ok := vmHWMKiB(); ok {
+	if kib, ok := PeakRSSKiB(); ok {
 		b.ReportMetric(float64(kib)/1024, "peak-RSS-MB")
 	}
 }
 
-// vmHWMKiB reads VmHWM, the peak resident set, from /proc/self/status.
-func vmHWMKiB() (int64, bool) {
+// PeakRSSKiB reads VmHWM, the peak resident set, from /proc/self/status.
+func PeakRSSKiB() (int64, bool) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, false
