@@ -134,7 +134,11 @@ func (m *Mutator) SetFinalizer(x handle.Handle, fn unsafe.Pointer) {
 					*w = nil
 					return
 				}
-				if *w == nil && h.fin.status.load() != fingUninitialized {
+				// The table exists, so the slow path that made it
+				// has started the finalizer goroutine (it does so
+				// before it installs the table): no need to read the
+				// status word, whose cache line the goroutine writes.
+				if *w == nil {
 					*w = (*funcval)(fn)
 					return
 				}
@@ -156,7 +160,7 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 		}
 		return
 	}
-	h.fin.start(h)
+	h.fin.start(h) // before any table exists: the fast path relies on it
 	if t == nil {
 		t = &finTable{fn: make([]*funcval, s.nslots)}
 		if !s.sp.fin.CompareAndSwap(nil, t) {
