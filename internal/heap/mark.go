@@ -2,6 +2,7 @@ package heap
 
 import (
 	"context"
+	"math/bits"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -13,13 +14,40 @@ import (
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
-// The mark phase (heap.go, step 4). The world is stopped; the leader gathers
-// the roots, greys them, and MarkWorkers workers drain the grey objects in
-// parallel. The runtime's gcWork is the model: each worker keeps a private
-// stack of grey handles, spills half of it to a shared pool when others are
-// idle and its stack is long, and takes whole buffers from the pool when its
-// own runs dry. Termination: a worker that finds the pool empty waits; when
-// every worker waits with the pool empty, marking is complete.
+// The mark phase (heap.go, step 4), span-batched after the runtime's green
+// tea marker (mgcmark_greenteagc.go). The world is stopped; the leader
+// gathers the roots, greys them, and MarkWorkers workers drain the grey
+// objects in parallel.
+//
+// Greying an object sets its bit in its span's markBits. What is queued is
+// the span, not the object: the first worker to find the span unqueued
+// (span.markQueued 0 -> 1) queues it, and every object greyed there until a
+// worker takes it rides along for free. A worker that takes a span clears
+// markQueued, claims the grey objects (markBits &^ scanBits, with one atomic
+// Or per 64 slots on scanBits) and scans them in slot order, so the objects
+// it reads are read in address order, and each scan batch touches one span's
+// metadata. Queues are FIFO, which leaves a span waiting long enough to
+// gather many grey objects (the runtime found the same).
+//
+// Why this is cheap per object: checking a handle found in an object means
+// comparing it with its slot's handle word, s.hv[slot], read at random over
+// the whole heap (8 bytes per slot: larger than the caches). The handles
+// one span's objects hold are checked in batches of greyBatch: a first pass
+// resolves each one's span and loads its handle word, loads that do not
+// depend on each other, so the CPU overlaps their cache misses; a second
+// pass compares and marks, touching only span metadata (small and hot). A
+// stale or foreign handle is thus still caught before anything is marked:
+// it is counted and never marks a slot.
+//
+// Work distribution is the runtime's gcWork pattern at span granularity:
+// each worker keeps a private FIFO of spans, spills half of it to a shared
+// pool when another worker waits, and takes whole buffers from the pool
+// when its own runs dry. Termination: a worker that finds the pool empty
+// waits; when every worker waits with the pool empty, marking is complete.
+// No grey object is lost in between: a greyer sets the mark bit and then
+// reads markQueued; a taker stores markQueued 0 and then reads markBits.
+// With sequentially consistent atomics, either the greyer sees 0 and queues
+// the span again, or the taker sees the bit (Dekker, as in ephemeron.go).
 
 var bgctx = context.Background()
 
@@ -33,14 +61,19 @@ type markStats struct {
 	duration       time.Duration
 }
 
-// spillLen is the length past which a worker spills half its stack.
-const spillLen = 512
+// greyBatch is how many handles one pass of greyRefs checks: enough
+// independent loads to keep the CPU's miss buffers busy.
+const greyBatch = 64
 
-// workPool is the shared pool of grey buffers.
+// spillMin is the queue length from which a worker gives half of its spans
+// to the pool when another worker waits.
+const spillMin = 2
+
+// workPool is the shared pool of span buffers.
 type workPool struct {
 	mu struct {
 		sync.Mutex
-		bufs  [][]handle.Handle
+		bufs  [][]*span
 		nwait int
 		done  bool
 	}
@@ -49,15 +82,15 @@ type workPool struct {
 	nworkers int          // immutable during a mark
 }
 
-func (p *workPool) put(buf []handle.Handle) {
+func (p *workPool) put(buf []*span) {
 	p.mu.Lock()
 	p.mu.bufs = append(p.mu.bufs, buf)
 	p.mu.Unlock()
 	p.cond.Signal()
 }
 
-// get returns a buffer of grey handles, or nil when marking is complete.
-func (p *workPool) get() []handle.Handle {
+// get returns a buffer of queued spans, or nil when marking is complete.
+func (p *workPool) get() []*span {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for len(p.mu.bufs) == 0 {
@@ -81,11 +114,58 @@ func (p *workPool) get() []handle.Handle {
 	return b
 }
 
+// spanQueue is a worker's private FIFO of queued spans: a ring whose
+// length is a power of two.
+type spanQueue struct {
+	ring []*span
+	head int // index of the oldest span
+	n    int // number of spans queued
+}
+
+func (q *spanQueue) push(s *span) {
+	if q.n == len(q.ring) {
+		ring := make([]*span, max(64, 2*len(q.ring)))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+		}
+		q.ring, q.head = ring, 0
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = s
+	q.n++
+}
+
+func (q *spanQueue) pop() *span {
+	if q.n == 0 {
+		return nil
+	}
+	s := q.ring[q.head]
+	q.ring[q.head] = nil
+	q.head = (q.head + 1) & (len(q.ring) - 1)
+	q.n--
+	return s
+}
+
+// takeNewest removes the k most recently queued spans and returns them.
+func (q *spanQueue) takeNewest(k int) []*span {
+	out := make([]*span, k)
+	for i := range out {
+		j := (q.head + q.n - k + i) & (len(q.ring) - 1)
+		out[i] = q.ring[j]
+		q.ring[j] = nil
+	}
+	q.n -= k
+	return out
+}
+
 type markWorker struct {
-	h       *Heap
-	pool    *workPool
-	stack   []handle.Handle
-	scratch []handle.Handle
+	h    *Heap
+	pool *workPool
+	q    spanQueue
+	// refs collects the handles found by scanning, checked and greyed by
+	// greyRefs; gspan and gword are its per-batch scratch.
+	refs  []handle.Handle
+	gspan [greyBatch]*span
+	gword [greyBatch]uint64
 	// ephq holds ephemeron values whose keys are live, to trace
 	// (ephemeron.go); scratchEph is their scan buffer.
 	ephq       []ephEntry
@@ -93,33 +173,113 @@ type markWorker struct {
 	st         markStats
 }
 
-// grey marks x and pushes it for scanning if it was not marked yet.
+// grey greys one handle: greyRefs for a single handle.
 func (w *markWorker) grey(x handle.Handle) {
-	if x.Heap() != w.h.id {
-		w.st.foreign++
+	s := w.h.spans.lookup(x.Span())
+	var word uint64
+	if i := x.Slot(); i < uint32(len(s.hv)) {
+		word = s.hv[i].Load()
+	}
+	w.greyChecked(x, s, word)
+}
+
+// greyRefs greys every handle in w.refs and empties it.
+func (w *markWorker) greyRefs() {
+	tab := w.h.spans
+	refs := w.refs
+	for len(refs) > 0 {
+		b := refs[:min(len(refs), greyBatch)]
+		refs = refs[len(b):]
+		// Pass 1: independent loads, overlapped by the CPU. A handle
+		// whose span index is unused finds emptySpan, which has no slots;
+		// one whose slot is out of range reads as 0, which no handle is.
+		for k, x := range b {
+			s := tab.lookup(x.Span())
+			var word uint64
+			if i := x.Slot(); i < uint32(len(s.hv)) {
+				word = s.hv[i].Load()
+			}
+			w.gspan[k], w.gword[k] = s, word
+		}
+		// Pass 2: compare and mark.
+		for k, x := range b {
+			w.greyChecked(x, w.gspan[k], w.gword[k])
+		}
+	}
+	w.refs = w.refs[:0]
+}
+
+// greyChecked marks x, found in a live object or a root, and queues its
+// span if it was not queued. s is the span x's index names in the table
+// (perhaps emptySpan) and word the handle word of x's slot there (0 if the
+// slot is out of range): x names a live object exactly when they are equal.
+func (w *markWorker) greyChecked(x handle.Handle, s *span, word uint64) {
+	if word != uint64(x) || word == 0 {
+		if x.Heap() != w.h.id {
+			w.st.foreign++
+		} else {
+			w.st.stale++
+		}
 		return
 	}
-	s := w.h.spans.get(x.Span())
 	i := x.Slot()
-	if s == nil || i >= uint32(len(s.hv)) || s.hv[i].Load() != uint64(x) {
-		w.st.stale++
-		return
-	}
-	word := &s.markBits[i/64]
+	mw := &s.markBits[i/64]
 	bit := uint64(1) << (i % 64)
-	if word.Load()&bit != 0 || word.Or(bit)&bit != 0 {
+	if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
 		return
 	}
 	w.st.objects++
 	w.st.bytes += int64(s.elemSize)
-	if !s.typ.Layout.NoRefs || s.typ.EphEach != nil {
-		w.stack = append(w.stack, x)
+	// The mark bit is set; now read markQueued (see the Dekker argument at
+	// the top of the file).
+	if !s.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
 		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&bit != 0 {
 			w.released(s, i)
 		}
 	}
+}
+
+// scanSpan scans the grey objects of s, a span the worker took from a
+// queue (the runtime's scanSpan).
+func (w *markWorker) scanSpan(s *span) {
+	// Release the span before reading its mark bits: an object greyed from
+	// now on queues it again (see the top of the file).
+	s.markQueued.Store(0)
+	lay := s.typ.Layout
+	isTable := s.typ.EphEach != nil
+	for wi := range s.markBits {
+		m := s.markBits[wi].Load()
+		sb := &s.scanBits[wi]
+		if m&^sb.Load() == 0 {
+			continue
+		}
+		// Another worker may be scanning this span too: the Or's old
+		// value says which of the grey objects are this worker's.
+		grey := m &^ sb.Or(m)
+		for grey != 0 {
+			i := uint32(wi*64 + bits.TrailingZeros64(grey))
+			grey &= grey - 1
+			if isTable {
+				w.scanTable(s.handleAt(i), s)
+			}
+			if !lay.NoRefs {
+				w.refs = lay.Scan(s.ptr(i), w.refs)
+				if len(w.refs) >= greyBatch {
+					w.greyRefs()
+				}
+			}
+		}
+	}
+	w.greyRefs()
+}
+
+// lookup is get without the emptySpan test, for the mark (span.go): an unused index
+// yields emptySpan, against which every handle fails.
+func (t *spanTable) lookup(i uint32) *span {
+	return t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()[i&(1<<spanChunkBits-1)].Load()
 }
 
 // scanInto appends the handles held by the live object x to buf.
@@ -133,43 +293,45 @@ func (h *Heap) scanInto(x handle.Handle, buf []handle.Handle) []handle.Handle {
 
 func (w *markWorker) drain() {
 	for {
-		for n := len(w.stack); n > 0 || len(w.ephq) > 0; n = len(w.stack) {
-			if n == 0 {
+		for {
+			if s := w.q.pop(); s != nil {
+				w.scanSpan(s)
+				if w.q.n >= spillMin && w.pool.waiting.Load() > 0 {
+					w.pool.put(w.q.takeNewest(w.q.n / 2))
+				}
+				continue
+			}
+			if len(w.ephq) > 0 {
 				w.traceEph()
 				continue
 			}
-			x := w.stack[n-1]
-			w.stack = w.stack[:n-1]
-			// Only marked, live handles are pushed, so the span exists.
-			s := w.h.spans.get(x.Span())
-			if s.typ.EphEach != nil {
-				w.scanTable(x, s)
-			}
-			if !s.typ.Layout.NoRefs {
-				w.scratch = s.typ.Layout.Scan(s.ptr(x.Slot()), w.scratch[:0])
-			} else {
-				w.scratch = w.scratch[:0]
-			}
-			for _, c := range w.scratch {
-				w.grey(c)
-			}
-			if len(w.stack) > spillLen && w.pool.waiting.Load() > 0 {
-				half := len(w.stack) / 2
-				w.pool.put(slices.Clone(w.stack[half:]))
-				w.stack = w.stack[:half]
-			}
+			break
 		}
 		b := w.pool.get()
 		if b == nil {
 			return
 		}
-		w.stack = append(w.stack, b...)
+		for _, s := range b {
+			w.q.push(s)
+		}
 	}
 }
 
 // mark runs the mark phase. REQUIRES: world stopped.
 func (h *Heap) mark(ctx context.Context) markStats {
 	start := time.Now()
+	// Reset the span-batching state. It is clean after a completed mark;
+	// resetting here keeps a mark that was cut short (a panicking
+	// ScanRoots or custom scan function) from leaving objects claimed as
+	// scanned, or spans as queued, into the next one.
+	for _, s := range h.spanSnapshot() {
+		if !s.released && !s.noScan {
+			s.markQueued.Store(0)
+			for i := range s.scanBits {
+				s.scanBits[i].Store(0)
+			}
+		}
+	}
 	roots := h.gatherRoots(nil)
 	nw := h.cfg.MarkWorkers
 	pool := &workPool{nworkers: nw}
@@ -179,16 +341,13 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		workers[i] = &markWorker{h: h, pool: pool}
 	}
 	w0 := workers[0]
-	for _, x := range roots {
-		w0.grey(x)
-	}
-	// Hand the grey roots out so every worker starts with work.
-	if nw > 1 && len(w0.stack) > 1 {
-		per := (len(w0.stack) + nw - 1) / nw
-		for len(w0.stack) > per {
-			k := len(w0.stack) - per
-			pool.put(slices.Clone(w0.stack[k:]))
-			w0.stack = w0.stack[:k]
+	w0.refs = append(w0.refs, roots...)
+	w0.greyRefs()
+	// Hand the queued spans out so every worker starts with work.
+	if nw > 1 && w0.q.n > 1 {
+		per := (w0.q.n + nw - 1) / nw
+		for w0.q.n > per {
+			pool.put(w0.q.takeNewest(min(per, w0.q.n-per)))
 		}
 	}
 	var wg sync.WaitGroup
