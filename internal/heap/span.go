@@ -114,18 +114,26 @@ type span struct {
 	// noScan is immutable: the span's objects hold no refs and are no
 	// ephemeron tables, so marking one never queues the span.
 	noScan bool
-	// markQueued is 1 while the span waits in a mark worker's queue or the
-	// shared pool (the runtime's spanScanOwnership). A worker that marks an
-	// object here and sees it 0 CASes it to 1 and queues the span; the
-	// worker that takes the span stores 0 before it reads markBits. Both
-	// sides use atomics only; the leader stores 0 when a mark begins.
-	markQueued atomic.Uint32
 	// scanBits has slot i's bit set once a worker has taken the object in
 	// it for scanning in this mark (the runtime's spanInlineMarkBits.scans).
 	// Set by atomic Or from the workers that scan the span (several may
 	// scan it at once: the Or's old value tells each one which objects are
 	// its own); cleared by the leader when a mark begins.
 	scanBits []atomic.Uint64
+
+	// markQueued is 1 while the span waits in a mark worker's queue or the
+	// shared pool (the runtime's spanScanOwnership). A worker that marks an
+	// object here and sees it 0 CASes it to 1 and queues the span; the
+	// worker that takes the span stores 0 before it reads markBits. Both
+	// sides use atomics only; the leader stores 0 when a mark begins.
+	//
+	// It sits on a cache line of its own: it is written whenever the span
+	// is queued or taken, and sharing a line with the fields every grey
+	// reads (markBits, hv) would make two workers marking into the same
+	// span invalidate each other's copy of them.
+	_          [64]byte
+	markQueued atomic.Uint32
+	_          [60]byte
 
 	// sp holds the specials; see special.go.
 	sp specials
