@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -201,9 +202,21 @@ func (w *markWorker) greyRefs() {
 			}
 			w.gspan[k], w.gword[k] = s, word
 		}
-		// Pass 2: compare and mark.
+		// Pass 2: compare and mark; greyChecked, written out here because
+		// it is too large to inline and this is the mark's inner loop.
 		for k, x := range b {
-			w.greyChecked(x, w.gspan[k], w.gword[k])
+			s, word := w.gspan[k], w.gword[k]
+			if word != uint64(x) || word == 0 {
+				w.checkFailed(x)
+				continue
+			}
+			i := x.Slot()
+			mw := &s.markBits[i/64]
+			bit := uint64(1) << (i % 64)
+			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
+				continue
+			}
+			w.marked(s, i)
 		}
 	}
 	w.refs = w.refs[:0]
@@ -215,11 +228,7 @@ func (w *markWorker) greyRefs() {
 // slot is out of range): x names a live object exactly when they are equal.
 func (w *markWorker) greyChecked(x handle.Handle, s *span, word uint64) {
 	if word != uint64(x) || word == 0 {
-		if x.Heap() != w.h.id {
-			w.st.foreign++
-		} else {
-			w.st.stale++
-		}
+		w.checkFailed(x)
 		return
 	}
 	i := x.Slot()
@@ -228,6 +237,21 @@ func (w *markWorker) greyChecked(x handle.Handle, s *span, word uint64) {
 	if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
 		return
 	}
+	w.marked(s, i)
+}
+
+// checkFailed counts x, a handle that names no live object of this heap.
+func (w *markWorker) checkFailed(x handle.Handle) {
+	if x.Heap() != w.h.id {
+		w.st.foreign++
+	} else {
+		w.st.stale++
+	}
+}
+
+// marked accounts for slot i of s, whose mark bit this worker just set,
+// and queues s if it is not queued.
+func (w *markWorker) marked(s *span, i uint32) {
 	w.st.objects++
 	w.st.bytes += int64(s.elemSize)
 	// The mark bit is set; now read markQueued (see the Dekker argument at
@@ -236,7 +260,7 @@ func (w *markWorker) greyChecked(x handle.Handle, s *span, word uint64) {
 		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&bit != 0 {
+		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
 			w.released(s, i)
 		}
 	}
@@ -250,6 +274,7 @@ func (w *markWorker) scanSpan(s *span) {
 	s.markQueued.Store(0)
 	lay := s.typ.Layout
 	isTable := s.typ.EphEach != nil
+	offs, fixed := lay.Fixed()
 	for wi := range s.markBits {
 		m := s.markBits[wi].Load()
 		sb := &s.scanBits[wi]
@@ -265,11 +290,26 @@ func (w *markWorker) scanSpan(s *span) {
 			if isTable {
 				w.scanTable(s.handleAt(i), s)
 			}
-			if !lay.NoRefs {
-				w.refs = lay.Scan(s.ptr(i), w.refs)
-				if len(w.refs) >= greyBatch {
-					w.greyRefs()
+			if fixed {
+				// Scan, written out: every handle word is stored and the
+				// zero ones overwritten, with no branch on the values.
+				p := s.ptr(i)
+				buf := slices.Grow(w.refs, len(offs))
+				n := len(buf)
+				buf = buf[:n+len(offs)]
+				for _, off := range offs {
+					x := *(*handle.Handle)(unsafe.Add(p, off))
+					buf[n] = x
+					if x != 0 {
+						n++
+					}
 				}
+				w.refs = buf[:n]
+			} else if !lay.NoRefs {
+				w.refs = lay.Scan(s.ptr(i), w.refs)
+			}
+			if len(w.refs) >= greyBatch {
+				w.greyRefs()
 			}
 		}
 	}
