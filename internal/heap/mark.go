@@ -66,6 +66,10 @@ type markStats struct {
 // independent loads to keep the CPU's miss buffers busy.
 const greyBatch = 64
 
+// pipeLen is the number of found handles past which a span's scan hands
+// them to pipeline before it ends.
+const pipeLen = 512
+
 // spillMin is the queue length from which a worker gives half of its spans
 // to the pool when another worker waits.
 const spillMin = 2
@@ -135,6 +139,14 @@ func (q *spanQueue) push(s *span) {
 	q.n++
 }
 
+// peek returns the oldest span without removing it, or nil.
+func (q *spanQueue) peek() *span {
+	if q.n == 0 {
+		return nil
+	}
+	return q.ring[q.head]
+}
+
 func (q *spanQueue) pop() *span {
 	if q.n == 0 {
 		return nil
@@ -167,6 +179,11 @@ type markWorker struct {
 	refs  []handle.Handle
 	gspan [greyBatch]*span
 	gword [greyBatch]uint64
+	// held are handles found by the span scanned before the current one,
+	// their handle words prefetched, to be checked after it (pipeline).
+	held []handle.Handle
+	// pf holds the addresses prefetchGrey prefetches.
+	pf []uintptr
 	// ephq holds ephemeron values whose keys are live, to trace
 	// (ephemeron.go); scratchEph is their scan buffer.
 	ephq       []ephEntry
@@ -186,8 +203,45 @@ func (w *markWorker) grey(x handle.Handle) {
 
 // greyRefs greys every handle in w.refs and empties it.
 func (w *markWorker) greyRefs() {
+	w.greyAll(w.refs)
+	w.refs = w.refs[:0]
+}
+
+// pipeline greys the handles held since the previous call and holds those
+// in w.refs in their place, prefetching their handle words: the words are
+// read from memory while the worker scans the next span, and are in the
+// cache when the next call checks them.
+func (w *markWorker) pipeline() {
+	held := w.held
+	w.held = w.refs
+	w.prefetchWords(w.held)
+	w.greyAll(held)
+	w.refs = held[:0]
+}
+
+// flushHeld greys the handles pipeline holds.
+func (w *markWorker) flushHeld() {
+	w.greyAll(w.held)
+	w.held = w.held[:0]
+}
+
+// prefetchWords prefetches the handle words of refs.
+func (w *markWorker) prefetchWords(refs []handle.Handle) {
 	tab := w.h.spans
-	refs := w.refs
+	addrs := w.pf[:0]
+	for _, x := range refs {
+		s := tab.lookup(x.Span())
+		if i := x.Slot(); i < uint32(len(s.hv)) {
+			addrs = append(addrs, uintptr(unsafe.Pointer(&s.hv[i])))
+		}
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
+}
+
+// greyAll greys every handle in refs.
+func (w *markWorker) greyAll(refs []handle.Handle) {
+	tab := w.h.spans
 	for len(refs) > 0 {
 		b := refs[:min(len(refs), greyBatch)]
 		refs = refs[len(b):]
@@ -219,7 +273,6 @@ func (w *markWorker) greyRefs() {
 			w.marked(s, i)
 		}
 	}
-	w.refs = w.refs[:0]
 }
 
 // greyChecked marks x, found in a live object or a root, and queues its
@@ -308,18 +361,37 @@ func (w *markWorker) scanSpan(s *span) {
 			} else if !lay.NoRefs {
 				w.refs = lay.Scan(s.ptr(i), w.refs)
 			}
-			if len(w.refs) >= greyBatch {
-				w.greyRefs()
+			if len(w.refs) >= pipeLen {
+				w.pipeline()
 			}
 		}
 	}
-	w.greyRefs()
+	w.pipeline()
 }
 
 // lookup is get without the emptySpan test, for the mark (span.go): an unused index
 // yields emptySpan, against which every handle fails.
 func (t *spanTable) lookup(i uint32) *span {
 	return t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()[i&(1<<spanChunkBits-1)].Load()
+}
+
+// prefetchGrey starts reading the objects of s that are grey now, so that
+// they are in the cache when the worker scans s next (the queue's next
+// span): their misses overlap the scan of the span before.
+func (w *markWorker) prefetchGrey(s *span) {
+	if s.typ.Layout.NoRefs {
+		return
+	}
+	addrs := w.pf[:0]
+	last := uintptr(s.elemSize - 8)
+	for wi := range s.markBits {
+		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
+			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
+			addrs = append(addrs, p, p+last)
+		}
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
 }
 
 // scanInto appends the handles held by the live object x to buf.
@@ -335,10 +407,17 @@ func (w *markWorker) drain() {
 	for {
 		for {
 			if s := w.q.pop(); s != nil {
+				if next := w.q.peek(); next != nil {
+					w.prefetchGrey(next)
+				}
 				w.scanSpan(s)
 				if w.q.n >= spillMin && w.pool.waiting.Load() > 0 {
 					w.pool.put(w.q.takeNewest(w.q.n / 2))
 				}
+				continue
+			}
+			if len(w.held) > 0 {
+				w.flushHeld()
 				continue
 			}
 			if len(w.ephq) > 0 {
