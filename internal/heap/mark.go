@@ -170,6 +170,17 @@ func (q *spanQueue) takeNewest(k int) []*span {
 	return out
 }
 
+// markSpan is a span's entry in the mark's own span table, indexed by span
+// index: what checking and marking a handle reads, in one place. The
+// table is small and dense, so the random accesses of checking handles
+// touch it instead of span structs spread over the Go heap, a page each.
+// Built by the leader before the workers start; read-only while they run.
+type markSpan struct {
+	hv       []atomic.Uint64 // s.hv
+	markBits []atomic.Uint64 // s.markBits
+	s        *span
+}
+
 type markWorker struct {
 	h    *Heap
 	pool *workPool
@@ -177,7 +188,9 @@ type markWorker struct {
 	// refs collects the handles found by scanning, checked and greyed by
 	// greyRefs; gspan and gword are its per-batch scratch.
 	refs  []handle.Handle
-	gspan [greyBatch]*span
+	gspan [greyBatch]*markSpan
+	one   [1]handle.Handle // grey's argument, as a batch
+	tab   []markSpan       // the mark's span table; shared, read-only
 	gword [greyBatch]uint64
 	// held are handles found by the span scanned before the current one,
 	// their handle words prefetched, to be checked after it (pipeline).
@@ -191,14 +204,10 @@ type markWorker struct {
 	st         markStats
 }
 
-// grey greys one handle: greyRefs for a single handle.
+// grey greys one handle.
 func (w *markWorker) grey(x handle.Handle) {
-	s := w.h.spans.lookup(x.Span())
-	var word uint64
-	if i := x.Slot(); i < uint32(len(s.hv)) {
-		word = s.hv[i].Load()
-	}
-	w.greyChecked(x, s, word)
+	w.one[0] = x
+	w.greyAll(w.one[:])
 }
 
 // greyRefs greys every handle in w.refs and empties it.
@@ -227,12 +236,13 @@ func (w *markWorker) flushHeld() {
 
 // prefetchWords prefetches the handle words of refs.
 func (w *markWorker) prefetchWords(refs []handle.Handle) {
-	tab := w.h.spans
+	tab := w.tab
 	addrs := w.pf[:0]
 	for _, x := range refs {
-		s := tab.lookup(x.Span())
-		if i := x.Slot(); i < uint32(len(s.hv)) {
-			addrs = append(addrs, uintptr(unsafe.Pointer(&s.hv[i])))
+		if idx := x.Span(); idx < uint32(len(tab)) {
+			if hv, i := tab[idx].hv, x.Slot(); i < uint32(len(hv)) {
+				addrs = append(addrs, uintptr(unsafe.Pointer(&hv[i])))
+			}
 		}
 	}
 	prefetch(addrs)
@@ -241,56 +251,42 @@ func (w *markWorker) prefetchWords(refs []handle.Handle) {
 
 // greyAll greys every handle in refs.
 func (w *markWorker) greyAll(refs []handle.Handle) {
-	tab := w.h.spans
+	tab := w.tab
 	for len(refs) > 0 {
 		b := refs[:min(len(refs), greyBatch)]
 		refs = refs[len(b):]
 		// Pass 1: independent loads, overlapped by the CPU. A handle
-		// whose span index is unused finds emptySpan, which has no slots;
-		// one whose slot is out of range reads as 0, which no handle is.
+		// whose span index names no span, or whose slot is out of range,
+		// reads as 0, which no handle is.
 		for k, x := range b {
-			s := tab.lookup(x.Span())
+			var e *markSpan
 			var word uint64
-			if i := x.Slot(); i < uint32(len(s.hv)) {
-				word = s.hv[i].Load()
+			if idx := x.Span(); idx < uint32(len(tab)) {
+				e = &tab[idx]
+				if i := x.Slot(); i < uint32(len(e.hv)) {
+					word = e.hv[i].Load()
+				}
 			}
-			w.gspan[k], w.gword[k] = s, word
+			w.gspan[k], w.gword[k] = e, word
 		}
-		// Pass 2: compare and mark; greyChecked, written out here because
-		// it is too large to inline and this is the mark's inner loop.
+		// Pass 2: compare and mark.
 		for k, x := range b {
-			s, word := w.gspan[k], w.gword[k]
+			e, word := w.gspan[k], w.gword[k]
+			// One comparison of the whole word checks heap id, span,
+			// slot and generation.
 			if word != uint64(x) || word == 0 {
 				w.checkFailed(x)
 				continue
 			}
 			i := x.Slot()
-			mw := &s.markBits[i/64]
+			mw := &e.markBits[i/64]
 			bit := uint64(1) << (i % 64)
 			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
 				continue
 			}
-			w.marked(s, i)
+			w.marked(e.s, i)
 		}
 	}
-}
-
-// greyChecked marks x, found in a live object or a root, and queues its
-// span if it was not queued. s is the span x's index names in the table
-// (perhaps emptySpan) and word the handle word of x's slot there (0 if the
-// slot is out of range): x names a live object exactly when they are equal.
-func (w *markWorker) greyChecked(x handle.Handle, s *span, word uint64) {
-	if word != uint64(x) || word == 0 {
-		w.checkFailed(x)
-		return
-	}
-	i := x.Slot()
-	mw := &s.markBits[i/64]
-	bit := uint64(1) << (i % 64)
-	if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
-		return
-	}
-	w.marked(s, i)
 }
 
 // checkFailed counts x, a handle that names no live object of this heap.
@@ -369,12 +365,6 @@ func (w *markWorker) scanSpan(s *span) {
 	w.pipeline()
 }
 
-// lookup is get without the emptySpan test, for the mark (span.go): an unused index
-// yields emptySpan, against which every handle fails.
-func (t *spanTable) lookup(i uint32) *span {
-	return t.dir[(i>>spanChunkBits)&(handle.MaxSpans>>spanChunkBits-1)].Load()[i&(1<<spanChunkBits-1)].Load()
-}
-
 // prefetchGrey starts reading the objects of s that are grey now, so that
 // they are in the cache when the worker scans s next (the queue's next
 // span): their misses overlap the scan of the span before.
@@ -443,8 +433,16 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// resetting here keeps a mark that was cut short (a panicking
 	// ScanRoots or custom scan function) from leaving objects claimed as
 	// scanned, or spans as queued, into the next one.
-	for _, s := range h.spanSnapshot() {
-		if !s.released && !s.noScan {
+	h.mu.Lock()
+	tab := make([]markSpan, h.mu.nextIdx)
+	h.mu.Unlock()
+	for idx := range tab {
+		s := h.spans.get(uint32(idx))
+		if s == nil {
+			continue
+		}
+		tab[idx] = markSpan{s.hv, s.markBits, s}
+		if !s.noScan {
 			s.markQueued.Store(0)
 			for i := range s.scanBits {
 				s.scanBits[i].Store(0)
@@ -457,7 +455,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	pool.cond.L = &pool.mu.Mutex
 	workers := make([]*markWorker, nw)
 	for i := range workers {
-		workers[i] = &markWorker{h: h, pool: pool}
+		workers[i] = &markWorker{h: h, pool: pool, tab: tab}
 	}
 	w0 := workers[0]
 	w0.refs = append(w0.refs, roots...)
