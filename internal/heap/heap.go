@@ -39,7 +39,9 @@
 //     runtime's green tea marker: greying a handle checks it against its
 //     slot's handle word, sets its mark bit and queues its span if the span
 //     is not queued (span.markQueued); a worker takes a span and scans its
-//     marked, unscanned objects (markBits &^ scanBits) in slot order. Roots:
+//     marked, unscanned objects (markBits &^ scanBits) in slot order,
+//     prefetching the next queued span's and checking found handles one
+//     span later, their handle words prefetched. Roots:
 //     pinned objects, the embedder's ScanRoots, queued finalizer records,
 //     queued and registered cleanup arguments, and the referents of every
 //     object that has a finalizer (seed 003: the object itself is not marked

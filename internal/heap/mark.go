@@ -30,15 +30,29 @@ import (
 // metadata. Queues are FIFO, which leaves a span waiting long enough to
 // gather many grey objects (the runtime found the same).
 //
-// Why this is cheap per object: checking a handle found in an object means
-// comparing it with its slot's handle word, s.hv[slot], read at random over
-// the whole heap (8 bytes per slot: larger than the caches). The handles
-// one span's objects hold are checked in batches of greyBatch: a first pass
-// resolves each one's span and loads its handle word, loads that do not
-// depend on each other, so the CPU overlaps their cache misses; a second
-// pass compares and marks, touching only span metadata (small and hot). A
-// stale or foreign handle is thus still caught before anything is marked:
-// it is counted and never marks a slot.
+// Why this is cheap per object. A 1M-object heap is larger than the caches
+// and its objects are reached in random order, so the mark is a matter of
+// memory latency: each object is read once, and each handle found in it is
+// checked against its slot's handle word s.hv[slot] (8 bytes per slot, read
+// at random). Three things keep those misses off the critical path:
+//
+//   - Read-ahead of objects: before scanning a span, the worker prefetches
+//     the grey objects of the next span in its queue (prefetchGrey), so
+//     they arrive while it scans this one (the runtime's scanObjectSmall
+//     prefetches too; prefetch_amd64.s is its sys.Prefetch).
+//   - Read-ahead of handle words: the handles one span's objects hold are
+//     not checked at once; pipeline prefetches their handle words and
+//     checks them after the next span's scan, when the words are in the
+//     cache.
+//   - The mark's own span table (markSpan, indexed by span index: hv,
+//     markBits and the span), built when the mark begins: checking a handle
+//     touches that small dense table, not span structs spread over the Go
+//     heap a page apart (TLB misses).
+//
+// Checking is done in batches of greyBatch, in two passes: loads first, then
+// comparing and marking, whose atomic Or would otherwise wait for every
+// load still in flight. A stale or foreign handle is caught before anything
+// is marked: it is counted and never marks a slot.
 //
 // Work distribution is the runtime's gcWork pattern at span granularity:
 // each worker keeps a private FIFO of spans, spills half of it to a shared
