@@ -22,7 +22,7 @@ func TestMarkParallelGraph(t *testing.T) {
 	if testing.Short() {
 		n, nstale = 10_000, 200
 	}
-	for _, workers := range []int{1, 2, 4} {
+	for _, workers := range []int{1, 2, 3, 4} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
 			h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
 			m := h.Attach()

@@ -41,7 +41,9 @@
 //     is not queued (span.markQueued); a worker takes a span and scans its
 //     marked, unscanned objects (markBits &^ scanBits) in slot order,
 //     prefetching the next queued span's and checking found handles one
-//     span later, their handle words prefetched. Roots:
+//     span later, their handle words prefetched; span index idx belongs to
+//     worker idx mod MarkWorkers, which marks the handles found for it.
+//     Roots:
 //     pinned objects, the embedder's ScanRoots, queued finalizer records,
 //     queued and registered cleanup arguments, and the referents of every
 //     object that has a finalizer (seed 003: the object itself is not marked

@@ -54,15 +54,29 @@ import (
 // load still in flight. A stale or foreign handle is caught before anything
 // is marked: it is counted and never marks a slot.
 //
-// Work distribution is the runtime's gcWork pattern at span granularity:
-// each worker keeps a private FIFO of spans, spills half of it to a shared
-// pool when another worker waits, and takes whole buffers from the pool
-// when its own runs dry. Termination: a worker that finds the pool empty
-// waits; when every worker waits with the pool empty, marking is complete.
-// No grey object is lost in between: a greyer sets the mark bit and then
-// reads markQueued; a taker stores markQueued 0 and then reads markBits.
-// With sequentially consistent atomics, either the greyer sees 0 and queues
-// the span again, or the taker sees the bit (Dekker, as in ephemeron.go).
+// Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
+// The handles a worker finds in the objects it scans that name another
+// worker's spans are not marked by it: they are sent to the owner, in
+// buffers of mailLen (the pool's mail), and the owner checks and marks them
+// like those it finds itself. Ownership is a matter of speed only: marking
+// is atomic, and roots, ephemeron values and spans given away (below) are
+// marked by whichever worker holds them. But with each span's mark bits
+// written by one worker, the cache lines holding them stay with it; with
+// every worker marking everywhere, every mark moved a line between cores,
+// and two workers were slower than one.
+//
+// Balancing is the runtime's gcWork pattern at span granularity: a worker
+// whose queue holds two spans or more while another waits gives the newest
+// half away to the pool, and a worker with nothing to do takes its mail or
+// a buffer of spans from it. A worker sends its partial mail buffers when
+// another worker waits and before it waits itself. Termination: a worker
+// that finds neither mail nor spans waits; when every worker waits and no
+// mail is left, marking is complete (a waiting worker has scanned all it
+// queued and sent all it found). No grey object is lost in between: a
+// greyer sets the mark bit and then reads markQueued; a taker stores
+// markQueued 0 and then reads markBits. With sequentially consistent
+// atomics, either the greyer sees 0 and queues the span again, or the taker
+// sees the bit (Dekker, as in ephemeron.go).
 
 var bgctx = context.Background()
 
@@ -88,49 +102,93 @@ const pipeLen = 512
 // to the pool when another worker waits.
 const spillMin = 2
 
-// workPool is the shared pool of span buffers.
+// mailLen is the size of the handle buffers workers send each other.
+const mailLen = 256
+
+// workPool is what workers share: spans given away to balance the work,
+// and the handles each worker finds for spans another owns (mail).
 type workPool struct {
 	mu struct {
 		sync.Mutex
-		bufs  [][]*span
+		bufs  [][]*span           // queued spans given away, for any worker
+		mail  [][][]handle.Handle // mail[k]: handles naming worker k's spans
+		nmail int                 // buffers in mail, all workers
 		nwait int
 		done  bool
 	}
-	cond     sync.Cond    // on mu; signalled when a buffer arrives or marking ends
-	waiting  atomic.Int32 // mirrors mu.nwait, read lock-free as the "others are hungry" hint
-	nworkers int          // immutable during a mark
+	cond sync.Cond // on mu; broadcast when work arrives and a worker waits, or marking ends
+	// waiting mirrors mu.nwait and hasMail[k] len(mu.mail[k]) > 0; both are
+	// written with mu held and read lock-free as hints between spans.
+	waiting  atomic.Int32
+	hasMail  []atomic.Bool
+	nworkers int // immutable during a mark
 }
 
+func newWorkPool(nw int) *workPool {
+	p := &workPool{nworkers: nw, hasMail: make([]atomic.Bool, nw)}
+	p.cond.L = &p.mu.Mutex
+	p.mu.mail = make([][][]handle.Handle, nw)
+	return p
+}
+
+// put gives queued spans away.
 func (p *workPool) put(buf []*span) {
 	p.mu.Lock()
 	p.mu.bufs = append(p.mu.bufs, buf)
+	wake := p.mu.nwait > 0
 	p.mu.Unlock()
-	p.cond.Signal()
+	if wake {
+		p.cond.Broadcast()
+	}
 }
 
-// get returns a buffer of queued spans, or nil when marking is complete.
-func (p *workPool) get() []*span {
+// send sends handles to worker to.
+func (p *workPool) send(to int, buf []handle.Handle) {
+	p.mu.Lock()
+	p.mu.mail[to] = append(p.mu.mail[to], buf)
+	p.mu.nmail++
+	p.hasMail[to].Store(true)
+	wake := p.mu.nwait > 0
+	p.mu.Unlock()
+	if wake {
+		p.cond.Broadcast()
+	}
+}
+
+// get returns worker k's mail, or else a buffer of spans given away. If
+// there is neither it returns nothing, after waiting for some if wait is
+// set; then nothing means marking is complete: every worker waits, and no
+// mail and no spans are left (a waiting worker has scanned everything it
+// queued and sent everything it found).
+func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.mu.bufs) == 0 {
-		if p.mu.done {
-			return nil
+	for {
+		if m := p.mu.mail[k]; len(m) > 0 {
+			p.mu.mail[k] = nil
+			p.mu.nmail -= len(m)
+			p.hasMail[k].Store(false)
+			return m, nil
+		}
+		if n := len(p.mu.bufs); n > 0 {
+			b := p.mu.bufs[n-1]
+			p.mu.bufs = p.mu.bufs[:n-1]
+			return nil, b
+		}
+		if !wait || p.mu.done {
+			return nil, nil
 		}
 		p.mu.nwait++
 		p.waiting.Store(int32(p.mu.nwait))
-		if p.mu.nwait == p.nworkers {
+		if p.mu.nwait == p.nworkers && p.mu.nmail == 0 {
 			p.mu.done = true
 			p.cond.Broadcast()
-			return nil
+			return nil, nil
 		}
 		p.cond.Wait()
 		p.mu.nwait--
 		p.waiting.Store(int32(p.mu.nwait))
 	}
-	n := len(p.mu.bufs)
-	b := p.mu.bufs[n-1]
-	p.mu.bufs = p.mu.bufs[:n-1]
-	return b
 }
 
 // spanQueue is a worker's private FIFO of queued spans: a ring whose
@@ -198,7 +256,16 @@ type markSpan struct {
 type markWorker struct {
 	h    *Heap
 	pool *workPool
+	id   int // this worker owns the spans whose index is id modulo nw
+	nw   int
 	q    spanQueue
+	// out[k] collects the handles found for worker k's spans, sent when
+	// full, when another worker waits, and before this one waits; free
+	// holds emptied buffers for reuse.
+	out     [][]handle.Handle
+	free    [][]handle.Handle
+	other   []handle.Handle // route's scratch
+	ownMask uint32          // nw-1 if nw is a power of two above 1, else 0
 	// refs collects the handles found by scanning, checked and greyed by
 	// greyRefs; gspan and gword are its per-batch scratch.
 	refs  []handle.Handle
@@ -372,9 +439,86 @@ func (w *markWorker) scanSpan(s *span) {
 				w.refs = lay.Scan(s.ptr(i), w.refs)
 			}
 			if len(w.refs) >= pipeLen {
+				w.route()
 				w.pipeline()
 			}
 		}
+	}
+	w.route()
+	w.pipeline()
+}
+
+// route moves the handles in w.refs that name spans of other workers to
+// their outboxes, keeping the rest. Which worker marks an object does not
+// matter for correctness (marking is atomic), but with each span's mark
+// bits set by one worker only, the lines holding them stay in that
+// worker's cache instead of moving between cores at every mark.
+func (w *markWorker) route() {
+	if w.nw == 1 {
+		return
+	}
+	// Split without branching on the owner (which is random): every
+	// handle is written to both lists and only one of the two advances.
+	refs := w.refs
+	other := slices.Grow(w.other[:0], len(refs))[:len(refs)]
+	n, m := 0, 0
+	for _, x := range refs {
+		refs[n], other[m] = x, x
+		mine := 0
+		if w.owner(x.Span()) == w.id {
+			mine = 1
+		}
+		n += mine
+		m += 1 - mine
+	}
+	w.refs = refs[:n]
+	for _, x := range other[:m] {
+		o := w.owner(x.Span())
+		if w.out[o] == nil {
+			w.out[o] = w.newBuf()
+		}
+		w.out[o] = append(w.out[o], x)
+		if len(w.out[o]) == mailLen {
+			w.pool.send(o, w.out[o])
+			w.out[o] = nil
+		}
+	}
+	w.other = other[:0]
+}
+
+// owner returns the worker that owns span index idx.
+func (w *markWorker) owner(idx uint32) int {
+	if w.ownMask != 0 {
+		return int(idx & w.ownMask)
+	}
+	return int(idx % uint32(w.nw))
+}
+
+// sendAll sends every non-empty outbox.
+func (w *markWorker) sendAll() {
+	for o, b := range w.out {
+		if len(b) > 0 {
+			w.pool.send(o, b)
+			w.out[o] = nil
+		}
+	}
+}
+
+func (w *markWorker) newBuf() []handle.Handle {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b
+	}
+	return make([]handle.Handle, 0, mailLen)
+}
+
+// readMail takes the handles other workers sent this one through
+// pipeline, like those its own scans find.
+func (w *markWorker) readMail(mail [][]handle.Handle) {
+	for _, b := range mail {
+		w.refs = append(w.refs, b...)
+		w.free = append(w.free, b[:0])
 	}
 	w.pipeline()
 }
@@ -410,13 +554,19 @@ func (h *Heap) scanInto(x handle.Handle, buf []handle.Handle) []handle.Handle {
 func (w *markWorker) drain() {
 	for {
 		for {
+			if w.nw > 1 && w.pool.hasMail[w.id].Load() {
+				w.take(w.pool.get(w.id, false))
+			}
 			if s := w.q.pop(); s != nil {
 				if next := w.q.peek(); next != nil {
 					w.prefetchGrey(next)
 				}
 				w.scanSpan(s)
-				if w.q.n >= spillMin && w.pool.waiting.Load() > 0 {
-					w.pool.put(w.q.takeNewest(w.q.n / 2))
+				if w.nw > 1 && w.pool.waiting.Load() > 0 {
+					w.sendAll()
+					if w.q.n >= spillMin {
+						w.pool.put(w.q.takeNewest(w.q.n / 2))
+					}
 				}
 				continue
 			}
@@ -430,13 +580,25 @@ func (w *markWorker) drain() {
 			}
 			break
 		}
-		b := w.pool.get()
-		if b == nil {
+		if w.nw == 1 {
 			return
 		}
-		for _, s := range b {
-			w.q.push(s)
+		w.sendAll()
+		mail, spans := w.pool.get(w.id, true)
+		if mail == nil && spans == nil {
+			return
 		}
+		w.take(mail, spans)
+	}
+}
+
+// take takes what workPool.get returned.
+func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
+	if len(mail) > 0 {
+		w.readMail(mail)
+	}
+	for _, s := range spans {
+		w.q.push(s)
 	}
 }
 
@@ -465,11 +627,13 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	}
 	roots := h.gatherRoots(nil)
 	nw := h.cfg.MarkWorkers
-	pool := &workPool{nworkers: nw}
-	pool.cond.L = &pool.mu.Mutex
+	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
 	for i := range workers {
-		workers[i] = &markWorker{h: h, pool: pool, tab: tab}
+		workers[i] = &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw)}
+		if nw > 1 && nw&(nw-1) == 0 {
+			workers[i].ownMask = uint32(nw - 1)
+		}
 	}
 	w0 := workers[0]
 	w0.refs = append(w0.refs, roots...)
