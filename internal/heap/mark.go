@@ -517,10 +517,13 @@ func (w *markWorker) newBuf() []handle.Handle {
 // pipeline, like those its own scans find.
 func (w *markWorker) readMail(mail [][]handle.Handle) {
 	for _, b := range mail {
-		w.refs = append(w.refs, b...)
-		w.free = append(w.free, b[:0])
+		// pipeline leaves w.refs empty: take b in its place, uncopied.
+		if cap(w.refs) >= mailLen {
+			w.free = append(w.free, w.refs[:0])
+		}
+		w.refs = b
+		w.pipeline()
 	}
-	w.pipeline()
 }
 
 // prefetchGrey starts reading the objects of s that are grey now, so that
