@@ -608,10 +608,11 @@ func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
 // mark runs the mark phase. REQUIRES: world stopped.
 func (h *Heap) mark(ctx context.Context) markStats {
 	start := time.Now()
-	// Reset the span-batching state. It is clean after a completed mark;
-	// resetting here keeps a mark that was cut short (a panicking
-	// ScanRoots or custom scan function) from leaving objects claimed as
-	// scanned, or spans as queued, into the next one.
+	// Build the mark's span table and reset the span-batching state. The
+	// state is clean after a completed mark; resetting it here keeps a mark
+	// that was cut short (a panicking ScanRoots or custom scan function)
+	// from leaving objects claimed as scanned, or spans as queued, into the
+	// next one. No span is made or released while the world is stopped.
 	h.mu.Lock()
 	tab := make([]markSpan, h.mu.nextIdx)
 	h.mu.Unlock()
