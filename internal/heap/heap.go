@@ -10,7 +10,8 @@
 //     the mutator set, the pacer, the finalizer queue and the cleanup queue.
 //   - span (span.go): a slab of up to 1024 objects of one Go type, allocated
 //     as a real Go []T so that Go's collector sees T's Go pointers and nothing
-//     else. Per-slot generations, allocation bits, mark bits, specials.
+//     else. Per-slot generations, allocation bits, mark bits, specials, and
+//     the mark's per-span queue flag and scanned bits.
 //   - spanTable (span.go): span index -> *span, a two-level table of atomic
 //     pointers read without locks by Deref.
 //   - central (alloc.go): per (heap, type) lists of spans with free slots and
@@ -34,10 +35,19 @@
 //  3. Finish the previous sweep (sweep.go, finishSweepLocked): sweep every
 //     span still unswept, so that mark bits are clear and specials current.
 //     Flush every mutator's span cache back to its central.
-//  4. Mark (mark.go) on MarkWorkers goroutines. Roots: pinned objects, the
-//     embedder's ScanRoots, queued finalizer records, queued and registered
-//     cleanup arguments, and the referents of every object that has a
-//     finalizer (seed 003: the object itself is not marked by its special).
+//  4. Mark (mark.go) on MarkWorkers goroutines, span-batched like the
+//     runtime's green tea marker: greying a handle checks it against its
+//     slot's handle word, sets its mark bit and queues its span if the span
+//     is not queued (span.markQueued); a worker takes a span and scans its
+//     marked, unscanned objects (markBits &^ scanBits) in slot order,
+//     prefetching the next queued span's and checking found handles one
+//     span later, their handle words prefetched; span index idx belongs to
+//     worker idx mod MarkWorkers, which marks the handles found for it.
+//     Roots:
+//     pinned objects, the embedder's ScanRoots, queued finalizer records,
+//     queued and registered cleanup arguments, and the referents of every
+//     object that has a finalizer (seed 003: the object itself is not marked
+//     by its special).
 //  5. Flip (mark.go, flipLocked): sweepgen += 2, so every span now needs
 //     sweeping; snapshot the sweep list; reset activeSweep; set the next goal.
 //  6. Start the world. Mutators allocate again; a span is swept before it is

@@ -2,24 +2,81 @@ package heap
 
 import (
 	"context"
+	"math/bits"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
-// The mark phase (heap.go, step 4). The world is stopped; the leader gathers
-// the roots, greys them, and MarkWorkers workers drain the grey objects in
-// parallel. The runtime's gcWork is the model: each worker keeps a private
-// stack of grey handles, spills half of it to a shared pool when others are
-// idle and its stack is long, and takes whole buffers from the pool when its
-// own runs dry. Termination: a worker that finds the pool empty waits; when
-// every worker waits with the pool empty, marking is complete.
+// The mark phase (heap.go, step 4), span-batched after the runtime's green
+// tea marker (mgcmark_greenteagc.go). The world is stopped; the leader
+// gathers the roots, greys them, and MarkWorkers workers drain the grey
+// objects in parallel.
+//
+// Greying an object sets its bit in its span's markBits. What is queued is
+// the span, not the object: the first worker to find the span unqueued
+// (span.markQueued 0 -> 1) queues it, and every object greyed there until a
+// worker takes it rides along for free. A worker that takes a span clears
+// markQueued, claims the grey objects (markBits &^ scanBits, with one atomic
+// Or per 64 slots on scanBits) and scans them in slot order, so the objects
+// it reads are read in address order, and each scan batch touches one span's
+// metadata. Queues are FIFO, which leaves a span waiting long enough to
+// gather many grey objects (the runtime found the same).
+//
+// Why this is cheap per object. A 1M-object heap is larger than the caches
+// and its objects are reached in random order, so the mark is a matter of
+// memory latency: each object is read once, and each handle found in it is
+// checked against its slot's handle word s.hv[slot] (8 bytes per slot, read
+// at random). Three things keep those misses off the critical path:
+//
+//   - Read-ahead of objects: before scanning a span, the worker prefetches
+//     the grey objects of the next span in its queue (prefetchGrey), so
+//     they arrive while it scans this one (the runtime's scanObjectSmall
+//     prefetches too; prefetch_amd64.s is its sys.Prefetch).
+//   - Read-ahead of handle words: the handles one span's objects hold are
+//     not checked at once; pipeline prefetches their handle words and
+//     checks them after the next span's scan, when the words are in the
+//     cache.
+//   - The mark's own span table (markSpan, indexed by span index: hv,
+//     markBits and the span), built when the mark begins: checking a handle
+//     touches that small dense table, not span structs spread over the Go
+//     heap a page apart (TLB misses).
+//
+// Checking is done in batches of greyBatch, in two passes: loads first, then
+// comparing and marking, whose atomic Or would otherwise wait for every
+// load still in flight. A stale or foreign handle is caught before anything
+// is marked: it is counted and never marks a slot.
+//
+// Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
+// The handles a worker finds in the objects it scans that name another
+// worker's spans are not marked by it: they are sent to the owner, in
+// buffers of mailLen (the pool's mail), and the owner checks and marks them
+// like those it finds itself. Ownership is a matter of speed only: marking
+// is atomic, and roots, ephemeron values and spans given away (below) are
+// marked by whichever worker holds them. But with each span's mark bits
+// written by one worker, the cache lines holding them stay with it; with
+// every worker marking everywhere, every mark moved a line between cores,
+// and two workers were slower than one.
+//
+// Balancing is the runtime's gcWork pattern at span granularity: a worker
+// whose queue holds two spans or more while another waits gives the newest
+// half away to the pool, and a worker with nothing to do takes its mail or
+// a buffer of spans from it. A worker sends its partial mail buffers when
+// another worker waits and before it waits itself. Termination: a worker
+// that finds neither mail nor spans waits; when every worker waits and no
+// mail is left, marking is complete (a waiting worker has scanned all it
+// queued and sent all it found). No grey object is lost in between: a
+// greyer sets the mark bit and then reads markQueued; a taker stores
+// markQueued 0 and then reads markBits. With sequentially consistent
+// atomics, either the greyer sees 0 and queues the span again, or the taker
+// sees the bit (Dekker, as in ephemeron.go).
 
 var bgctx = context.Background()
 
@@ -33,59 +90,194 @@ type markStats struct {
 	duration       time.Duration
 }
 
-// spillLen is the length past which a worker spills half its stack.
-const spillLen = 512
+// greyBatch is how many handles one pass of greyRefs checks: enough
+// independent loads to keep the CPU's miss buffers busy.
+const greyBatch = 64
 
-// workPool is the shared pool of grey buffers.
+// pipeLen is the number of found handles past which a span's scan hands
+// them to pipeline before it ends.
+const pipeLen = 512
+
+// spillMin is the queue length from which a worker gives half of its spans
+// to the pool when another worker waits.
+const spillMin = 2
+
+// mailLen is the size of the handle buffers workers send each other.
+const mailLen = 256
+
+// workPool is what workers share: spans given away to balance the work,
+// and the handles each worker finds for spans another owns (mail).
 type workPool struct {
 	mu struct {
 		sync.Mutex
-		bufs  [][]handle.Handle
+		bufs  [][]*span           // queued spans given away, for any worker
+		mail  [][][]handle.Handle // mail[k]: handles naming worker k's spans
+		nmail int                 // buffers in mail, all workers
 		nwait int
 		done  bool
 	}
-	cond     sync.Cond    // on mu; signalled when a buffer arrives or marking ends
-	waiting  atomic.Int32 // mirrors mu.nwait, read lock-free as the "others are hungry" hint
-	nworkers int          // immutable during a mark
+	cond sync.Cond // on mu; broadcast when work arrives and a worker waits, or marking ends
+	// waiting mirrors mu.nwait and hasMail[k] len(mu.mail[k]) > 0; both are
+	// written with mu held and read lock-free as hints between spans.
+	waiting  atomic.Int32
+	hasMail  []atomic.Bool
+	nworkers int // immutable during a mark
 }
 
-func (p *workPool) put(buf []handle.Handle) {
+func newWorkPool(nw int) *workPool {
+	p := &workPool{nworkers: nw, hasMail: make([]atomic.Bool, nw)}
+	p.cond.L = &p.mu.Mutex
+	p.mu.mail = make([][][]handle.Handle, nw)
+	return p
+}
+
+// put gives queued spans away.
+func (p *workPool) put(buf []*span) {
 	p.mu.Lock()
 	p.mu.bufs = append(p.mu.bufs, buf)
+	wake := p.mu.nwait > 0
 	p.mu.Unlock()
-	p.cond.Signal()
+	if wake {
+		p.cond.Broadcast()
+	}
 }
 
-// get returns a buffer of grey handles, or nil when marking is complete.
-func (p *workPool) get() []handle.Handle {
+// send sends handles to worker to.
+func (p *workPool) send(to int, buf []handle.Handle) {
+	p.mu.Lock()
+	p.mu.mail[to] = append(p.mu.mail[to], buf)
+	p.mu.nmail++
+	p.hasMail[to].Store(true)
+	wake := p.mu.nwait > 0
+	p.mu.Unlock()
+	if wake {
+		p.cond.Broadcast()
+	}
+}
+
+// get returns worker k's mail, or else a buffer of spans given away. If
+// there is neither it returns nothing, after waiting for some if wait is
+// set; then nothing means marking is complete: every worker waits, and no
+// mail and no spans are left (a waiting worker has scanned everything it
+// queued and sent everything it found).
+func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.mu.bufs) == 0 {
-		if p.mu.done {
-			return nil
+	for {
+		if m := p.mu.mail[k]; len(m) > 0 {
+			p.mu.mail[k] = nil
+			p.mu.nmail -= len(m)
+			p.hasMail[k].Store(false)
+			return m, nil
+		}
+		if n := len(p.mu.bufs); n > 0 {
+			b := p.mu.bufs[n-1]
+			p.mu.bufs = p.mu.bufs[:n-1]
+			return nil, b
+		}
+		if !wait || p.mu.done {
+			return nil, nil
 		}
 		p.mu.nwait++
 		p.waiting.Store(int32(p.mu.nwait))
-		if p.mu.nwait == p.nworkers {
+		if p.mu.nwait == p.nworkers && p.mu.nmail == 0 {
 			p.mu.done = true
 			p.cond.Broadcast()
-			return nil
+			return nil, nil
 		}
 		p.cond.Wait()
 		p.mu.nwait--
 		p.waiting.Store(int32(p.mu.nwait))
 	}
-	n := len(p.mu.bufs)
-	b := p.mu.bufs[n-1]
-	p.mu.bufs = p.mu.bufs[:n-1]
-	return b
+}
+
+// spanQueue is a worker's private FIFO of queued spans: a ring whose
+// length is a power of two.
+type spanQueue struct {
+	ring []*span
+	head int // index of the oldest span
+	n    int // number of spans queued
+}
+
+func (q *spanQueue) push(s *span) {
+	if q.n == len(q.ring) {
+		ring := make([]*span, max(64, 2*len(q.ring)))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+		}
+		q.ring, q.head = ring, 0
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = s
+	q.n++
+}
+
+// peek returns the oldest span without removing it, or nil.
+func (q *spanQueue) peek() *span {
+	if q.n == 0 {
+		return nil
+	}
+	return q.ring[q.head]
+}
+
+func (q *spanQueue) pop() *span {
+	if q.n == 0 {
+		return nil
+	}
+	s := q.ring[q.head]
+	q.ring[q.head] = nil
+	q.head = (q.head + 1) & (len(q.ring) - 1)
+	q.n--
+	return s
+}
+
+// takeNewest removes the k most recently queued spans and returns them.
+func (q *spanQueue) takeNewest(k int) []*span {
+	out := make([]*span, k)
+	for i := range out {
+		j := (q.head + q.n - k + i) & (len(q.ring) - 1)
+		out[i] = q.ring[j]
+		q.ring[j] = nil
+	}
+	q.n -= k
+	return out
+}
+
+// markSpan is a span's entry in the mark's own span table, indexed by span
+// index: what checking and marking a handle reads, in one place. The
+// table is small and dense, so the random accesses of checking handles
+// touch it instead of span structs spread over the Go heap, a page each.
+// Built by the leader before the workers start; read-only while they run.
+type markSpan struct {
+	hv       []atomic.Uint64 // s.hv
+	markBits []atomic.Uint64 // s.markBits
+	s        *span
 }
 
 type markWorker struct {
-	h       *Heap
-	pool    *workPool
-	stack   []handle.Handle
-	scratch []handle.Handle
+	h    *Heap
+	pool *workPool
+	id   int // this worker owns the spans whose index is id modulo nw
+	nw   int
+	q    spanQueue
+	// out[k] collects the handles found for worker k's spans, sent when
+	// full, when another worker waits, and before this one waits; free
+	// holds emptied buffers for reuse.
+	out     [][]handle.Handle
+	free    [][]handle.Handle
+	other   []handle.Handle // route's scratch
+	ownMask uint32          // nw-1 if nw is a power of two above 1, else 0
+	// refs collects the handles found by scanning, checked and greyed by
+	// greyRefs; gspan and gword are its per-batch scratch.
+	refs  []handle.Handle
+	gspan [greyBatch]*markSpan
+	one   [1]handle.Handle // grey's argument, as a batch
+	tab   []markSpan       // the mark's span table; shared, read-only
+	gword [greyBatch]uint64
+	// held are handles found by the span scanned before the current one,
+	// their handle words prefetched, to be checked after it (pipeline).
+	held []handle.Handle
+	// pf holds the addresses prefetchGrey prefetches.
+	pf []uintptr
 	// ephq holds ephemeron values whose keys are live, to trace
 	// (ephemeron.go); scratchEph is their scan buffer.
 	ephq       []ephEntry
@@ -93,33 +285,264 @@ type markWorker struct {
 	st         markStats
 }
 
-// grey marks x and pushes it for scanning if it was not marked yet.
+// grey greys one handle.
 func (w *markWorker) grey(x handle.Handle) {
+	w.one[0] = x
+	w.greyAll(w.one[:])
+}
+
+// greyRefs greys every handle in w.refs and empties it.
+func (w *markWorker) greyRefs() {
+	w.greyAll(w.refs)
+	w.refs = w.refs[:0]
+}
+
+// pipeline greys the handles held since the previous call and holds those
+// in w.refs in their place, prefetching their handle words: the words are
+// read from memory while the worker scans the next span, and are in the
+// cache when the next call checks them.
+func (w *markWorker) pipeline() {
+	held := w.held
+	w.held = w.refs
+	w.prefetchWords(w.held)
+	w.greyAll(held)
+	w.refs = held[:0]
+}
+
+// flushHeld greys the handles pipeline holds.
+func (w *markWorker) flushHeld() {
+	w.greyAll(w.held)
+	w.held = w.held[:0]
+}
+
+// prefetchWords prefetches the handle words of refs.
+func (w *markWorker) prefetchWords(refs []handle.Handle) {
+	tab := w.tab
+	addrs := w.pf[:0]
+	for _, x := range refs {
+		if idx := x.Span(); idx < uint32(len(tab)) {
+			if hv, i := tab[idx].hv, x.Slot(); i < uint32(len(hv)) {
+				addrs = append(addrs, uintptr(unsafe.Pointer(&hv[i])))
+			}
+		}
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
+}
+
+// greyAll greys every handle in refs.
+func (w *markWorker) greyAll(refs []handle.Handle) {
+	tab := w.tab
+	for len(refs) > 0 {
+		b := refs[:min(len(refs), greyBatch)]
+		refs = refs[len(b):]
+		// Pass 1: independent loads, overlapped by the CPU. A handle
+		// whose span index names no span, or whose slot is out of range,
+		// reads as 0, which no handle is.
+		for k, x := range b {
+			var e *markSpan
+			var word uint64
+			if idx := x.Span(); idx < uint32(len(tab)) {
+				e = &tab[idx]
+				if i := x.Slot(); i < uint32(len(e.hv)) {
+					word = e.hv[i].Load()
+				}
+			}
+			w.gspan[k], w.gword[k] = e, word
+		}
+		// Pass 2: compare and mark.
+		for k, x := range b {
+			e, word := w.gspan[k], w.gword[k]
+			// One comparison of the whole word checks heap id, span,
+			// slot and generation.
+			if word != uint64(x) || word == 0 {
+				w.checkFailed(x)
+				continue
+			}
+			i := x.Slot()
+			mw := &e.markBits[i/64]
+			bit := uint64(1) << (i % 64)
+			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
+				continue
+			}
+			w.marked(e.s, i)
+		}
+	}
+}
+
+// checkFailed counts x, a handle that names no live object of this heap.
+func (w *markWorker) checkFailed(x handle.Handle) {
 	if x.Heap() != w.h.id {
 		w.st.foreign++
-		return
-	}
-	s := w.h.spans.get(x.Span())
-	i := x.Slot()
-	if s == nil || i >= uint32(len(s.hv)) || s.hv[i].Load() != uint64(x) {
+	} else {
 		w.st.stale++
-		return
 	}
-	word := &s.markBits[i/64]
-	bit := uint64(1) << (i % 64)
-	if word.Load()&bit != 0 || word.Or(bit)&bit != 0 {
-		return
-	}
+}
+
+// marked accounts for slot i of s, whose mark bit this worker just set,
+// and queues s if it is not queued.
+func (w *markWorker) marked(s *span, i uint32) {
 	w.st.objects++
 	w.st.bytes += int64(s.elemSize)
-	if !s.typ.Layout.NoRefs || s.typ.EphEach != nil {
-		w.stack = append(w.stack, x)
+	// The mark bit is set; now read markQueued (see the Dekker argument at
+	// the top of the file).
+	if !s.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&bit != 0 {
+		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
 			w.released(s, i)
 		}
 	}
+}
+
+// scanSpan scans the grey objects of s, a span the worker took from a
+// queue (the runtime's scanSpan).
+func (w *markWorker) scanSpan(s *span) {
+	// Release the span before reading its mark bits: an object greyed from
+	// now on queues it again (see the top of the file).
+	s.markQueued.Store(0)
+	lay := s.typ.Layout
+	isTable := s.typ.EphEach != nil
+	offs, fixed := lay.Fixed()
+	for wi := range s.markBits {
+		m := s.markBits[wi].Load()
+		sb := &s.scanBits[wi]
+		if m&^sb.Load() == 0 {
+			continue
+		}
+		// Another worker may be scanning this span too: the Or's old
+		// value says which of the grey objects are this worker's.
+		grey := m &^ sb.Or(m)
+		for grey != 0 {
+			i := uint32(wi*64 + bits.TrailingZeros64(grey))
+			grey &= grey - 1
+			if isTable {
+				w.scanTable(s.handleAt(i), s)
+			}
+			if fixed {
+				// Scan, written out: every handle word is stored and the
+				// zero ones overwritten, with no branch on the values.
+				p := s.ptr(i)
+				buf := slices.Grow(w.refs, len(offs))
+				n := len(buf)
+				buf = buf[:n+len(offs)]
+				for _, off := range offs {
+					x := *(*handle.Handle)(unsafe.Add(p, off))
+					buf[n] = x
+					if x != 0 {
+						n++
+					}
+				}
+				w.refs = buf[:n]
+			} else if !lay.NoRefs {
+				w.refs = lay.Scan(s.ptr(i), w.refs)
+			}
+			if len(w.refs) >= pipeLen {
+				w.route()
+				w.pipeline()
+			}
+		}
+	}
+	w.route()
+	w.pipeline()
+}
+
+// route moves the handles in w.refs that name spans of other workers to
+// their outboxes, keeping the rest. Which worker marks an object does not
+// matter for correctness (marking is atomic), but with each span's mark
+// bits set by one worker only, the lines holding them stay in that
+// worker's cache instead of moving between cores at every mark.
+func (w *markWorker) route() {
+	if w.nw == 1 {
+		return
+	}
+	// Split without branching on the owner (which is random): every
+	// handle is written to both lists and only one of the two advances.
+	refs := w.refs
+	other := slices.Grow(w.other[:0], len(refs))[:len(refs)]
+	n, m := 0, 0
+	for _, x := range refs {
+		refs[n], other[m] = x, x
+		mine := 0
+		if w.owner(x.Span()) == w.id {
+			mine = 1
+		}
+		n += mine
+		m += 1 - mine
+	}
+	w.refs = refs[:n]
+	for _, x := range other[:m] {
+		o := w.owner(x.Span())
+		if w.out[o] == nil {
+			w.out[o] = w.newBuf()
+		}
+		w.out[o] = append(w.out[o], x)
+		if len(w.out[o]) == mailLen {
+			w.pool.send(o, w.out[o])
+			w.out[o] = nil
+		}
+	}
+	w.other = other[:0]
+}
+
+// owner returns the worker that owns span index idx.
+func (w *markWorker) owner(idx uint32) int {
+	if w.ownMask != 0 {
+		return int(idx & w.ownMask)
+	}
+	return int(idx % uint32(w.nw))
+}
+
+// sendAll sends every non-empty outbox.
+func (w *markWorker) sendAll() {
+	for o, b := range w.out {
+		if len(b) > 0 {
+			w.pool.send(o, b)
+			w.out[o] = nil
+		}
+	}
+}
+
+func (w *markWorker) newBuf() []handle.Handle {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b
+	}
+	return make([]handle.Handle, 0, mailLen)
+}
+
+// readMail takes the handles other workers sent this one through
+// pipeline, like those its own scans find.
+func (w *markWorker) readMail(mail [][]handle.Handle) {
+	for _, b := range mail {
+		// pipeline leaves w.refs empty: take b in its place, uncopied.
+		if cap(w.refs) >= mailLen {
+			w.free = append(w.free, w.refs[:0])
+		}
+		w.refs = b
+		w.pipeline()
+	}
+}
+
+// prefetchGrey starts reading the objects of s that are grey now, so that
+// they are in the cache when the worker scans s next (the queue's next
+// span): their misses overlap the scan of the span before.
+func (w *markWorker) prefetchGrey(s *span) {
+	if s.typ.Layout.NoRefs {
+		return
+	}
+	addrs := w.pf[:0]
+	last := uintptr(s.elemSize - 8)
+	for wi := range s.markBits {
+		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
+			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
+			addrs = append(addrs, p, p+last)
+		}
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
 }
 
 // scanInto appends the handles held by the live object x to buf.
@@ -133,62 +556,97 @@ func (h *Heap) scanInto(x handle.Handle, buf []handle.Handle) []handle.Handle {
 
 func (w *markWorker) drain() {
 	for {
-		for n := len(w.stack); n > 0 || len(w.ephq) > 0; n = len(w.stack) {
-			if n == 0 {
+		for {
+			if w.nw > 1 && w.pool.hasMail[w.id].Load() {
+				w.take(w.pool.get(w.id, false))
+			}
+			if s := w.q.pop(); s != nil {
+				if next := w.q.peek(); next != nil {
+					w.prefetchGrey(next)
+				}
+				w.scanSpan(s)
+				if w.nw > 1 && w.pool.waiting.Load() > 0 {
+					w.sendAll()
+					if w.q.n >= spillMin {
+						w.pool.put(w.q.takeNewest(w.q.n / 2))
+					}
+				}
+				continue
+			}
+			if len(w.held) > 0 {
+				w.flushHeld()
+				continue
+			}
+			if len(w.ephq) > 0 {
 				w.traceEph()
 				continue
 			}
-			x := w.stack[n-1]
-			w.stack = w.stack[:n-1]
-			// Only marked, live handles are pushed, so the span exists.
-			s := w.h.spans.get(x.Span())
-			if s.typ.EphEach != nil {
-				w.scanTable(x, s)
-			}
-			if !s.typ.Layout.NoRefs {
-				w.scratch = s.typ.Layout.Scan(s.ptr(x.Slot()), w.scratch[:0])
-			} else {
-				w.scratch = w.scratch[:0]
-			}
-			for _, c := range w.scratch {
-				w.grey(c)
-			}
-			if len(w.stack) > spillLen && w.pool.waiting.Load() > 0 {
-				half := len(w.stack) / 2
-				w.pool.put(slices.Clone(w.stack[half:]))
-				w.stack = w.stack[:half]
-			}
+			break
 		}
-		b := w.pool.get()
-		if b == nil {
+		if w.nw == 1 {
 			return
 		}
-		w.stack = append(w.stack, b...)
+		w.sendAll()
+		mail, spans := w.pool.get(w.id, true)
+		if mail == nil && spans == nil {
+			return
+		}
+		w.take(mail, spans)
+	}
+}
+
+// take takes what workPool.get returned.
+func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
+	if len(mail) > 0 {
+		w.readMail(mail)
+	}
+	for _, s := range spans {
+		w.q.push(s)
 	}
 }
 
 // mark runs the mark phase. REQUIRES: world stopped.
 func (h *Heap) mark(ctx context.Context) markStats {
 	start := time.Now()
+	// Build the mark's span table and reset the span-batching state. The
+	// state is clean after a completed mark; resetting it here keeps a mark
+	// that was cut short (a panicking ScanRoots or custom scan function)
+	// from leaving objects claimed as scanned, or spans as queued, into the
+	// next one. No span is made or released while the world is stopped.
+	h.mu.Lock()
+	tab := make([]markSpan, h.mu.nextIdx)
+	h.mu.Unlock()
+	for idx := range tab {
+		s := h.spans.get(uint32(idx))
+		if s == nil {
+			continue
+		}
+		tab[idx] = markSpan{s.hv, s.markBits, s}
+		if !s.noScan {
+			s.markQueued.Store(0)
+			for i := range s.scanBits {
+				s.scanBits[i].Store(0)
+			}
+		}
+	}
 	roots := h.gatherRoots(nil)
 	nw := h.cfg.MarkWorkers
-	pool := &workPool{nworkers: nw}
-	pool.cond.L = &pool.mu.Mutex
+	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
 	for i := range workers {
-		workers[i] = &markWorker{h: h, pool: pool}
+		workers[i] = &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw)}
+		if nw > 1 && nw&(nw-1) == 0 {
+			workers[i].ownMask = uint32(nw - 1)
+		}
 	}
 	w0 := workers[0]
-	for _, x := range roots {
-		w0.grey(x)
-	}
-	// Hand the grey roots out so every worker starts with work.
-	if nw > 1 && len(w0.stack) > 1 {
-		per := (len(w0.stack) + nw - 1) / nw
-		for len(w0.stack) > per {
-			k := len(w0.stack) - per
-			pool.put(slices.Clone(w0.stack[k:]))
-			w0.stack = w0.stack[:k]
+	w0.refs = append(w0.refs, roots...)
+	w0.greyRefs()
+	// Hand the queued spans out so every worker starts with work.
+	if nw > 1 && w0.q.n > 1 {
+		per := (w0.q.n + nw - 1) / nw
+		for w0.q.n > per {
+			pool.put(w0.q.takeNewest(min(per, w0.q.n-per)))
 		}
 	}
 	var wg sync.WaitGroup

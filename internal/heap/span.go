@@ -111,6 +111,37 @@ type span struct {
 	// eph.mu.nodes; 0 if none. Protected by eph.mu; nil with ephKeys.
 	ephHeads []int32
 
+	// Span-batched marking (mark.go), after the runtime's green tea
+	// spanInlineMarkBits. Marking an object sets its markBits bit; the
+	// span's grey objects are those marked and not yet scanned
+	// (markBits &^ scanBits), and the span, not the object, is what mark
+	// workers queue. All three fields are used only during a mark, with the
+	// world stopped.
+	//
+	// noScan is immutable: the span's objects hold no refs and are no
+	// ephemeron tables, so marking one never queues the span.
+	noScan bool
+	// scanBits has slot i's bit set once a worker has taken the object in
+	// it for scanning in this mark (the runtime's spanInlineMarkBits.scans).
+	// Set by atomic Or from the workers that scan the span (several may
+	// scan it at once: the Or's old value tells each one which objects are
+	// its own); cleared by the leader when a mark begins.
+	scanBits []atomic.Uint64
+
+	// markQueued is 1 while the span waits in a mark worker's queue or the
+	// shared pool (the runtime's spanScanOwnership). A worker that marks an
+	// object here and sees it 0 CASes it to 1 and queues the span; the
+	// worker that takes the span stores 0 before it reads markBits. Both
+	// sides use atomics only; the leader stores 0 when a mark begins.
+	//
+	// It sits on a cache line of its own: it is written whenever the span
+	// is queued or taken, and sharing a line with the fields every grey
+	// reads (markBits, hv) would make two workers marking into the same
+	// span invalidate each other's copy of them.
+	_          [64]byte
+	markQueued atomic.Uint32
+	_          [60]byte
+
 	// sp holds the specials; see special.go.
 	sp specials
 
@@ -297,6 +328,8 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		hv:        make([]atomic.Uint64, n),
 		allocBits: make([]uint64, (n+63)/64),
 		markBits:  make([]atomic.Uint64, (n+63)/64),
+		scanBits:  make([]atomic.Uint64, (n+63)/64),
+		noScan:    t.Layout.NoRefs && t.EphEach == nil,
 		nfree:     n,
 	}
 	floor := h.mu.idxFloor[idx]

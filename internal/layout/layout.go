@@ -307,6 +307,12 @@ func hasPointers(t reflect.Type) bool {
 	return false
 }
 
+// Fixed returns the offsets of t's handles, ascending, and true when they
+// are at fixed positions and are all Scan reads (no slices, large arrays or
+// custom function): a caller scanning many values can then read them
+// itself. The slice must not be modified.
+func (t *Type) Fixed() (offs []uintptr, ok bool) { return t.refs, !t.slow }
+
 // Scan appends to buf every non-zero strong handle held by the value at p,
 // which must point to a value of type t.Go, and returns the extended buffer.
 // It allocates only when append grows buf (and whatever a CustomFunc does).

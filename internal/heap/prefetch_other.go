@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package heap
+
+// prefetch is a no-op where the mark has no prefetch instruction to use;
+// see prefetch_amd64.go.
+func prefetch(addrs []uintptr) {}
