@@ -10,7 +10,9 @@ import (
 // and reaches safepoints. It must not be used by two goroutines at once;
 // the heap catches most such use with a panic.
 type Mutator struct {
-	m  *heap.Mutator
+	// m is embedded by value, first, so that Get reaches the span table in
+	// one load less, and mutatorOf is a conversion.
+	m  heap.Mutator
 	tc [typeCacheSize]typeCacheEntry // owned by the mutator's goroutine
 	lc [typeCacheSize]argCacheEntry  // cleanup argument types; owned likewise
 }

@@ -133,7 +133,7 @@ func NewHeap(opts Options) *Heap {
 		FinalizersAtSafepoints:  opts.FinalizersAtSafepoints,
 		FinalizerBudget:         opts.FinalizerBudget,
 		FinalizerTimeBudget:     opts.FinalizerTimeBudget,
-		WrapMutator:             wrapMutator,
+		NewMutator:              newHeapMutator,
 	}
 	if opts.MemoryLimit < 0 {
 		panic(fmt.Sprintf("reclaim: negative MemoryLimit %d", opts.MemoryLimit))
@@ -191,15 +191,21 @@ func (h *Heap) AddExternal(bytes int64) { h.h.AddExternal(bytes) }
 // Attach makes the calling goroutine a mutator of h. A mutator must be used
 // by one goroutine at a time and detached when done.
 func (h *Heap) Attach() *Mutator {
-	m := &Mutator{m: heap.NewMutator()}
-	m.m.Ext = unsafe.Pointer(m)
-	h.h.Attach(m.m)
+	m := newMutator()
+	h.h.Attach(&m.m)
 	return m
 }
 
-func wrapMutator(hm *heap.Mutator) {
-	m := &Mutator{m: hm}
-	hm.Ext = unsafe.Pointer(m)
+func newMutator() *Mutator {
+	m := new(Mutator)
+	m.m.Init()
+	return m
 }
 
-func mutatorOf(hm *heap.Mutator) *Mutator { return (*Mutator)(hm.Ext) }
+// newHeapMutator makes the mutators the heap creates for itself (the
+// finalizer goroutine's, Close's) public Mutators too.
+func newHeapMutator() *heap.Mutator { return &newMutator().m }
+
+// mutatorOf returns the Mutator that embeds hm: every heap.Mutator of a
+// reclaim heap is the first field of one (Attach, newHeapMutator).
+func mutatorOf(hm *heap.Mutator) *Mutator { return (*Mutator)(unsafe.Pointer(hm)) }

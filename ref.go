@@ -60,7 +60,7 @@ func As[T any](o Object) (Ref[T], bool) {
 // safepoint. Get panics if r is nil, names a freed object, belongs to
 // another heap, or m is detached.
 func (r Ref[T]) Get(m *Mutator) *T {
-	return (*T)(deref(m.m, r.h))
+	return (*T)(deref(&m.m, r.h))
 }
 
 // deref is Get without its type: a generic shape function does not inline

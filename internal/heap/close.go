@@ -84,10 +84,7 @@ func (h *Heap) Close() error {
 
 	// Run the finalizers of objects still alive, on a mutator of Close's
 	// own, until no finalizer is left (a finalizer may set another).
-	m := &Mutator{tab: emptyTable}
-	if h.cfg.WrapMutator != nil {
-		h.cfg.WrapMutator(m)
-	}
+	m := h.newMutator()
 	h.attachClosing(m)
 	var err error
 	for round := 0; ; round++ {

@@ -163,10 +163,8 @@ func (f *finState) start(h *Heap) {
 	if f.hereMode || f.status.load() != fingUninitialized || !f.status.cas(fingUninitialized, fingCreated) {
 		return
 	}
-	m := &Mutator{isFing: true, tab: emptyTable}
-	if h.cfg.WrapMutator != nil {
-		h.cfg.WrapMutator(m)
-	}
+	m := h.newMutator()
+	m.isFing = true
 	f.m = m
 	go func() {
 		// Attach here, not in SetFinalizer: a leader may be stopping the

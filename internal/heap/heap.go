@@ -99,10 +99,11 @@ type Config struct {
 	// DebugCycles makes each collection look for finalizable cycles and
 	// cleanups whose argument leads back to their object, and report them.
 	DebugCycles bool
-	// WrapMutator is called on every mutator the heap creates for itself
-	// (the finalizer goroutine's), so the public package can attach its
-	// wrapper.
-	WrapMutator func(*Mutator)
+	// NewMutator allocates every mutator the heap creates for itself (the
+	// finalizer goroutine's, Close's), so the public package can embed it
+	// in its own type; it returns a mutator ready for Attach (see Init).
+	// Nil means heap.NewMutator.
+	NewMutator func() *Mutator
 	// FinalizerMode selects where finalizers run: on the finalizer goroutine
 	// (the default), or on the embedder's mutators at their safepoints.
 	FinalizersAtSafepoints bool

@@ -59,14 +59,25 @@ type Mutator struct {
 	nalloc int64
 
 	isFing bool // the finalizer goroutine's own mutator; immutable
-
-	// Ext is the public package's wrapper of this mutator; set once, before
-	// the mutator is used.
-	Ext unsafe.Pointer
 }
 
 // NewMutator returns a detached mutator, ready for Attach.
-func NewMutator() *Mutator { return &Mutator{tab: emptyTable} }
+func NewMutator() *Mutator {
+	m := new(Mutator)
+	m.Init()
+	return m
+}
+
+// Init readies a zero Mutator (one embedded in another type) for Attach.
+func (m *Mutator) Init() { m.tab = emptyTable }
+
+// newMutator allocates a mutator for the heap's own use.
+func (h *Heap) newMutator() *Mutator {
+	if h.cfg.NewMutator != nil {
+		return h.cfg.NewMutator()
+	}
+	return NewMutator()
+}
 
 // Attach registers m as a mutator of h. It waits while a collection holds
 // the world stopped.
