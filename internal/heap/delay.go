@@ -21,6 +21,7 @@ func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
 // (heap.go, step 7; final.go). Sampling per block keeps the clock reads off
 // the per-finalizer path.
 type delayHist struct {
+	n      atomic.Uint64 // samples recorded; read first by quantile
 	counts [64 * 4]atomic.Uint64
 }
 
@@ -43,11 +44,17 @@ func bucketUpper(i int) time.Duration {
 	return time.Duration(1<<e + (sub+1)<<(e-2) - 1)
 }
 
-func (d *delayHist) record(ns int64) { d.counts[delayBucket(ns)].Add(1) }
+func (d *delayHist) record(ns int64) {
+	d.counts[delayBucket(ns)].Add(1)
+	d.n.Add(1)
+}
 
 // quantile returns the upper bound of the bucket holding quantile q (0 < q
 // <= 1) of the samples, and the number of samples; 0, 0 if there are none.
 func (d *delayHist) quantile(q float64) (time.Duration, uint64) {
+	if d.n.Load() == 0 {
+		return 0, 0 // the common case of a heap without finalizers: no scan
+	}
 	var snap [len(d.counts)]uint64
 	total := uint64(0)
 	for i := range d.counts {
