@@ -162,6 +162,13 @@ type Heap struct {
 	cfg Config // immutable after New
 	log *slog.Logger
 
+	// markReuse keeps the mark's span table and its workers' buffers from
+	// one mark to the next; owned by the leader (world stopped).
+	markReuse struct {
+		tab  []markSpan
+		bufs []markBuffers
+	}
+
 	// debugReported holds what the last DebugCycles pass reported, so a
 	// finalizable cycle or an unrunnable cleanup is reported once, not at
 	// every collection; owned by the leader (world stopped).

@@ -285,6 +285,34 @@ type markWorker struct {
 	st         markStats
 }
 
+// markBuffers are a worker's buffers, kept by the heap between marks.
+type markBuffers struct {
+	free             [][]handle.Handle
+	other, refs      []handle.Handle
+	held, scratchEph []handle.Handle
+	pf               []uintptr
+	ring             []*span
+}
+
+func (w *markWorker) reuseBuffers(b *markBuffers) {
+	w.free, w.other, w.refs = b.free, b.other[:0], b.refs[:0]
+	w.held, w.scratchEph, w.pf = b.held[:0], b.scratchEph[:0], b.pf[:0]
+	w.q.ring = b.ring
+}
+
+func (w *markWorker) keepBuffers(b *markBuffers) {
+	for _, o := range w.out {
+		if cap(o) >= mailLen {
+			w.free = append(w.free, o[:0])
+		}
+	}
+	*b = markBuffers{w.free, w.other, w.refs, w.held, w.scratchEph, w.pf, nil}
+	if w.q.n == 0 {
+		clear(w.q.ring)
+		b.ring = w.q.ring
+	}
+}
+
 // grey greys one handle.
 func (w *markWorker) grey(x handle.Handle) {
 	w.one[0] = x
@@ -614,8 +642,18 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// from leaving objects claimed as scanned, or spans as queued, into the
 	// next one. No span is made or released while the world is stopped.
 	h.mu.Lock()
-	tab := make([]markSpan, h.mu.nextIdx)
+	n := int(h.mu.nextIdx)
 	h.mu.Unlock()
+	// The table and the workers' buffers are kept from one mark to the
+	// next: made anew each time, they were most of the Go garbage a
+	// collection made, and raised the process's peak RSS.
+	tab := h.markReuse.tab
+	if cap(tab) < n {
+		tab = make([]markSpan, n, n+n/4)
+	}
+	tab = tab[:n]
+	clear(tab)
+	h.markReuse.tab = tab
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
@@ -633,12 +671,19 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
+	kept := h.markReuse.bufs
+	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		workers[i] = &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw)}
-		if nw > 1 && nw&(nw-1) == 0 {
-			workers[i].ownMask = uint32(nw - 1)
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw)}
+		if i < len(kept) {
+			w.reuseBuffers(&kept[i])
 		}
+		if nw > 1 && nw&(nw-1) == 0 {
+			w.ownMask = uint32(nw - 1)
+		}
+		workers[i] = w
 	}
+
 	w0 := workers[0]
 	w0.refs = append(w0.refs, roots...)
 	w0.greyRefs()
@@ -674,6 +719,16 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	ms.roots = len(roots)
 	ms.pruned = ms0
 	ms.duration = time.Since(start)
+	// Keep the workers' buffers for the next mark. Only a mark that
+	// completes gets here: one cut short by a panic leaves nothing to
+	// reuse.
+	if len(kept) != len(workers) {
+		kept = make([]markBuffers, len(workers))
+	}
+	for i, w := range workers {
+		w.keepBuffers(&kept[i])
+	}
+	h.markReuse.bufs = kept
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",
 			"stale", ms.stale, "foreign", ms.foreign)
