@@ -125,7 +125,6 @@ func (e *argCacheEntry) takeFree() *heap.CleanupSpecial {
 // the cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that
 // still points to it stops nothing: the record's generation moved on.
 func (c *cleanupRec[S]) Recycle() {
-	c.Retire()
 	c.Zero()
 	c.pool.Put(&c.CleanupSpecial)
 }

@@ -186,31 +186,36 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 // one allocation holds the function, the argument and the special, and a
 // Cleanup handle is a pointer to it.
 //
-// The state word says what became of the cleanup, and only CAS changes it
-// once the record is linked, so of a Stop and a sweeper (or Close) racing
-// for one record exactly one wins. It holds the record's generation above
-// a queued bit; lgen is the generation the record was linked with:
+// The state word is the record's generation: a counter that only CAS moves,
+// by one, once per registration. lgen is its value when the record was
+// linked, and the Cleanup handle's generation:
 //
-//	state             meaning      set by
-//	lgen<<1           registered   AddCleanup (links the record)
-//	(lgen+1)<<1       stopped      Stop (CAS), any goroutine
-//	lgen<<1 | 1       queued       the sweeper that found the object
-//	                               unreachable, or Close (CAS)
+//	state      meaning                        moved to lgen+1 by
+//	lgen       registered                     Stop (CAS), any goroutine; or
+//	                                          the sweeper that found the
+//	                                          object unreachable, or Close,
+//	                                          as it queues the record (CAS)
+//	lgen+1     stopped, if still linked;      (reuse links the record again
+//	           queued, once the sweeper has   with lgen+1: no write)
+//	           unlinked it
 //
-// A stopped record stays linked until AddCleanup drops it from its list or
-// the object dies; the mark ignores it, so its argument is not kept alive.
-// AddCleanup hands the stopped records it unlinks to its mutator, which
-// reuses them for its next cleanups with the same argument type, so a
-// program that adds and stops cleanups in a loop allocates nothing; a
-// stopped record's state is already "registered" at the next generation,
-// so reuse writes no atomic. A Cleanup handle names the generation it was
-// given, and its Stop's CAS fails on a record reused since (after 2^31
-// reuses of one record the generation wraps, and a handle kept that long
-// could stop its successor).
+// Of a Stop and a sweeper racing for one record exactly one CAS wins; the
+// loser sees a state that is no longer its generation. Nobody needs to
+// tell "stopped" from "queued" by the value: while the record is linked
+// only Stop can move it, and once the sweeper unlinks it only the sweeper
+// could have. A stopped record stays linked until AddCleanup drops it
+// from its list or the object dies; the mark ignores it, so its argument
+// is not kept alive. AddCleanup hands the stopped records it unlinks to
+// its mutator, and cleanup workers hand the queued ones that ran to the
+// type's CleanupPool; either is reused for a new cleanup at the next
+// generation, which is already the state's value: reuse writes no atomic,
+// and a Stop through an older handle fails its CAS (after 2^32
+// registrations of one record the counter wraps, and a handle kept that
+// long could stop its successor).
 type CleanupSpecial struct {
 	r     cleanupq.Runner // the embedding record; immutable after Init
 	key   unsafe.Pointer  // the record's type, for reuse; immutable after Init
-	state atomic.Uint32   // generation<<1 | queued; see above
+	state atomic.Uint32   // the generation counter; see above
 	// lgen, next, n and pruneAt are owned like the slot's list (see
 	// specials): lgen is the generation the record was linked with; next
 	// links the list; n is the length of the list from this record on; in
@@ -235,29 +240,21 @@ func (c *CleanupSpecial) Gen() uint32 { return c.lgen }
 // Stop unregisters the cleanup of generation gen if it is still
 // registered. It is safe from any goroutine; a cleanup already queued or
 // run, or a record reused since, is unaffected.
-func (c *CleanupSpecial) Stop(gen uint32) { c.state.CompareAndSwap(gen<<1, (gen+1)<<1) }
+// It reports whether it cancelled the cleanup.
+func (c *CleanupSpecial) Stop(gen uint32) bool { return c.state.CompareAndSwap(gen, gen+1) }
 
 // registered reports whether the linked cleanup is neither stopped nor
 // queued. REQUIRES: the caller owns the slot's list.
-func (c *CleanupSpecial) registered() bool { return c.state.Load() == c.lgen<<1 }
+func (c *CleanupSpecial) registered() bool { return c.state.Load() == c.lgen }
 
 // stopped reports whether Stop won the linked record.
 // REQUIRES: the caller owns the slot's list.
-func (c *CleanupSpecial) stopped() bool { return c.state.Load()>>1 != c.lgen }
+func (c *CleanupSpecial) stopped() bool { return c.state.Load() != c.lgen }
 
 // take moves a registered cleanup to queued; it fails if Stop won.
 // REQUIRES: the caller owns the slot's list.
 func (c *CleanupSpecial) take() bool {
-	return c.state.CompareAndSwap(c.lgen<<1, c.lgen<<1|1)
-}
-
-// Retire makes a record that has run (it was queued) reusable: its state
-// becomes the next generation's "registered", which no Cleanup handle
-// names, so a late Stop of the old generation fails. Called by the cleanup
-// worker that ran it, once the queue holds no reference to it (see
-// cleanupq.Recycler); the record is on no object's list.
-func (c *CleanupSpecial) Retire() {
-	c.state.Store((c.lgen + 1) << 1)
+	return c.state.CompareAndSwap(c.lgen, c.lgen+1)
 }
 
 // CleanupPool is a lock-free stack of retired records of one type, for
@@ -406,7 +403,7 @@ func (t *cleanupTable) push(m *Mutator, i uint32, c *CleanupSpecial) {
 			pruneAt = max(2*n, cleanupPruneMin)
 		}
 	}
-	c.lgen = c.state.Load() >> 1 // no Stop can race: no handle names c yet
+	c.lgen = c.state.Load() // no Stop can race: no handle names c yet
 	c.next, c.n, c.pruneAt = head, n, pruneAt
 	t.head[i] = c
 }
