@@ -227,9 +227,18 @@ func (h *Heap) wakefing() {
 // runFinq is the finalizer goroutine's loop.
 func (h *Heap) runFinq(m *Mutator) {
 	f := &h.fin
+	// Emptied blocks go back to the free list in one batch, when the
+	// goroutine next takes fin.mu, not once per block: the sweepers
+	// queueing records take the same lock.
+	var empty, emptyTail *finBlock
 	for {
 		if f.cur == nil {
 			f.mu.Lock()
+			if empty != nil {
+				emptyTail.next = f.mu.free
+				f.mu.free = empty
+				empty, emptyTail = nil, nil
+			}
 			fb := f.mu.q
 			f.mu.q = nil
 			if fb == nil {
@@ -281,10 +290,11 @@ func (h *Heap) runFinq(m *Mutator) {
 			f.flushRan()
 			next := b.next
 			f.cur = next
-			f.mu.Lock()
-			b.next = f.mu.free
-			f.mu.free = b
-			f.mu.Unlock()
+			b.next = empty
+			if empty == nil {
+				emptyTail = b
+			}
+			empty = b
 			b = next
 		}
 	}
