@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -742,27 +744,31 @@ func TestDetachWhileCollecting(t *testing.T) {
 	h := newTestHeap(t, reclaim.Options{})
 	stop := make(chan struct{})
 	collected := make(chan int)
+	var collections atomic.Int64
 	go func() {
 		m := h.Attach()
 		defer m.Detach()
-		n := 0
 		for {
 			select {
 			case <-stop:
-				collected <- n
+				collected <- int(collections.Load())
 				return
 			default:
 			}
 			m.Collect()
-			n++
+			collections.Add(1)
 		}
 	}()
+	// The workers run iters rounds, and on until the collector has
+	// finished a few cycles, so their attaching and detaching overlaps
+	// collections however the goroutines are scheduled.
+	deadline := time.Now().Add(waitLimit)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range iters {
+			for i := 0; i < iters || (collections.Load() < 3 && time.Now().Before(deadline)); i++ {
 				m := h.Attach()
 				r := newHLeaf(m, i)
 				h.Pin(r.Object())
