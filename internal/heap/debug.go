@@ -75,11 +75,7 @@ func (h *Heap) reportFinalizerCycles() {
 				}
 				x := s.handleAt(uint32(i))
 				path, ok := h.pathTo(h.scanInto(x, nil), x)
-				if !ok {
-					continue
-				}
-				fins[x] = true
-				if h.debugReported.fins[x] {
+				if !ok || !firstReport(fins, h.debugReported.fins, x) {
 					continue
 				}
 				h.stats.finCycles.Add(1)
@@ -92,17 +88,12 @@ func (h *Heap) reportFinalizerCycles() {
 			continue
 		}
 		for i := range cl.head {
-			x := s.handleAt(uint32(i))
 			for c := cl.head[i]; c != nil; c = c.next {
 				if !c.registered() {
 					continue
 				}
-				path, ok := h.pathTo(c.r.Scan(nil), x)
-				if !ok {
-					continue
-				}
-				cleanups[c] = true
-				if h.debugReported.cleanups[c] {
+				path, ok := h.pathTo(c.r.Scan(nil), s.handleAt(uint32(i)))
+				if !ok || !firstReport(cleanups, h.debugReported.cleanups, c) {
 					continue
 				}
 				h.stats.badCleanups.Add(1)
@@ -112,6 +103,13 @@ func (h *Heap) reportFinalizerCycles() {
 		}
 	}
 	h.debugReported.fins, h.debugReported.cleanups = fins, cleanups
+}
+
+// firstReport records k as found by this pass (now) and reports whether the
+// previous pass (before) had not found it.
+func firstReport[K comparable](now, before map[K]bool, k K) bool {
+	now[k] = true
+	return !before[k]
 }
 
 func reverse(s []string) []string {
