@@ -251,6 +251,8 @@ type markSpan struct {
 	hv       []atomic.Uint64 // s.hv
 	markBits []atomic.Uint64 // s.markBits
 	s        *span
+	elemSize uintptr // s.elemSize
+	noScan   bool    // s.noScan
 }
 
 type markWorker struct {
@@ -393,7 +395,7 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
 				continue
 			}
-			w.marked(e.s, i)
+			w.marked(e, i)
 		}
 	}
 }
@@ -409,12 +411,15 @@ func (w *markWorker) checkFailed(x handle.Handle) {
 
 // marked accounts for slot i of s, whose mark bit this worker just set,
 // and queues s if it is not queued.
-func (w *markWorker) marked(s *span, i uint32) {
+func (w *markWorker) marked(e *markSpan, i uint32) {
+	s := e.s
 	w.st.objects++
-	w.st.bytes += int64(s.elemSize)
+	w.st.bytes += int64(e.elemSize)
 	// The mark bit is set; now read markQueued (see the Dekker argument at
-	// the top of the file).
-	if !s.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+	// the top of the file). The span's size and noScan come from the
+	// mark's table, so a span that is already queued costs no read of its
+	// struct but of markQueued's own line.
+	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
 		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
@@ -659,7 +664,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		if s == nil {
 			continue
 		}
-		tab[idx] = markSpan{s.hv, s.markBits, s}
+		tab[idx] = markSpan{s.hv, s.markBits, s, s.elemSize, s.noScan}
 		if !s.noScan {
 			s.markQueued.Store(0)
 			for i := range s.scanBits {
