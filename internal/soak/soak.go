@@ -35,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -714,7 +715,12 @@ func (w *worker) probeLimit() {
 	ext := r.cfg.MemoryLimit
 	r.h.AddExternal(ext)
 	refused := false
-	for range 1 << 12 { // past a cached span's free slots
+	// The limit caps the memory the heap holds: allocation is refused only
+	// once it needs a new span. Free slots of spans already held (a span
+	// that empties is kept for a cycle before it is released) are used
+	// first, so allocate past all of them.
+	bound := int(r.h.Stats().SpanBytes/int64(unsafe.Sizeof(blob{}))) + 1<<12
+	for range bound {
 		if _, ok := tryNew[blob](r, m); !ok {
 			refused = true
 			break
