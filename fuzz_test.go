@@ -852,7 +852,13 @@ func (fz *fzState) quiesce(m *reclaim.Mutator) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fzWait)
 	defer cancel()
-	if err := fz.h.Drain(ctx); err != nil {
+	// Drain on m, with the other mutators kept at safepoints: a finalizer
+	// may lead a collection (one an earlier operation made due), which
+	// waits for every attached mutator; Heap.Drain here would wait for the
+	// finalizer while it waits for the fuzz goroutine's mutators.
+	var err error
+	fz.withOthersParked(slices.Index(fz.muts, m), false, func() { err = m.Drain(ctx) })
+	if err != nil {
 		return fmt.Errorf("Drain: %v (model pending: %s)", err, fz.pendingString())
 	}
 	fz.sweepPending = false
