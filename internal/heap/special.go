@@ -17,7 +17,7 @@ func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) i
 	n := 0
 	for c := t.head[i]; c != nil; {
 		// Read the link first: once queued, the record may run and be
-		// reused (Retire) before the loop would read it.
+		// reused (Recycle) before the loop would read it.
 		next := c.next
 		if c.take() {
 			h.cq.Enqueue(local, c.r)
