@@ -20,35 +20,16 @@ func cleanupRun(n int) Workload {
 		Peer:  "cleanup-run",
 		PeerN: n,
 		Reclaim: func(b *testing.B) {
-			h, m := newHeap(b, reclaim.Options{})
-			k := batches(b, n)
-			b.ResetTimer()
-			start := time.Now()
-			for range k {
-				c := newCounter(n)
+			reclaimRun(b, n, "cleanup-run", func(m *reclaim.Mutator, c *counter) {
 				for i := range n {
 					reclaim.AddCleanup(m, reclaim.New[obj](m), (*counter).hit, c)
 					if i%safepointEvery == safepointEvery-1 {
 						m.Safepoint()
 					}
 				}
-				m.Collect()
-				reclaimWait(b, h, c, "cleanup-run")
-			}
-			reportPerObject(b, time.Since(start), k*n)
+			})
 		},
-		Go: func(b *testing.B) {
-			k := batches(b, n)
-			runtime.GC()
-			b.ResetTimer()
-			start := time.Now()
-			for range k {
-				c := newCounter(n)
-				goAllocCleanups(n, c)
-				goWait(b, c, "cleanup-run")
-			}
-			reportPerObject(b, time.Since(start), k*n)
-		},
+		Go: func(b *testing.B) { goRun(b, n, "cleanup-run", goAllocCleanups) },
 	}
 }
 
@@ -75,10 +56,7 @@ func cleanupStop(batch int) Workload {
 		PeerN: batch,
 		Reclaim: func(b *testing.B) {
 			_, m := newHeap(b, reclaim.Options{})
-			refs := make([]reclaim.Ref[obj], batch)
-			for i := range refs {
-				refs[i] = reclaim.New[obj](m)
-			}
+			refs := liveObjs(m, batch)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -86,10 +64,7 @@ func cleanupStop(batch int) Workload {
 			}
 		},
 		Go: func(b *testing.B) {
-			ptrs := make([]*gobj, batch)
-			for i := range ptrs {
-				ptrs[i] = new(gobj)
-			}
+			ptrs := liveGoObjs(batch)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -29,10 +29,7 @@ func finalizerSetClear(batch int) Workload {
 		PeerN: batch,
 		Reclaim: func(b *testing.B) {
 			_, m := newHeap(b, reclaim.Options{})
-			refs := make([]reclaim.Ref[obj], batch)
-			for i := range refs {
-				refs[i] = reclaim.New[obj](m)
-			}
+			refs := liveObjs(m, batch)
 			b.ResetTimer()
 			for done := 0; done < b.N; done += batch {
 				k := min(batch, b.N-done)
@@ -45,10 +42,7 @@ func finalizerSetClear(batch int) Workload {
 			}
 		},
 		Go: func(b *testing.B) {
-			ptrs := make([]*gobj, batch)
-			for i := range ptrs {
-				ptrs[i] = new(gobj)
-			}
+			ptrs := liveGoObjs(batch)
 			b.ResetTimer()
 			for done := 0; done < b.N; done += batch {
 				k := min(batch, b.N-done)
@@ -89,6 +83,38 @@ func reclaimWait(b *testing.B, h *reclaim.Heap, c *counter, what string) {
 	})
 }
 
+// reclaimRun is the reclaim side of a run workload: batches of n objects,
+// each registered by batch (which allocates them, drops them and reaches
+// safepoints), collected, and waited for to the last call; per object.
+func reclaimRun(b *testing.B, n int, what string, batch func(m *reclaim.Mutator, c *counter)) {
+	h, m := newHeap(b, reclaim.Options{})
+	k := batches(b, n)
+	b.ResetTimer()
+	start := time.Now()
+	for range k {
+		c := newCounter(n)
+		batch(m, c)
+		m.Collect()
+		reclaimWait(b, h, c, what)
+	}
+	reportPerObject(b, time.Since(start), k*n)
+}
+
+// goRun is the Go side of a run workload: alloc makes n objects with a
+// finalizer or cleanup that counts on c.
+func goRun(b *testing.B, n int, what string, alloc func(n int, c *counter)) {
+	k := batches(b, n)
+	runtime.GC()
+	b.ResetTimer()
+	start := time.Now()
+	for range k {
+		c := newCounter(n)
+		alloc(n, c)
+		goWait(b, c, what)
+	}
+	reportPerObject(b, time.Since(start), k*n)
+}
+
 // goWait collects until c's last call: runtime.GC queues every unreachable
 // object's finalizer or cleanup; a further cycle is forced only if the
 // calls stall (an object the last cycle could not yet free).
@@ -123,12 +149,7 @@ func finalizerRun(n int) Workload {
 		Peer:  "finalizer-run",
 		PeerN: n,
 		Reclaim: func(b *testing.B) {
-			h, m := newHeap(b, reclaim.Options{})
-			k := batches(b, n)
-			b.ResetTimer()
-			start := time.Now()
-			for range k {
-				c := newCounter(n)
+			reclaimRun(b, n, "finalizer-run", func(m *reclaim.Mutator, c *counter) {
 				fin := func(*reclaim.Mutator, reclaim.Ref[obj]) { c.hit() }
 				for i := range n {
 					reclaim.SetFinalizer(m, reclaim.New[obj](m), fin)
@@ -136,23 +157,9 @@ func finalizerRun(n int) Workload {
 						m.Safepoint()
 					}
 				}
-				m.Collect()
-				reclaimWait(b, h, c, "finalizer-run")
-			}
-			reportPerObject(b, time.Since(start), k*n)
+			})
 		},
-		Go: func(b *testing.B) {
-			k := batches(b, n)
-			runtime.GC()
-			b.ResetTimer()
-			start := time.Now()
-			for range k {
-				c := newCounter(n)
-				goAllocFinalized(n, c)
-				goWait(b, c, "finalizer-run")
-			}
-			reportPerObject(b, time.Since(start), k*n)
-		},
+		Go: func(b *testing.B) { goRun(b, n, "finalizer-run", goAllocFinalized) },
 	}
 }
 

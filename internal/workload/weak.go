@@ -24,10 +24,7 @@ func weakWorkload(batch int) Workload {
 		PeerN: batch,
 		Reclaim: func(b *testing.B) {
 			_, m := newHeap(b, reclaim.Options{})
-			refs := make([]reclaim.Ref[obj], batch)
-			for i := range refs {
-				refs[i] = reclaim.New[obj](m)
-			}
+			refs := liveObjs(m, batch)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -35,10 +32,7 @@ func weakWorkload(batch int) Workload {
 			}
 		},
 		Go: func(b *testing.B) {
-			ptrs := make([]*gobj, batch)
-			for i := range ptrs {
-				ptrs[i] = new(gobj)
-			}
+			ptrs := liveGoObjs(batch)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

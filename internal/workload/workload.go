@@ -118,6 +118,25 @@ func Scaling(kind string, n int) Workload {
 	panic("reclaim: workload.Scaling: unknown kind " + kind)
 }
 
+// liveObjs allocates n objects on m's heap for the workloads that work
+// over a batch of live objects.
+func liveObjs(m *reclaim.Mutator, n int) []reclaim.Ref[obj] {
+	refs := make([]reclaim.Ref[obj], n)
+	for i := range refs {
+		refs[i] = reclaim.New[obj](m)
+	}
+	return refs
+}
+
+// liveGoObjs is liveObjs for the Go side.
+func liveGoObjs(n int) []*gobj {
+	ptrs := make([]*gobj, n)
+	for i := range ptrs {
+		ptrs[i] = new(gobj)
+	}
+	return ptrs
+}
+
 // NsPerOp returns a result's cost per op: the "ns/op" the workload reported
 // with b.ReportMetric if it did (batch workloads do), the built-in figure
 // otherwise.
