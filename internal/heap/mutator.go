@@ -34,7 +34,9 @@ type Mutator struct {
 	heap *Heap
 	home *Heap // the heap this mutator was attached to, kept for messages
 	// id and tab are heap.id and &heap.spans while attached, 0 and an
-	// empty table while detached: Deref's fast path reads them only.
+	// empty table while detached, written together with heap: a lookup
+	// through tab that finds a live slot therefore implies heap != nil
+	// (Deref, sweptSlot rely on it).
 	id  uint32
 	tab *spanTable
 
@@ -141,11 +143,7 @@ func (m *Mutator) leave() { m.busy.Store(0) }
 // and generation at once). A detached mutator reads an empty table, and no
 // slot's handle is zero, so both fail.
 func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
-	// spanTable.get by hand, with the plain loads spanPtr documents.
-	// Directory entries are never nil (unused ones name emptyChunk) and
-	// chunk entries never nil (unused ones name emptySpan, which has no
-	// slots). The shifts are handle.Handle's layout.
-	s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+	s := m.tab.span(x) // plain loads; see spanTable.span and spanPtr
 	if i := int(x>>34) & (handle.MaxSlots - 1); i < len(s.hv) && s.hv[i].Load() == uint64(x) {
 		return unsafe.Add(s.base, uintptr(i)*s.elemSize)
 	}

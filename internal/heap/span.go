@@ -380,6 +380,15 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	h.stats.spansReleased.Add(1)
 }
 
+// span returns the span x names, by plain loads (see spanPtr): Deref's
+// lookup, shared with the specials' fast paths. Directory entries are never
+// nil (unused ones name emptyChunk) and chunk entries never nil (unused ones
+// name emptySpan, which has no slots), so it needs no check; the shifts are
+// handle.Handle's layout.
+func (t *spanTable) span(x handle.Handle) *span {
+	return (*span)((*spanChunk)(t.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+}
+
 // spanPtr and chunkPtr are pointer cells written atomically and read either
 // atomically or, on Deref's fast path, plainly. The plain reads are sound:
 // an entry is written (with Heap.mu held) before any handle naming its span

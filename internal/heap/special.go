@@ -114,6 +114,21 @@ func (sp *specials) finAt(i uint32) *funcval {
 	return nil
 }
 
+// sweptSlot returns x's span and slot (nil, 0 otherwise) when m is attached, x names a live
+// object of m's heap, and its span is swept in the current cycle: the
+// precondition of the specials' fast paths, which may then touch the
+// slot's words (see specials). The lookup is Deref's.
+func (m *Mutator) sweptSlot(x handle.Handle) (*span, uint32) {
+	// A detached mutator (m.heap nil) reads the empty table, whose spans
+	// have no slots, so m.heap is read only once the handle matched.
+	s := m.tab.span(x)
+	i := int(x>>34) & (handle.MaxSlots - 1)
+	if i < len(s.hv) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == m.heap.sweepgen.Load() {
+		return s, uint32(i)
+	}
+	return nil, 0
+}
+
 // SetFinalizer sets (fn != nil) or clears (fn == nil) the finalizer of x;
 // fn is a func value's funcval pointer (see funcval). Setting a second one
 // panics.
@@ -124,24 +139,20 @@ func (sp *specials) finAt(i uint32) *funcval {
 // not yet swept, the first finalizer of the span or of the heap) takes the
 // slow path, which also reports misuse.
 func (m *Mutator) SetFinalizer(x handle.Handle, fn unsafe.Pointer) {
-	if h := m.heap; h != nil {
-		s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
-		i := uint32(x>>34) & (handle.MaxSlots - 1)
-		if i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == h.sweepgen.Load() {
-			if t := s.sp.fin.Load(); t != nil {
-				w := &t.fn[i]
-				if fn == nil {
-					*w = nil
-					return
-				}
-				// The table exists, so the slow path that made it
-				// has started the finalizer goroutine (it does so
-				// before it installs the table): no need to read the
-				// status word, whose cache line the goroutine writes.
-				if *w == nil {
-					*w = (*funcval)(fn)
-					return
-				}
+	if s, i := m.sweptSlot(x); s != nil {
+		if t := s.sp.fin.Load(); t != nil {
+			w := &t.fn[i]
+			if fn == nil {
+				*w = nil
+				return
+			}
+			// The table exists, so the slow path that made it has
+			// started the finalizer goroutine (it does so before it
+			// installs the table): no need to read the status word,
+			// whose cache line the goroutine writes.
+			if *w == nil {
+				*w = (*funcval)(fn)
+				return
 			}
 		}
 	}
@@ -352,14 +363,10 @@ type cleanupTable struct {
 // SetFinalizer: a span lookup, the sweepgen check and a plain push on the
 // slot's list (see specials); anything else takes the slow path.
 func (m *Mutator) AddCleanup(x handle.Handle, c *CleanupSpecial) {
-	if h := m.heap; h != nil {
-		s := (*span)((*spanChunk)(m.tab.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
-		i := uint32(x>>34) & (handle.MaxSlots - 1)
-		if i < uint32(len(s.hv)) && s.hv[i].Load() == uint64(x) && s.sweepgen.Load() == h.sweepgen.Load() {
-			if t := s.sp.cl.Load(); t != nil {
-				t.push(m, i, c)
-				return
-			}
+	if s, i := m.sweptSlot(x); s != nil {
+		if t := s.sp.cl.Load(); t != nil {
+			t.push(m, i, c)
+			return
 		}
 	}
 	m.addCleanupSlow(x, c)
