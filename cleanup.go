@@ -23,10 +23,14 @@ type Cleanup struct {
 // as it is.
 type cleanupRec[S any] struct {
 	heap.CleanupSpecial
+	// fn, arg and lay are written by the mutator that registers the record
+	// (new or reused) before it links it; read by the sweeper, the mark
+	// and the worker after that link is published (the world stopped, or
+	// the queue's publication); cleared by Zero while no one else holds it.
 	fn   func(S)
 	arg  S
 	lay  *layout.Type
-	pool *heap.CleanupPool // records of this type that have run, for reuse
+	pool *heap.CleanupPool // records of this type that have run, for reuse; set when the record is made, then immutable
 }
 
 func (c *cleanupRec[S]) Run() { c.fn(c.arg) }

@@ -224,6 +224,9 @@ func recordPool(key unsafe.Pointer) *heap.CleanupPool {
 	return p.(*heap.CleanupPool)
 }
 
+// argCacheEntry is one entry of a Mutator's cleanup-argument cache. Every
+// field is owned by the mutator's goroutine (it is a field of Mutator);
+// pool is shared, and synchronizes itself (heap.CleanupPool).
 type argCacheEntry struct {
 	key unsafe.Pointer
 	l   *layout.Type
