@@ -448,7 +448,9 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	// and no allocation.
 	removed := int32(0)
 	var fins finBatch // on the stack: no allocation per span
-	fin := s.sp.fin.Load()
+	// Loaded once: no table is installed while the span is being swept
+	// (mutators install them only on swept spans).
+	fin, cl := s.sp.fin.Load(), s.sp.cl.Load()
 	defer func() {
 		if removed != 0 {
 			s.sp.n.Add(-removed)
@@ -467,7 +469,7 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		revived := uint64(0)
 		for d := dead; d != 0; d &= d - 1 {
 			i := uint32(w*64 + bits.TrailingZeros64(d))
-			if h.sweepSpecial(s, i, fin, &fins, &removed, local) {
+			if h.sweepSpecial(s, i, fin, cl, &fins, &removed, local) {
 				revived |= 1 << (i % 64)
 			}
 		}
@@ -487,9 +489,8 @@ type finBatch struct {
 // sweepSpecial processes the specials of the unmarked object in slot i,
 // and reports whether it was revived for its finalizer.
 // REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
-func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *finBatch, removed *int32, local *cleanupq.Local) bool {
+func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, cl *cleanupTable, fins *finBatch, removed *int32, local *cleanupq.Local) bool {
 	sp := &s.sp.mu
-	x := s.handleAt(i)
 	// Weak handles go nil as soon as the object is found unreachable,
 	// finalizer or not (Go's rule for weak.Pointer).
 	if sp.weak != nil && sp.weak[i] != 0 {
@@ -503,7 +504,7 @@ func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *finBatch, re
 				h.fin.queueAll(fins.recs[:])
 				fins.n = 0
 			}
-			fins.recs[fins.n] = finRec{x: x, typ: s.typ, fn: unsafe.Pointer(fn)}
+			fins.recs[fins.n] = finRec{x: s.handleAt(i), typ: s.typ, fn: unsafe.Pointer(fn)}
 			fins.n++
 			fin.fn[i] = nil
 			return true // cleanups wait until the object is unreachable again
@@ -514,7 +515,7 @@ func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, fins *finBatch, re
 		sp.long[i] = 0
 		*removed++
 	}
-	if cl := s.sp.cl.Load(); cl != nil {
+	if cl != nil {
 		h.queueCleanups(cl, i, local)
 	}
 	return false
