@@ -38,9 +38,7 @@ func (m *Mutator) Drain(ctx context.Context) error {
 		panic("reclaim: Drain called by a finalizer, which would wait for itself")
 	}
 	m.yieldToCollection(h)
-	if h.fin.hereMode && !m.isFing {
-		h.runFinalizersHere(m)
-	}
+	m.afterSafepoint(h)
 	m.block()
 	defer m.unblock()
 	return h.Drain(ctx)

@@ -203,6 +203,14 @@ func (m *Mutator) safepointSlow() {
 	h := m.enter("Safepoint")
 	defer m.leave()
 	m.yieldToCollection(h)
+	m.afterSafepoint(h)
+}
+
+// afterSafepoint ends a safepoint (Safepoint, Collect, Drain): m's
+// allocation count goes to the heap's, and with FinalizersAtSafepoints the
+// queued finalizers run here.
+// REQUIRES: m entered (busy held).
+func (m *Mutator) afterSafepoint(h *Heap) {
 	m.flushStats()
 	if h.fin.atSafepoints() && !m.isFing {
 		h.runFinalizersHere(m)
@@ -231,10 +239,7 @@ func (m *Mutator) Collect() {
 	h := m.enter("Collect")
 	defer m.leave()
 	h.collect(m, true)
-	m.flushStats()
-	if h.fin.atSafepoints() && !m.isFing {
-		h.runFinalizersHere(m)
-	}
+	m.afterSafepoint(h)
 }
 
 // parkLocked waits at a safepoint while the world is stopped.
