@@ -114,6 +114,15 @@ func (sp *specials) finAt(i uint32) *funcval {
 	return nil
 }
 
+// install sets *p to t unless another mutator installed a table first, and
+// returns the table that is installed.
+func install[T any](p *atomic.Pointer[T], t *T) *T {
+	if p.CompareAndSwap(nil, t) {
+		return t
+	}
+	return p.Load()
+}
+
 // sweptSlot returns x's span and slot (nil, 0 otherwise) when m is attached, x names a live
 // object of m's heap, and its span is swept in the current cycle: the
 // precondition of the specials' fast paths, which may then touch the
@@ -173,10 +182,7 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 	}
 	h.fin.start(h) // before any table exists: the fast path relies on it
 	if t == nil {
-		t = &finTable{fn: make([]*funcval, s.nslots)}
-		if !s.sp.fin.CompareAndSwap(nil, t) {
-			t = s.sp.fin.Load() // another mutator installed one first
-		}
+		t = install(&s.sp.fin, &finTable{fn: make([]*funcval, s.nslots)})
 	}
 	if t.fn[x.Slot()] != nil {
 		panic(fmt.Sprintf("reclaim: SetFinalizer called twice on one %s object (clear it with nil first)", s.typ.Name))
@@ -379,10 +385,7 @@ func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
 	h.ensureSwept(s, &m.local)
 	t := s.sp.cl.Load()
 	if t == nil {
-		t = &cleanupTable{head: make([]*CleanupSpecial, s.nslots)}
-		if !s.sp.cl.CompareAndSwap(nil, t) {
-			t = s.sp.cl.Load() // another mutator installed one first
-		}
+		t = install(&s.sp.cl, &cleanupTable{head: make([]*CleanupSpecial, s.nslots)})
 	}
 	t.push(m, x.Slot(), c)
 }

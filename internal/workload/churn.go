@@ -66,12 +66,8 @@ func GraphChurn(n int) Workload {
 			g1 := readGoGC()
 			st1 := h.Stats()
 			nc := st1.Cycles - st0.Cycles
-			// b.Loop resets the metrics: report the scan figures after it.
-			b.ReportMetric(scan/(1<<20), "go-scan-MB")
-			b.ReportMetric((scan-scan0)/(1<<20), "go-scan-graph-MB")
-			b.ReportMetric(live/(1<<20), "go-live-MB")
-			b.ReportMetric((g1.cpu-g0.cpu)*1e3, "go-gc-cpu-ms")
-			b.ReportMetric(float64(g1.cycles-g0.cycles), "go-gc-cycles")
+			// b.Loop resets the metrics: report the figures after it.
+			reportGoGC(b, scan0, scan, live, g0, g1)
 			b.ReportMetric(float64(nc), "pauses")
 			b.ReportMetric(maxPause.Seconds()*1e3, "pause-max-ms")
 			if nc > 0 {
@@ -91,12 +87,8 @@ func GraphChurn(n int) Workload {
 			g1 := readGoGC()
 			runtime.KeepAlive(ptrs)
 			nc := g1.pauses - g0.pauses
-			// b.Loop resets the metrics: report the scan figures after it.
-			b.ReportMetric(scan/(1<<20), "go-scan-MB")
-			b.ReportMetric((scan-scan0)/(1<<20), "go-scan-graph-MB")
-			b.ReportMetric(live/(1<<20), "go-live-MB")
-			b.ReportMetric((g1.cpu-g0.cpu)*1e3, "go-gc-cpu-ms")
-			b.ReportMetric(float64(g1.cycles-g0.cycles), "go-gc-cycles")
+			// b.Loop resets the metrics: report the figures after it.
+			reportGoGC(b, scan0, scan, live, g0, g1)
 			b.ReportMetric(float64(nc), "pauses")
 			b.ReportMetric(g1.maxPauseSince(g0)*1e3, "pause-max-ms")
 			if nc > 0 {
@@ -196,4 +188,15 @@ func bucketMid(hi, lo float64) float64 {
 		return hi
 	}
 	return (hi + lo) / 2
+}
+
+// reportGoGC reports what Go's collector saw: its scannable heap with the
+// graph (scan) and what the graph added to it (over scan0), its live heap,
+// and its CPU and cycles between g0 and g1.
+func reportGoGC(b *testing.B, scan0, scan, live float64, g0, g1 goGC) {
+	b.ReportMetric(scan/(1<<20), "go-scan-MB")
+	b.ReportMetric((scan-scan0)/(1<<20), "go-scan-graph-MB")
+	b.ReportMetric(live/(1<<20), "go-live-MB")
+	b.ReportMetric((g1.cpu-g0.cpu)*1e3, "go-gc-cpu-ms")
+	b.ReportMetric(float64(g1.cycles-g0.cycles), "go-gc-cycles")
 }
