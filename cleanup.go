@@ -3,6 +3,7 @@ package reclaim
 import (
 	"unsafe"
 
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/heap"
 	"github.com/reclaimgc/reclaim/internal/layout"
@@ -74,7 +75,7 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		rec = (*cleanupRec[S])(unsafe.Pointer(c)) // run, retired and zeroed by Recycle
 	} else {
 		rec = newCleanupRec[S](e)
-		rec.Init(rec, key)
+		rec.Init(rec, key, lay.NoRefs)
 		rec.pool = e.pool
 	}
 	rec.fn, rec.arg, rec.lay = cleanup, arg, lay
@@ -125,12 +126,27 @@ func (e *argCacheEntry) takeFree() *heap.CleanupSpecial {
 	return c
 }
 
-// Recycle retires a record that has run and puts it in its type's pool;
-// the cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that
-// still points to it stops nothing: the record's generation moved on.
-func (c *cleanupRec[S]) Recycle() {
+// RecycleRun retires c, which has run, and the records of its type that
+// follow it in recs, and puts them in the type's pool with one push; the
+// cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that still
+// points to a retired record stops nothing: the record's generation moved
+// on.
+func (c *cleanupRec[S]) RecycleRun(recs []cleanupq.Runner) int {
+	var ch heap.CleanupChain
 	c.Zero()
-	c.pool.Put(&c.CleanupSpecial)
+	ch.Add(&c.CleanupSpecial)
+	n := 1
+	for _, r := range recs[1:] {
+		d, ok := r.(*cleanupRec[S])
+		if !ok {
+			break
+		}
+		d.Zero()
+		ch.Add(&d.CleanupSpecial)
+		n++
+	}
+	c.pool.Put(&ch)
+	return n
 }
 
 // Zero drops the record's function and argument while it waits for reuse,

@@ -108,11 +108,15 @@ type Runner interface {
 }
 
 // Recycler is a Runner that can be reused once it has run. The worker that
-// ran a block calls Recycle on each of its records, with the block's mutex
-// held (so no ScanRoots is reading the record), after the last record's Run
-// returned, and drops the block's reference to it.
+// ran a block retires its records after the last record's Run returned,
+// with the block's mutex held (so no ScanRoots is reading them), and then
+// drops the block's references to them.
 type Recycler interface {
-	Recycle()
+	// RecycleRun retires recs[0], the receiver, and the records that
+	// follow it in recs that it knows how to retire with it (records of
+	// its own kind, say, retired together for one synchronization), and
+	// returns how many it retired: at least 1.
+	RecycleRun(recs []Runner) int
 }
 
 // Config configures a Queue.
@@ -571,17 +575,17 @@ func (w *worker) sleep() bool {
 func (w *worker) runBlock() {
 	q, b := w.q, w.cur
 	for w.next < b.n {
-		i := w.next
-		w.next++
-		w.runOne(b, i)
+		w.runFrom(b)
 	}
 	w.account()
 	q.running.Add(-1)
 	w.cur = nil
 	b.mu.Lock()
-	for _, r := range b.records[:b.n] {
-		if rc, ok := r.(Recycler); ok {
-			rc.Recycle()
+	for recs := b.records[:b.n]; len(recs) > 0; {
+		if rc, ok := recs[0].(Recycler); ok {
+			recs = recs[rc.RecycleRun(recs):]
+		} else {
+			recs = recs[1:]
 		}
 	}
 	clear(b.records[:b.n])
@@ -591,8 +595,18 @@ func (w *worker) runBlock() {
 	q.free.push(b.idx, &b.next)
 }
 
-// runOne runs record i of b, recovering a panic, and counts it in w.ran.
-func (w *worker) runOne(b *block, i int32) {
+// doneEvery is how many records a worker runs between stores of its
+// block's done count. ScanRoots scans the records from done on, so a
+// coarser count only keeps a record's argument a root for a little longer
+// (records are not retired before the whole block has run); a store per
+// record would be a locked instruction per call.
+const doneEvery = 16
+
+// runFrom runs the records of b from w.next on, counting them in w.ran,
+// until the block ends or a Run panics; the panic is recovered and
+// reported, and the record counts as run. One deferred recover per run of
+// calls, not per call: runBlock calls runFrom again after a panic.
+func (w *worker) runFrom(b *block) {
 	q := w.q
 	normal := false
 	defer func() {
@@ -604,11 +618,20 @@ func (w *worker) runOne(b *block, i int32) {
 			if q.onPanic != nil {
 				q.onPanic(v, debug.Stack())
 			}
+			w.ran++ // the record that panicked
+			b.done.Store(w.next)
 		}
-		b.done.Store(i + 1)
-		w.ran++
 	}()
-	b.records[i].Run()
+	for w.next < b.n {
+		i := w.next
+		w.next++
+		b.records[i].Run()
+		w.ran++
+		if i%doneEvery == doneEvery-1 {
+			b.done.Store(i + 1)
+		}
+	}
+	b.done.Store(b.n)
 	normal = true
 }
 

@@ -84,8 +84,8 @@ func (h *Heap) reportFinalizerCycles() {
 			}
 		}
 		cl := s.sp.cl.Load()
-		if cl == nil {
-			continue
+		if cl == nil || !cl.argRefs {
+			continue // no argument here can lead anywhere
 		}
 		for i := range cl.head {
 			for c := cl.head[i]; c != nil; c = c.next {

@@ -807,7 +807,7 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 				}
 			}
 		}
-		if cl := s.sp.cl.Load(); cl != nil {
+		if cl := s.sp.cl.Load(); cl != nil && cl.argRefs {
 			for i := range cl.head {
 				for c := cl.head[i]; c != nil; c = c.next {
 					if !c.registered() {

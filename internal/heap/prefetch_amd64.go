@@ -7,3 +7,10 @@ package heap
 //
 //go:noescape
 func prefetch(addrs []uintptr)
+
+// prefetchw is prefetch for lines about to be written (PREFETCHW): it asks
+// for them exclusive, so that a CAS on a line another core wrote last
+// does not wait twice, once to read it and once to own it.
+//
+//go:noescape
+func prefetchw(addrs []uintptr)

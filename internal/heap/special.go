@@ -230,9 +230,10 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 // registrations of one record the counter wraps, and a handle kept that
 // long could stop its successor).
 type CleanupSpecial struct {
-	r     cleanupq.Runner // the embedding record; immutable after Init
-	key   unsafe.Pointer  // the record's type, for reuse; immutable after Init
-	state atomic.Uint32   // the generation counter; see above
+	r      cleanupq.Runner // the embedding record; immutable after Init
+	key    unsafe.Pointer  // the record's type, for reuse; immutable after Init
+	noRefs bool            // the record's arguments hold no refs; immutable after Init
+	state  atomic.Uint32   // the generation counter; see above
 	// lgen, next, n and pruneAt are owned like the slot's list (see
 	// specials): lgen is the generation the record was linked with; next
 	// links the list; n is the length of the list from this record on; in
@@ -247,8 +248,10 @@ type CleanupSpecial struct {
 const cleanupPruneMin = 8
 
 // Init makes c the special of record r (the value that embeds c), a
-// record of the type key names.
-func (c *CleanupSpecial) Init(r cleanupq.Runner, key unsafe.Pointer) { c.r, c.key = r, key }
+// record of the type key names, whose arguments hold no refs if noRefs.
+func (c *CleanupSpecial) Init(r cleanupq.Runner, key unsafe.Pointer, noRefs bool) {
+	c.r, c.key, c.noRefs = r, key, noRefs
+}
 
 // Gen returns the generation c was linked with, for its Cleanup handle.
 // Only the mutator that linked c may call it.
@@ -275,23 +278,45 @@ func (c *CleanupSpecial) take() bool {
 }
 
 // CleanupPool is a lock-free stack of retired records of one type, for
-// reuse: cleanup workers push records one at a time (Put), and a mutator
-// takes the whole stack at once (TakeAll), then hands the records out with
-// no synchronization. Nothing ever pops a single record from the shared
-// head, so a pushed record cannot come back under a CAS in flight (no ABA).
-// A retired record's next field links the stack: the record is on no
-// object's list, and its owner is whoever holds it (the worker, the stack,
-// then the mutator that took it).
+// reuse: cleanup workers push chains of records (Put, one CAS per chain),
+// and a mutator takes the whole stack at once (TakeAll), then hands the
+// records out with no synchronization. Nothing ever pops a single record
+// from the shared head, so a pushed record cannot come back under a CAS in
+// flight (no ABA). A retired record's next field links the stack: the
+// record is on no object's list, and its owner is whoever holds it (the
+// worker and its CleanupChain, the stack, then the mutator that took it).
 type CleanupPool struct {
 	head atomic.Pointer[CleanupSpecial]
 }
 
-// Put pushes the retired record c.
-func (p *CleanupPool) Put(c *CleanupSpecial) {
+// CleanupChain gathers retired records of one pool, linked with plain
+// stores, for one Put: a worker retires a block's records with one CAS,
+// not one each. Its owner is the goroutine that declared it.
+type CleanupChain struct {
+	head, tail *CleanupSpecial
+}
+
+// Add appends the retired record c to the chain.
+func (ch *CleanupChain) Add(c *CleanupSpecial) {
+	c.next = nil
+	if ch.tail == nil {
+		ch.head = c
+	} else {
+		ch.tail.next = c
+	}
+	ch.tail = c
+}
+
+// Put pushes the chain's records, in order, and empties the chain.
+func (p *CleanupPool) Put(ch *CleanupChain) {
+	if ch.head == nil {
+		return
+	}
 	for {
 		old := p.head.Load()
-		c.next = old
-		if p.head.CompareAndSwap(old, c) {
+		ch.tail.next = old
+		if p.head.CompareAndSwap(old, ch.head) {
+			*ch = CleanupChain{}
 			return
 		}
 	}
@@ -363,6 +388,11 @@ func (m *Mutator) ReuseCleanup(key unsafe.Pointer) *CleanupSpecial {
 // object's cleanups, newest first. See specials for who may touch it.
 type cleanupTable struct {
 	head []*CleanupSpecial
+	// argRefs is set once a record whose argument holds refs is linked
+	// here, and never cleared: while it is false, the mark and Debug,
+	// which only follow arguments, skip the table without touching its
+	// records. Owned like head.
+	argRefs bool
 }
 
 // AddCleanup registers the cleanup c on x. The fast path is the one of
@@ -416,6 +446,9 @@ func (t *cleanupTable) push(m *Mutator, i uint32, c *CleanupSpecial) {
 	c.lgen = c.state.Load() // no Stop can race: no handle names c yet
 	c.next, c.n, c.pruneAt = head, n, pruneAt
 	t.head[i] = c
+	if !c.noRefs {
+		t.argRefs = true
+	}
 }
 
 // pruneStopped unlinks the stopped records of the list at head, renumbers
@@ -468,6 +501,20 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		dead := s.allocBits[w] &^ s.markBits[w].Load()
 		if dead == 0 {
 			continue
+		}
+		if cl != nil {
+			// The records are cold (written by AddCleanup a cycle ago) and
+			// take CASes them: a locked instruction that waits for its
+			// line. Ask for the word's lines together first.
+			var addrs [64]uintptr
+			n := 0
+			for d := dead; d != 0; d &= d - 1 {
+				if c := cl.head[uint32(w*64+bits.TrailingZeros64(d))]; c != nil {
+					addrs[n] = uintptr(unsafe.Pointer(&c.state))
+					n++
+				}
+			}
+			prefetchw(addrs[:n])
 		}
 		revived := uint64(0)
 		for d := dead; d != 0; d &= d - 1 {

@@ -34,7 +34,7 @@ func addTestCleanup(m *Mutator, x handle.Handle, ran *atomic.Int64) (*testCleanu
 		c.ran = ran
 	} else {
 		c = &testCleanup{ran: ran}
-		c.Init(c, testCleanupKey)
+		c.Init(c, testCleanupKey, true)
 	}
 	m.AddCleanup(x, &c.CleanupSpecial)
 	return c, c.Gen()
