@@ -6,7 +6,6 @@ import (
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/heap"
-	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
 // Cleanup is a handle on a cleanup registered with AddCleanup. It points
@@ -24,23 +23,25 @@ type Cleanup struct {
 // as it is.
 type cleanupRec[S any] struct {
 	heap.CleanupSpecial
-	// fn, arg and lay are written by the mutator that registers the record
+	// fn and arg are written by the mutator that registers the record
 	// (new or reused) before it links it; read by the sweeper, the mark
 	// and the worker after that link is published (the world stopped, or
 	// the queue's publication); cleared by Zero while no one else holds it.
-	fn   func(S)
-	arg  S
-	lay  *layout.Type
-	pool *heap.CleanupPool // records of this type that have run, for reuse; set when the record is made, then immutable
+	// With the special (48 bytes) a record of a one-word S fills one
+	// cache line: it is touched by the mutator, the sweeper and a worker
+	// in turn, a cycle apart, so every line counts.
+	fn  func(S)
+	arg S
 }
 
 func (c *cleanupRec[S]) Run() { c.fn(c.arg) }
 
 func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
-	if c.lay.NoRefs {
+	lay := c.Type().Layout
+	if lay.NoRefs {
 		return buf
 	}
-	return c.lay.Scan(unsafe.Pointer(&c.arg), buf)
+	return lay.Scan(unsafe.Pointer(&c.arg), buf)
 }
 
 // AddCleanup attaches cleanup(arg) to r's object, with the Go runtime's
@@ -64,21 +65,20 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
 	e := argCache[S](m)
-	lay := e.l
-	key := typeKey[cleanupRec[S]]()
+	typ := e.typ
+	lay := typ.Layout
 	var rec *cleanupRec[S]
-	if c := m.m.ReuseCleanup(key); c != nil {
+	if c := m.m.ReuseCleanup(typ); c != nil {
 		// A stopped record of this type, unlinked: the special is the
 		// record's first field.
 		rec = (*cleanupRec[S])(unsafe.Pointer(c))
-	} else if c := e.takeFree(); c != nil {
-		rec = (*cleanupRec[S])(unsafe.Pointer(c)) // run, retired and zeroed by Recycle
+	} else if c := e.stock.Take(typ.Pool()); c != nil {
+		rec = (*cleanupRec[S])(unsafe.Pointer(c)) // run, retired and zeroed by RecycleRun
 	} else {
 		rec = newCleanupRec[S](e)
-		rec.Init(rec, key, lay.NoRefs)
-		rec.pool = e.pool
+		rec.Init(rec, typ)
 	}
-	rec.fn, rec.arg, rec.lay = cleanup, arg, lay
+	rec.fn, rec.arg = cleanup, arg
 	// Check the copy in the record, so that arg itself does not escape: a
 	// Ref[U] or Object arg naming r's object.
 	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
@@ -112,40 +112,26 @@ func newCleanupRec[S any](e *argCacheEntry) *cleanupRec[S] {
 	return rec
 }
 
-// takeFree returns a record that has run, from m's list of them, which it
-// refills from the type's pool when empty; nil if there is none.
-func (e *argCacheEntry) takeFree() *heap.CleanupSpecial {
-	if e.free == nil {
-		e.free = e.pool.TakeAll()
-		if e.free == nil {
-			return nil
-		}
-	}
-	c := e.free
-	e.free = c.Next()
-	return c
-}
-
 // RecycleRun retires c, which has run, and the records of its type that
 // follow it in recs, and puts them in the type's pool with one push; the
 // cleanup worker calls it (cleanupq.Recycler). A Cleanup handle that still
 // points to a retired record stops nothing: the record's generation moved
 // on.
 func (c *cleanupRec[S]) RecycleRun(recs []cleanupq.Runner) int {
-	var ch heap.CleanupChain
+	r := c.Type().Pool().Retire()
 	c.Zero()
-	ch.Add(&c.CleanupSpecial)
+	r.Add(&c.CleanupSpecial)
 	n := 1
-	for _, r := range recs[1:] {
-		d, ok := r.(*cleanupRec[S])
+	for _, x := range recs[1:] {
+		d, ok := x.(*cleanupRec[S])
 		if !ok {
 			break
 		}
 		d.Zero()
-		ch.Add(&d.CleanupSpecial)
+		r.Add(&d.CleanupSpecial)
 		n++
 	}
-	c.pool.Put(&ch)
+	r.Flush()
 	return n
 }
 

@@ -636,3 +636,56 @@ func TestCleanupStopAfterFinalizerQueued(t *testing.T) {
 		t.Fatalf("cycle 2: cleanups ran with %v, want [2]", got)
 	}
 }
+
+// Records of cleanups that ran are reused, by type, for new cleanups: a
+// worker retires a block's records a run of one type at a time, and the
+// mutator takes them back in batches. Over rounds of cleanups whose
+// argument types alternate within a block, every cleanup runs once with
+// its own argument, and Stop through a handle of an earlier round (whose
+// record may now carry a new cleanup) stops nothing.
+func TestCleanupRecordReuseMixedTypes(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+
+	type pair struct{ a, b int }
+	const n = 3*cleanupBlockRecords + 7
+	var ints, strs, pairs atomic.Int64 // sums of the arguments seen
+	var old []reclaim.Cleanup
+	for round := range 4 {
+		var want int64
+		var handles []reclaim.Cleanup
+		for i := range n {
+			r := reclaim.New[finNode](m)
+			v := round*n + i
+			want += int64(v)
+			switch i % 3 {
+			case 0:
+				handles = append(handles, reclaim.AddCleanup(m, r, func(x int) { ints.Add(int64(x)) }, v))
+			case 1:
+				handles = append(handles, reclaim.AddCleanup(m, r, func(s string) {
+					var x int
+					fmt.Sscan(s, &x)
+					strs.Add(int64(x))
+				}, fmt.Sprint(v)))
+			case 2:
+				handles = append(handles, reclaim.AddCleanup(m, r, func(p pair) { pairs.Add(int64(p.a - p.b)) }, pair{v + 1, 1}))
+			}
+		}
+		for _, c := range old {
+			c.Stop() // their records ran; some carry this round's cleanups now
+		}
+		ints.Store(0)
+		strs.Store(0)
+		pairs.Store(0)
+		collectDrain(t, m, h)
+		if got := ints.Load() + strs.Load() + pairs.Load(); got != want {
+			t.Fatalf("round %d: cleanups' arguments sum to %d, want %d (ints %d, strings %d, pairs %d)",
+				round, got, want, ints.Load(), strs.Load(), pairs.Load())
+		}
+		old = handles
+	}
+	if st := h.Stats(); st.CleanupsQueued != 4*n || st.CleanupsExecuted != 4*n {
+		t.Errorf("Stats: CleanupsQueued %d, CleanupsExecuted %d; want %d each", st.CleanupsQueued, st.CleanupsExecuted, 4*n)
+	}
+}

@@ -200,40 +200,42 @@ func registerType[T any]() *heap.Type {
 	return t
 }
 
-// argCache returns m's cache entry for cleanup arguments of type S: S's
-// reference map and a slab of cleanup records. The cache works like the
-// type cache.
+// argCache returns m's cache entry for cleanup arguments of type S: the
+// records' type (S's reference map, the pool of retired records) and a
+// slab of cleanup records. The cache works like the type cache.
 func argCache[S any](m *Mutator) *argCacheEntry {
 	key := typeKey[S]()
 	e := &m.lc[(uintptr(key)>>5)%typeCacheSize]
 	if e.key != key {
-		*e = argCacheEntry{key: key, l: layout.Of(reflect.TypeFor[S](), nil), pool: recordPool(key)}
+		*e = argCacheEntry{key: key, typ: cleanupType[S](key)}
 	}
 	return e
 }
 
-// recordPools holds one pool per cleanup argument type (keyed by
-// typeKey[S]), for the records of cleanups that have run.
-var recordPools sync.Map
+// cleanupTypes holds the heap.CleanupType of each cleanup argument type,
+// keyed by typeKey[S]: made once, kept for the program's life, as the type
+// registry's entries are.
+var cleanupTypes sync.Map
 
-func recordPool(key unsafe.Pointer) *heap.CleanupPool {
-	if p, ok := recordPools.Load(key); ok {
-		return p.(*heap.CleanupPool)
+func cleanupType[S any](key unsafe.Pointer) *heap.CleanupType {
+	if t, ok := cleanupTypes.Load(key); ok {
+		return t.(*heap.CleanupType)
 	}
-	p, _ := recordPools.LoadOrStore(key, new(heap.CleanupPool))
-	return p.(*heap.CleanupPool)
+	t, _ := cleanupTypes.LoadOrStore(key, &heap.CleanupType{Layout: layout.Of(reflect.TypeFor[S](), nil)})
+	return t.(*heap.CleanupType)
 }
 
 // argCacheEntry is one entry of a Mutator's cleanup-argument cache. Every
 // field is owned by the mutator's goroutine (it is a field of Mutator);
-// pool is shared, and synchronizes itself (heap.CleanupPool).
+// typ is shared and immutable but for its pool, which synchronizes itself.
+// An entry evicted by another type drops its slab and stock to Go's
+// collector.
 type argCacheEntry struct {
 	key unsafe.Pointer
-	l   *layout.Type
+	typ *heap.CleanupType
 	// recs is the next unused record of a slab of cleanupRec[S] (nil when
 	// none is left) and left how many follow it, itself included.
-	recs unsafe.Pointer
-	left int
-	pool *heap.CleanupPool    // recordPool(key)
-	free *heap.CleanupSpecial // records taken from pool, not yet reused
+	recs  unsafe.Pointer
+	left  int
+	stock heap.CleanupStock // records taken from typ's pool, not yet reused
 }

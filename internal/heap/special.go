@@ -230,10 +230,9 @@ func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 // registrations of one record the counter wraps, and a handle kept that
 // long could stop its successor).
 type CleanupSpecial struct {
-	r      cleanupq.Runner // the embedding record; immutable after Init
-	key    unsafe.Pointer  // the record's type, for reuse; immutable after Init
-	noRefs bool            // the record's arguments hold no refs; immutable after Init
-	state  atomic.Uint32   // the generation counter; see above
+	r     cleanupq.Runner // the embedding record; immutable after Init
+	typ   *CleanupType    // the record's type; immutable after Init
+	state atomic.Uint32   // the generation counter; see above
 	// lgen, next, n and pruneAt are owned like the slot's list (see
 	// specials): lgen is the generation the record was linked with; next
 	// links the list; n is the length of the list from this record on; in
@@ -248,10 +247,11 @@ type CleanupSpecial struct {
 const cleanupPruneMin = 8
 
 // Init makes c the special of record r (the value that embeds c), a
-// record of the type key names, whose arguments hold no refs if noRefs.
-func (c *CleanupSpecial) Init(r cleanupq.Runner, key unsafe.Pointer, noRefs bool) {
-	c.r, c.key, c.noRefs = r, key, noRefs
-}
+// record of type t.
+func (c *CleanupSpecial) Init(r cleanupq.Runner, t *CleanupType) { c.r, c.typ = r, t }
+
+// Type returns the type c was made with.
+func (c *CleanupSpecial) Type() *CleanupType { return c.typ }
 
 // Gen returns the generation c was linked with, for its Cleanup handle.
 // Only the mutator that linked c may call it.
@@ -277,63 +277,6 @@ func (c *CleanupSpecial) take() bool {
 	return c.state.CompareAndSwap(c.lgen, c.lgen+1)
 }
 
-// CleanupPool is a lock-free stack of retired records of one type, for
-// reuse: cleanup workers push chains of records (Put, one CAS per chain),
-// and a mutator takes the whole stack at once (TakeAll), then hands the
-// records out with no synchronization. Nothing ever pops a single record
-// from the shared head, so a pushed record cannot come back under a CAS in
-// flight (no ABA). A retired record's next field links the stack: the
-// record is on no object's list, and its owner is whoever holds it (the
-// worker and its CleanupChain, the stack, then the mutator that took it).
-type CleanupPool struct {
-	head atomic.Pointer[CleanupSpecial]
-}
-
-// CleanupChain gathers retired records of one pool, linked with plain
-// stores, for one Put: a worker retires a block's records with one CAS,
-// not one each. Its owner is the goroutine that declared it.
-type CleanupChain struct {
-	head, tail *CleanupSpecial
-}
-
-// Add appends the retired record c to the chain.
-func (ch *CleanupChain) Add(c *CleanupSpecial) {
-	c.next = nil
-	if ch.tail == nil {
-		ch.head = c
-	} else {
-		ch.tail.next = c
-	}
-	ch.tail = c
-}
-
-// Put pushes the chain's records, in order, and empties the chain.
-func (p *CleanupPool) Put(ch *CleanupChain) {
-	if ch.head == nil {
-		return
-	}
-	for {
-		old := p.head.Load()
-		ch.tail.next = old
-		if p.head.CompareAndSwap(old, ch.head) {
-			*ch = CleanupChain{}
-			return
-		}
-	}
-}
-
-// TakeAll empties the stack and returns its records, linked by next.
-func (p *CleanupPool) TakeAll() *CleanupSpecial {
-	if p.head.Load() == nil {
-		return nil
-	}
-	return p.head.Swap(nil)
-}
-
-// Next returns the record after c on a list taken from a CleanupPool, for
-// its taker.
-func (c *CleanupSpecial) Next() *CleanupSpecial { return c.next }
-
 // zeroer is implemented by records that can drop their function and
 // argument while they wait for reuse.
 type zeroer interface{ Zero() }
@@ -344,7 +287,7 @@ const cleanupFreeMax = 64
 // cleanupFree is a mutator's list of stopped records of one type, linked
 // by next; owned by the mutator.
 type cleanupFree struct {
-	key  unsafe.Pointer
+	typ  *CleanupType
 	head *CleanupSpecial
 	n    int
 }
@@ -352,12 +295,12 @@ type cleanupFree struct {
 // recycle keeps the stopped record c, just unlinked from its list, for
 // reuse by m.
 func (m *Mutator) recycle(c *CleanupSpecial) {
-	e := &m.cfree[(uintptr(c.key)>>5)%uintptr(len(m.cfree))]
-	if e.key != c.key {
+	e := &m.cfree[(uintptr(unsafe.Pointer(c.typ))>>5)%uintptr(len(m.cfree))]
+	if e.typ != c.typ {
 		if e.n != 0 {
 			return // the entry holds another type's records: let Go collect c
 		}
-		e.key = c.key
+		e.typ = c.typ
 	}
 	if e.n == cleanupFreeMax {
 		return
@@ -369,13 +312,12 @@ func (m *Mutator) recycle(c *CleanupSpecial) {
 	e.n++
 }
 
-// ReuseCleanup returns a stopped record of the type key names, unlinked,
-// or nil if m has none. Its state is already the next generation's
-// "registered" (Stop advanced it), and no Stop of an older generation can
-// change it.
-func (m *Mutator) ReuseCleanup(key unsafe.Pointer) *CleanupSpecial {
-	e := &m.cfree[(uintptr(key)>>5)%uintptr(len(m.cfree))]
-	if e.key != key || e.head == nil {
+// ReuseCleanup returns a stopped record of type t, unlinked, or nil if m
+// has none. Its state is already the next generation's "registered" (Stop
+// advanced it), and no Stop of an older generation can change it.
+func (m *Mutator) ReuseCleanup(t *CleanupType) *CleanupSpecial {
+	e := &m.cfree[(uintptr(unsafe.Pointer(t))>>5)%uintptr(len(m.cfree))]
+	if e.typ != t || e.head == nil {
 		return nil
 	}
 	c := e.head
@@ -446,7 +388,7 @@ func (t *cleanupTable) push(m *Mutator, i uint32, c *CleanupSpecial) {
 	c.lgen = c.state.Load() // no Stop can race: no handle names c yet
 	c.next, c.n, c.pruneAt = head, n, pruneAt
 	t.head[i] = c
-	if !c.noRefs {
+	if !c.typ.Layout.NoRefs {
 		t.argRefs = true
 	}
 }

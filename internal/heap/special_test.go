@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
 // testCleanup is a cleanup record as the root package builds them: the
@@ -22,19 +23,19 @@ type testCleanup struct {
 func (c *testCleanup) Run()                                     { c.ran.Add(1) }
 func (c *testCleanup) Scan(buf []handle.Handle) []handle.Handle { return buf }
 
-var testCleanupKey = unsafe.Pointer(new(byte))
+var testCleanupType = &CleanupType{Layout: &layout.Type{NoRefs: true}}
 
 // addTestCleanup registers a cleanup on x, reusing a stopped record of m's
 // when there is one, as AddCleanup does; it returns the record and the
 // generation its handle names.
 func addTestCleanup(m *Mutator, x handle.Handle, ran *atomic.Int64) (*testCleanup, uint32) {
 	var c *testCleanup
-	if r := m.ReuseCleanup(testCleanupKey); r != nil {
+	if r := m.ReuseCleanup(testCleanupType); r != nil {
 		c = (*testCleanup)(unsafe.Pointer(r))
 		c.ran = ran
 	} else {
 		c = &testCleanup{ran: ran}
-		c.Init(c, testCleanupKey, true)
+		c.Init(c, testCleanupType)
 	}
 	m.AddCleanup(x, &c.CleanupSpecial)
 	return c, c.Gen()
