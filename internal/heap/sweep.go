@@ -196,9 +196,8 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	// Free every allocated, unmarked slot: advance its generation (a stale
 	// handle never matches again), then zero its memory. Bits are handled a
 	// word (64 slots) at a time: dead = alloc &^ mark. The generation stores
-	// (atomic: Deref reads them lock-free) all come first and the zeroing
-	// after, one clear per run of dead slots, so that no atomic store waits
-	// for the zeroing's plain stores to slab lines not in cache to drain.
+	// (storeFreedGen: published by the sweepgen store below) all come first
+	// and the zeroing after, one clear per run of dead slots.
 	// The runtime's sweeper needs none of this per-object work (it swaps
 	// allocBits for gcmarkBits); generations are what make reclaim's
 	// handles safe to keep.
@@ -225,7 +224,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
 			} else {
-				s.hv[i].Store(uint64(handle.Pack(h.id, s.idx, i, g+1)))
+				storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, s.idx, i, g+1)))
 			}
 		}
 		deadBits[w] = dead
