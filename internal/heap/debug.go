@@ -144,7 +144,7 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	}
 	seen := make(map[handle.Handle]node)
 	var q []handle.Handle
-	h.eachRoot(func(kind string, from, y handle.Handle) {
+	h.eachRoot(true, func(kind string, from, y handle.Handle) {
 		if _, ok := seen[y]; ok || !h.Valid(y) {
 			return
 		}

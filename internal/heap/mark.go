@@ -628,6 +628,33 @@ func (w *markWorker) drain() {
 	}
 }
 
+// scanFinRoots greys the referents of the finalizable objects in the
+// spans w owns: each such object is scanned as a root of what it points
+// to, and not marked itself (seed 003). The finalizer tables are only read:
+// the world is stopped, and no sweeper runs during a mark.
+func (w *markWorker) scanFinRoots() {
+	for idx := w.id; idx < len(w.tab); idx += w.nw {
+		s := w.tab[idx].s
+		if s == nil || s.typ.Layout.NoRefs {
+			continue
+		}
+		fin := s.sp.fin.Load()
+		if fin == nil {
+			continue
+		}
+		lay := s.typ.Layout
+		for i, fn := range fin.fn {
+			if fn != nil {
+				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
+				if len(w.refs) >= greyBatch {
+					w.greyRefs()
+				}
+			}
+		}
+	}
+	w.greyRefs()
+}
+
 // take takes what workPool.get returned.
 func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
 	if len(mail) > 0 {
@@ -672,7 +699,11 @@ func (h *Heap) mark(ctx context.Context) markStats {
 			}
 		}
 	}
-	roots := h.gatherRoots(nil)
+	// The referents of finalizable objects are roots too, but each worker
+	// finds those of its own spans (scanFinRoots): scanning every object
+	// that has a finalizer is most of the roots' cost when there are many,
+	// as the runtime's markrootSpans, which its workers share in shards.
+	roots := h.gatherRoots(nil, false)
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
@@ -704,14 +735,23 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) { w.drain() })
+			pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) {
+				w.scanFinRoots()
+				w.drain()
+			})
 		}()
 	}
+	w0.scanFinRoots()
 	w0.drain()
 	wg.Wait()
 	ms0 := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
-		remarkCheck(h, roots)
+		all := roots
+		var buf []handle.Handle
+		for _, s := range h.spanSnapshot() {
+			buf = eachFinReferent(s, buf, func(_ string, _, x handle.Handle) { all = append(all, x) })
+		}
+		remarkCheck(h, all)
 	}
 
 	var ms markStats
@@ -755,17 +795,18 @@ const (
 
 // gatherRoots appends every root handle: pinned objects, the embedder's
 // roots, queued finalizer records, cleanup arguments (queued and
-// registered), and the referents of finalizable objects (seed 003: the
-// object is scanned, not marked).
-func (h *Heap) gatherRoots(buf []handle.Handle) []handle.Handle {
-	h.eachRoot(func(_ string, from, x handle.Handle) { buf = append(buf, x) })
+// registered), and, if finReferents, the referents of finalizable objects
+// (seed 003: the object is scanned, not marked).
+func (h *Heap) gatherRoots(buf []handle.Handle, finReferents bool) []handle.Handle {
+	h.eachRoot(finReferents, func(_ string, from, x handle.Handle) { buf = append(buf, x) })
 	return buf
 }
 
 // eachRoot calls add for every root, with its kind and, for the referents
-// of finalizable objects, the finalizable object.
+// of finalizable objects, the finalizable object; those only if
+// finReferents (the mark's workers find them, scanFinRoots).
 // REQUIRES: world stopped.
-func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
+func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.Handle)) {
 	h.mu.Lock()
 	for x := range h.mu.pins {
 		add(rootPinned, 0, x)
@@ -793,19 +834,8 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 		if !s.sp.any() {
 			continue
 		}
-		if fin := s.sp.fin.Load(); fin != nil && !s.typ.Layout.NoRefs {
-			for i := range fin.fn {
-				if fin.fn[i] != nil {
-					buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf[:0])
-					if len(buf) == 0 {
-						continue // no referents: skip the slot's handle word too
-					}
-					from := s.handleAt(uint32(i))
-					for _, x := range buf {
-						add(rootFinReferent, from, x)
-					}
-				}
-			}
+		if finReferents {
+			buf = eachFinReferent(s, buf, add)
 		}
 		if cl := s.sp.cl.Load(); cl != nil && cl.argRefs {
 			for i := range cl.head {
@@ -821,6 +851,29 @@ func (h *Heap) eachRoot(add func(kind string, from, x handle.Handle)) {
 			}
 		}
 	}
+}
+
+// eachFinReferent calls add for the referents of each finalizable object
+// in s, with rootFinReferent and the object; buf is scratch, returned for
+// reuse. REQUIRES: world stopped.
+func eachFinReferent(s *span, buf []handle.Handle, add func(kind string, from, x handle.Handle)) []handle.Handle {
+	fin := s.sp.fin.Load()
+	if fin == nil || s.typ.Layout.NoRefs {
+		return buf
+	}
+	for i := range fin.fn {
+		if fin.fn[i] != nil {
+			buf = s.typ.Layout.Scan(s.ptr(uint32(i)), buf[:0])
+			if len(buf) == 0 {
+				continue // no referents: skip the slot's handle word too
+			}
+			from := s.handleAt(uint32(i))
+			for _, x := range buf {
+				add(rootFinReferent, from, x)
+			}
+		}
+	}
+	return buf
 }
 
 // REQUIRES: h.mu held.
