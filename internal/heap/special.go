@@ -439,24 +439,16 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	}()
 	// Visit the unmarked allocated slots a bitmap word at a time; the
 	// objects revived for their finalizer are marked with one Or per word.
+	if cl != nil {
+		prefetchCleanups(s, cl, 0)
+	}
 	for w := range s.allocBits {
 		dead := s.allocBits[w] &^ s.markBits[w].Load()
 		if dead == 0 {
 			continue
 		}
-		if cl != nil {
-			// The records are cold (written by AddCleanup a cycle ago) and
-			// take CASes them: a locked instruction that waits for its
-			// line. Ask for the word's lines together first.
-			var addrs [64]uintptr
-			n := 0
-			for d := dead; d != 0; d &= d - 1 {
-				if c := cl.head[uint32(w*64+bits.TrailingZeros64(d))]; c != nil {
-					addrs[n] = uintptr(unsafe.Pointer(&c.state))
-					n++
-				}
-			}
-			prefetchw(addrs[:n])
+		if cl != nil && w+1 < len(s.allocBits) {
+			prefetchCleanups(s, cl, w+1)
 		}
 		revived := uint64(0)
 		for d := dead; d != 0; d &= d - 1 {
@@ -469,6 +461,25 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 			s.markBits[w].Or(revived)
 		}
 	}
+}
+
+// prefetchCleanups asks for the lines of the first cleanup record of each
+// dead object of bitmap word w of s, exclusive. The records are cold
+// (written by AddCleanup a cycle ago) and the sweeper CASes each one: a
+// locked instruction that waits for its line. sweepSpecials asks for word
+// w+1's records before it works on word w's, so that their misses overlap
+// that work instead of one another's CASes.
+// REQUIRES: as sweepSpecials.
+func prefetchCleanups(s *span, cl *cleanupTable, w int) {
+	var addrs [64]uintptr
+	n := 0
+	for d := s.allocBits[w] &^ s.markBits[w].Load(); d != 0; d &= d - 1 {
+		if c := cl.head[uint32(w*64+bits.TrailingZeros64(d))]; c != nil {
+			addrs[n] = uintptr(unsafe.Pointer(&c.state))
+			n++
+		}
+	}
+	prefetchw(addrs[:n])
 }
 
 // finBatch gathers a sweeper's finalizer records, queued len(recs) at a
