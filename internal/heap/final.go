@@ -276,16 +276,9 @@ func (h *Heap) runFinq(m *Mutator) {
 				b.queuedAt = 0
 			}
 			for b.n > 0 {
-				r := &b.recs[b.n-1]
-				if r.typ != typ {
-					typ = r.typ
-					f.running.Store(typ)
+				if h.runBlock(m, b, &typ) {
+					m.Safepoint() // after a call that panicked
 				}
-				h.callFinalizer(m, r)
-				b.recs[b.n-1] = finRec{}
-				b.n--
-				f.ran++
-				m.Safepoint()
 			}
 			f.flushRan()
 			next := b.next
@@ -340,6 +333,47 @@ func (h *Heap) runFinqGoroutine(m *Mutator) {
 		h.runFinq(m)
 	})
 	normal = true
+}
+
+// runBlock runs b's records, last first, with a safepoint after each
+// call, until b is empty or a call panics: the panic is recovered and
+// reported, the record retired, and runBlock reports it; the caller goes
+// on with the rest. One deferred recover for a run of calls, not one per
+// call (callFinalizer): the finalizer goroutine runs every call in turn,
+// so its per-call overhead is the queue's throughput. typ is the type
+// last stored in f.running, stored again only when it changes.
+func (h *Heap) runBlock(m *Mutator, b *finBlock, typ **Type) (panicked bool) {
+	f := &h.fin
+	calling := false
+	defer func() {
+		if !calling {
+			return // runtime.Goexit in a call (runFinqGoroutine), or none
+		}
+		v := recover()
+		if v == nil {
+			return // runtime.Goexit: runFinqGoroutine retires the record
+		}
+		h.reportPanic("finalizer", v, debug.Stack())
+		b.recs[b.n-1] = finRec{}
+		b.n--
+		f.ran++
+		panicked = true
+	}()
+	for b.n > 0 {
+		r := &b.recs[b.n-1]
+		if r.typ != *typ {
+			*typ = r.typ
+			f.running.Store(r.typ)
+		}
+		calling = true
+		r.typ.FinCall(m, r.x, r.fn)
+		calling = false
+		b.recs[b.n-1] = finRec{}
+		b.n--
+		f.ran++
+		m.Safepoint()
+	}
+	return false
 }
 
 // callFinalizer runs one record, containing a panic.
