@@ -84,7 +84,7 @@ func (h *Heap) reportFinalizerCycles() {
 			}
 		}
 		cl := s.sp.cl.Load()
-		if cl == nil || !cl.argRefs {
+		if cl == nil || !cl.argRefs.Load() {
 			continue // no argument here can lead anywhere
 		}
 		for i := range cl.head {

@@ -837,7 +837,7 @@ func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.
 		if finReferents {
 			buf = eachFinReferent(s, buf, add)
 		}
-		if cl := s.sp.cl.Load(); cl != nil && cl.argRefs {
+		if cl := s.sp.cl.Load(); cl != nil && cl.argRefs.Load() {
 			for i := range cl.head {
 				for c := cl.head[i]; c != nil; c = c.next {
 					if !c.registered() {

@@ -333,8 +333,10 @@ type cleanupTable struct {
 	// argRefs is set once a record whose argument holds refs is linked
 	// here, and never cleared: while it is false, the mark and Debug,
 	// which only follow arguments, skip the table without touching its
-	// records. Owned like head.
-	argRefs bool
+	// records. Unlike head's words it is shared by the span's objects,
+	// which mutators may register cleanups on at once: atomic, stored
+	// only when still false (a load, not a locked store, per push).
+	argRefs atomic.Bool
 }
 
 // AddCleanup registers the cleanup c on x. The fast path is the one of
@@ -388,8 +390,8 @@ func (t *cleanupTable) push(m *Mutator, i uint32, c *CleanupSpecial) {
 	c.lgen = c.state.Load() // no Stop can race: no handle names c yet
 	c.next, c.n, c.pruneAt = head, n, pruneAt
 	t.head[i] = c
-	if !c.typ.Layout.NoRefs {
-		t.argRefs = true
+	if !c.typ.Layout.NoRefs && !t.argRefs.Load() {
+		t.argRefs.Store(true)
 	}
 }
 
