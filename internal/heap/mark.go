@@ -380,7 +380,18 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			}
 			w.gspan[k], w.gword[k] = e, word
 		}
-		// Pass 2: compare and mark.
+		// Pass 2: compare, then mark by runs: consecutive handles whose
+		// slots share a mark word (a parent's children, the children of
+		// neighbouring objects: scans find handles in slot order) are
+		// marked with one atomic Or, whose old value says which of them
+		// this worker marked. The Or is the costly step of marking an
+		// object; one per run instead of one per handle is most of what
+		// batching saves.
+		var (
+			run *markSpan // the run's span; nil before the first handle
+			rw  uint32    // the run's mark word
+			set uint64    // the run's slots in that word
+		)
 		for k, x := range b {
 			e, word := w.gspan[k], w.gword[k]
 			// One comparison of the whole word checks heap id, span,
@@ -390,12 +401,46 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 				continue
 			}
 			i := x.Slot()
-			mw := &e.markBits[i/64]
-			bit := uint64(1) << (i % 64)
-			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
-				continue
+			if e != run || i/64 != rw {
+				if set != 0 {
+					w.markRun(run, rw, set)
+				}
+				run, rw, set = e, i/64, 0
 			}
-			w.marked(e, i)
+			set |= 1 << (i % 64)
+		}
+		if set != 0 {
+			w.markRun(run, rw, set)
+		}
+	}
+}
+
+// markRun marks the slots set names in mark word wi of e's span, and
+// accounts for and queues those this worker marked.
+func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
+	mw := &e.markBits[wi]
+	if set &^= mw.Load(); set == 0 {
+		return // all marked already: no Or
+	}
+	if set &^= mw.Or(set); set == 0 {
+		return
+	}
+	s := e.s
+	n := int64(bits.OnesCount64(set))
+	w.st.objects += n
+	w.st.bytes += n * int64(e.elemSize)
+	// The mark bits are set; now read markQueued (see the Dekker argument
+	// at the top of the file). The span's size and noScan come from the
+	// mark's table, so a span that is already queued costs no read of its
+	// struct but of markQueued's own line.
+	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+		w.q.push(s)
+	}
+	if w.h.eph.npending.Load() > 0 {
+		if k := s.ephKeys.Load(); k != nil {
+			for keys := (*k)[wi].Load() & set; keys != 0; keys &= keys - 1 {
+				w.released(s, wi*64+uint32(bits.TrailingZeros64(keys)))
+			}
 		}
 	}
 }
@@ -406,26 +451,6 @@ func (w *markWorker) checkFailed(x handle.Handle) {
 		w.st.foreign++
 	} else {
 		w.st.stale++
-	}
-}
-
-// marked accounts for slot i of s, whose mark bit this worker just set,
-// and queues s if it is not queued.
-func (w *markWorker) marked(e *markSpan, i uint32) {
-	s := e.s
-	w.st.objects++
-	w.st.bytes += int64(e.elemSize)
-	// The mark bit is set; now read markQueued (see the Dekker argument at
-	// the top of the file). The span's size and noScan come from the
-	// mark's table, so a span that is already queued costs no read of its
-	// struct but of markQueued's own line.
-	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
-		w.q.push(s)
-	}
-	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
-			w.released(s, i)
-		}
 	}
 }
 
@@ -490,12 +515,24 @@ func (w *markWorker) route() {
 	if w.nw == 1 {
 		return
 	}
-	// Split without branching on the owner (which is random): every
-	// handle is written to both lists and only one of the two advances.
+	// Skip the leading handles this worker owns: scans find mostly
+	// handles into the span they scan (a tree's or a list's neighbours are
+	// allocated together), so often every handle is this worker's and
+	// nothing needs to move.
 	refs := w.refs
-	other := slices.Grow(w.other[:0], len(refs))[:len(refs)]
-	n, m := 0, 0
-	for _, x := range refs {
+	k := 0
+	for k < len(refs) && w.owner(refs[k].Span()) == w.id {
+		k++
+	}
+	if k == len(refs) {
+		return
+	}
+	// Split the rest without branching on the owner (which is random in a
+	// shuffled graph): every handle is written to both lists and only one
+	// of the two advances.
+	other := slices.Grow(w.other[:0], len(refs)-k)[:len(refs)-k]
+	n, m := k, 0
+	for _, x := range refs[k:] {
 		refs[n], other[m] = x, x
 		mine := 0
 		if w.owner(x.Span()) == w.id {
