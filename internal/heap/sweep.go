@@ -199,10 +199,14 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 	// (atomic: Deref reads them lock-free) all come first and the zeroing
 	// after, one clear per run of dead slots, so that no atomic store waits
 	// for the zeroing's plain stores to slab lines not in cache to drain.
+	// A word's generation stores are made together by storeHandles, as
+	// release stores where the hardware gives them for free (amd64).
 	// The runtime's sweeper needs none of this per-object work (it swaps
 	// allocBits for gcmarkBits); generations are what make reclaim's
 	// handles safe to keep.
 	var deadBits [handle.MaxSlots / 64]uint64
+	var slots [64]uint32 // one word's new handle words, for storeHandles
+	var vals [64]uint64
 	freed, live := 0, 0
 	for w := range s.allocBits {
 		marked := s.markBits[w].Load()
@@ -212,6 +216,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 			dead &^= s.retired[w]
 			mark |= s.retired[w]
 		}
+		n := 0
 		for d := dead; d != 0; d &= d - 1 {
 			b := bits.TrailingZeros64(d)
 			i := uint32(w*64 + b)
@@ -225,9 +230,11 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
 			} else {
-				s.hv[i].Store(uint64(handle.Pack(h.id, s.idx, i, g+1)))
+				slots[n], vals[n] = i, uint64(handle.Pack(h.id, s.idx, i, g+1))
+				n++
 			}
 		}
+		storeHandles(s.hv, slots[:n], vals[:n])
 		deadBits[w] = dead
 		freed += bits.OnesCount64(dead)
 		live += bits.OnesCount64(mark)
