@@ -212,11 +212,14 @@ func (q *spanQueue) push(s *span) {
 }
 
 // peek returns the oldest span without removing it, or nil.
-func (q *spanQueue) peek() *span {
-	if q.n == 0 {
+func (q *spanQueue) peek() *span { return q.at(0) }
+
+// at returns the k-th oldest span (0 is the oldest), or nil.
+func (q *spanQueue) at(k int) *span {
+	if k >= q.n {
 		return nil
 	}
-	return q.ring[q.head]
+	return q.ring[(q.head+k)&(len(q.ring)-1)]
 }
 
 func (q *spanQueue) pop() *span {
@@ -596,6 +599,17 @@ func (w *markWorker) readMail(mail [][]handle.Handle) {
 	}
 }
 
+// prefetchBits starts reading the mark and scan bits of s, which
+// prefetchGrey reads when s is next in the queue.
+func (w *markWorker) prefetchBits(s *span) {
+	addrs := w.pf[:0]
+	for i := 0; i < len(s.markBits); i += 8 { // 8 words to a cache line
+		addrs = append(addrs, uintptr(unsafe.Pointer(&s.markBits[i])), uintptr(unsafe.Pointer(&s.scanBits[i])))
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
+}
+
 // prefetchGrey starts reading the objects of s that are grey now, so that
 // they are in the cache when the worker scans s next (the queue's next
 // span): their misses overlap the scan of the span before.
@@ -605,10 +619,21 @@ func (w *markWorker) prefetchGrey(s *span) {
 	}
 	addrs := w.pf[:0]
 	last := uintptr(s.elemSize - 8)
+	prev := ^uintptr(0) // the cache line asked for last
 	for wi := range s.markBits {
 		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
 			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
-			addrs = append(addrs, p, p+last)
+			// The object's first and last lines, each once: grey
+			// neighbours often share a line, and a small object's two
+			// ends are one line.
+			if l := p &^ 63; l != prev {
+				addrs = append(addrs, l)
+				prev = l
+			}
+			if l := (p + last) &^ 63; l != prev {
+				addrs = append(addrs, l)
+				prev = l
+			}
 		}
 	}
 	prefetch(addrs)
@@ -633,6 +658,9 @@ func (w *markWorker) drain() {
 			if s := w.q.pop(); s != nil {
 				if next := w.q.peek(); next != nil {
 					w.prefetchGrey(next)
+					if after := w.q.at(1); after != nil {
+						w.prefetchBits(after)
+					}
 				}
 				w.scanSpan(s)
 				if w.nw > 1 && w.pool.waiting.Load() > 0 {
