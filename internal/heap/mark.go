@@ -731,9 +731,16 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		}
 		tab[idx] = markSpan{s.hv, s.markBits, s, s.elemSize, s.noScan}
 		if !s.noScan {
-			s.markQueued.Store(0)
+			// Load first, store only what is set: an atomic store is an
+			// XCHG, and after a mark that completed, markQueued is 0
+			// everywhere and only the scanned words are non-zero.
+			if s.markQueued.Load() != 0 {
+				s.markQueued.Store(0)
+			}
 			for i := range s.scanBits {
-				s.scanBits[i].Store(0)
+				if s.scanBits[i].Load() != 0 {
+					s.scanBits[i].Store(0)
+				}
 			}
 		}
 	}
