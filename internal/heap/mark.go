@@ -318,6 +318,36 @@ func (w *markWorker) keepBuffers(b *markBuffers) {
 	}
 }
 
+// keepMail is the most free mail buffers a worker keeps from one mark to
+// the next.
+const keepMail = 64
+
+// balanceFree shares the workers' free mail buffers out evenly, at most
+// keepMail each, and returns spare, emptied, for the next call. A buffer
+// ends a mark on the free list of the worker that received it: a worker
+// that sent more than it received made new buffers at every mark while
+// the other's list grew without bound.
+func balanceFree(kept []markBuffers, spare [][]handle.Handle) [][]handle.Handle {
+	if len(kept) < 2 {
+		return spare
+	}
+	all := spare[:0]
+	for i := range kept {
+		all = append(all, kept[i].free...)
+		clear(kept[i].free)
+		kept[i].free = kept[i].free[:0]
+	}
+	per := min((len(all)+len(kept)-1)/len(kept), keepMail)
+	rest := all
+	for i := range kept {
+		n := min(per, len(rest))
+		kept[i].free = append(kept[i].free, rest[:n]...)
+		rest = rest[n:]
+	}
+	clear(all) // what is left over goes to Go's collector
+	return all[:0]
+}
+
 // grey greys one handle.
 func (w *markWorker) grey(x handle.Handle) {
 	w.one[0] = x
@@ -590,11 +620,12 @@ func (w *markWorker) newBuf() []handle.Handle {
 // pipeline, like those its own scans find.
 func (w *markWorker) readMail(mail [][]handle.Handle) {
 	for _, b := range mail {
-		// pipeline leaves w.refs empty: take b in its place, uncopied.
-		if cap(w.refs) >= mailLen {
-			w.free = append(w.free, w.refs[:0])
-		}
-		w.refs = b
+		// Copy b into w.refs (pipeline leaves it empty) and keep b for
+		// this worker's own mail. Taking b in the place of w.refs, as a
+		// buffer of mailLen, made the scans that later filled it past
+		// mailLen grow it anew (slices.Grow), a new array at every mark.
+		w.refs = append(w.refs, b...)
+		w.free = append(w.free, b[:0])
 		w.pipeline()
 	}
 }
@@ -805,6 +836,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	for i, w := range workers {
 		w.keepBuffers(&kept[i])
 	}
+	h.markReuse.spare = balanceFree(kept, h.markReuse.spare)
 	h.markReuse.bufs = kept
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",
