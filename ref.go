@@ -71,11 +71,29 @@ func deref(m *heap.Mutator, x handle.Handle) unsafe.Pointer { return m.Deref(x) 
 // New allocates a zeroed T in m's heap. It panics with an error wrapping
 // ErrMemoryLimit if the heap's memory limit does not allow it.
 func New[T any](m *Mutator) Ref[T] {
-	x, err := m.m.Alloc(m.typeOf(typeKey[T](), registerType[T]))
+	x, err := m.alloc(typeKey[T](), registerType[T])
 	if err != nil {
-		panic(fmt.Errorf("reclaim: New[%v]: %w", reflect.TypeFor[T](), err))
+		newFailed[T](err)
 	}
 	return Ref[T]{x}
+}
+
+// alloc is New without its type (see deref), with the fast path inlined
+// into it: the type cache's hit and heap.Mutator.AllocFast, so that New
+// makes one call where it made two. Anything else goes through typeOf and
+// Alloc.
+func (m *Mutator) alloc(key unsafe.Pointer, register func() *heap.Type) (handle.Handle, error) {
+	if e := &m.tc[(uintptr(key)>>5)%typeCacheSize]; e.key == key {
+		if x, ok := m.m.AllocFast(e.t); ok {
+			return x, nil
+		}
+	}
+	return m.m.Alloc(m.typeOf(key, register))
+}
+
+// newFailed panics with New's error.
+func newFailed[T any](err error) {
+	panic(fmt.Errorf("reclaim: New[%v]: %w", reflect.TypeFor[T](), err))
 }
 
 // TryNew is New, but returns ErrMemoryLimit instead of panicking.

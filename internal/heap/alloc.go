@@ -2,6 +2,7 @@ package heap
 
 import (
 	"errors"
+	"math/bits"
 	"sync"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
@@ -52,18 +53,48 @@ func (h *Heap) centralLocked(t *Type) *central {
 	return c
 }
 
-// Alloc allocates a zeroed object of type t. The fast path takes the next
-// free slot of the mutator's cached span from its allocCache.
+// noSpan is the cache entry of a type for which a mutator caches no span:
+// its allocCache is 0, so AllocFast fails on it without a nil check. It is
+// never written.
+var noSpan = &span{}
+
+// Alloc allocates a zeroed object of type t.
 func (m *Mutator) Alloc(t *Type) (handle.Handle, error) {
+	if x, ok := m.AllocFast(t); ok {
+		return x, nil
+	}
+	return m.AllocMore(t)
+}
+
+// AllocFast is Alloc's fast path, small enough to inline into the public
+// package's allocation: it takes the next free slot of the mutator's cached
+// span from its allocCache, and fails (ok false) when there is none; the
+// caller then calls AllocMore. It does not count the object: the mutator
+// counts a cached span's allocations from its nfree (countAllocs).
+func (m *Mutator) AllocFast(t *Type) (handle.Handle, bool) {
+	if int(t.ID) >= len(m.cache) {
+		return 0, false
+	}
+	s := m.cache[t.ID]
+	if s.allocCache == 0 {
+		return 0, false
+	}
+	// span.nextFreeFast, written out to fit the inlining budget.
+	c := s.allocCache
+	b := uint32(bits.TrailingZeros64(c))
+	i := s.freeIndex + b
+	s.allocCache = c >> b >> 1
+	s.freeIndex = i + 1
+	s.nfree--
+	return handle.Handle(s.hv[i].Load()), true
+}
+
+// AllocMore is Alloc once AllocFast has failed: it looks further along the
+// cached span, else takes another span.
+func (m *Mutator) AllocMore(t *Type) (handle.Handle, error) {
 	if int(t.ID) < len(m.cache) {
-		if s := m.cache[t.ID]; s != nil {
-			if i, ok := s.nextFreeFast(); ok {
-				m.nalloc++
-				return s.handleAt(i), nil
-			}
-			// The allocCache is used up: look further along the span.
+		if s := m.cache[t.ID]; s != noSpan {
 			if i, ok := s.nextFreeSlow(); ok {
-				m.nalloc++
 				return s.handleAt(i), nil
 			}
 		}
@@ -78,10 +109,11 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 		m.yieldToCollection(h) // may empty the cache
 	}
 	for int(t.ID) >= len(m.cache) {
-		m.cache = append(m.cache, nil)
+		m.cache = append(m.cache, noSpan)
 	}
-	if s := m.cache[t.ID]; s != nil { // full: Alloc's fast path failed on it
-		m.cache[t.ID] = nil
+	if s := m.cache[t.ID]; s != noSpan { // full: Alloc's fast path failed on it
+		m.cache[t.ID] = noSpan
+		m.countAllocs(s)
 		h.uncache(s)
 	}
 	s, err := h.refill(m, t)
@@ -89,16 +121,17 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 		return 0, err
 	}
 	m.cache[t.ID] = s
+	s.nfreeCounted = s.nfree
 	i, ok := s.nextFree()
 	if !ok {
 		panic("reclaim: internal error: refilled span has no free slot")
 	}
-	m.nalloc++
 	return s.handleAt(i), nil
 }
 
 // uncache returns a span from a mutator's cache to its central.
 func (h *Heap) uncache(s *span) {
+	s.syncAllocBits()
 	c := h.central(s.typ)
 	c.mu.Lock()
 	s.cached = false

@@ -165,8 +165,9 @@ type Heap struct {
 	// markReuse keeps the mark's span table and its workers' buffers from
 	// one mark to the next; owned by the leader (world stopped).
 	markReuse struct {
-		tab  []markSpan
-		bufs []markBuffers
+		tab   []markSpan
+		bufs  []markBuffers
+		spare [][]handle.Handle // balanceFree's scratch
 	}
 
 	// debugReported holds what the last DebugCycles pass reported, so a

@@ -212,11 +212,14 @@ func (q *spanQueue) push(s *span) {
 }
 
 // peek returns the oldest span without removing it, or nil.
-func (q *spanQueue) peek() *span {
-	if q.n == 0 {
+func (q *spanQueue) peek() *span { return q.at(0) }
+
+// at returns the k-th oldest span (0 is the oldest), or nil.
+func (q *spanQueue) at(k int) *span {
+	if k >= q.n {
 		return nil
 	}
-	return q.ring[q.head]
+	return q.ring[(q.head+k)&(len(q.ring)-1)]
 }
 
 func (q *spanQueue) pop() *span {
@@ -315,6 +318,36 @@ func (w *markWorker) keepBuffers(b *markBuffers) {
 	}
 }
 
+// keepMail is the most free mail buffers a worker keeps from one mark to
+// the next.
+const keepMail = 64
+
+// balanceFree shares the workers' free mail buffers out evenly, at most
+// keepMail each, and returns spare, emptied, for the next call. A buffer
+// ends a mark on the free list of the worker that received it: a worker
+// that sent more than it received made new buffers at every mark while
+// the other's list grew without bound.
+func balanceFree(kept []markBuffers, spare [][]handle.Handle) [][]handle.Handle {
+	if len(kept) < 2 {
+		return spare
+	}
+	all := spare[:0]
+	for i := range kept {
+		all = append(all, kept[i].free...)
+		clear(kept[i].free)
+		kept[i].free = kept[i].free[:0]
+	}
+	per := min((len(all)+len(kept)-1)/len(kept), keepMail)
+	rest := all
+	for i := range kept {
+		n := min(per, len(rest))
+		kept[i].free = append(kept[i].free, rest[:n]...)
+		rest = rest[n:]
+	}
+	clear(all) // what is left over goes to Go's collector
+	return all[:0]
+}
+
 // grey greys one handle.
 func (w *markWorker) grey(x handle.Handle) {
 	w.one[0] = x
@@ -380,7 +413,18 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			}
 			w.gspan[k], w.gword[k] = e, word
 		}
-		// Pass 2: compare and mark.
+		// Pass 2: compare, then mark by runs: consecutive handles whose
+		// slots share a mark word (a parent's children, the children of
+		// neighbouring objects: scans find handles in slot order) are
+		// marked with one atomic Or, whose old value says which of them
+		// this worker marked. The Or is the costly step of marking an
+		// object; one per run instead of one per handle is most of what
+		// batching saves.
+		var (
+			run *markSpan // the run's span; nil before the first handle
+			rw  uint32    // the run's mark word
+			set uint64    // the run's slots in that word
+		)
 		for k, x := range b {
 			e, word := w.gspan[k], w.gword[k]
 			// One comparison of the whole word checks heap id, span,
@@ -390,12 +434,46 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 				continue
 			}
 			i := x.Slot()
-			mw := &e.markBits[i/64]
-			bit := uint64(1) << (i % 64)
-			if mw.Load()&bit != 0 || mw.Or(bit)&bit != 0 {
-				continue
+			if e != run || i/64 != rw {
+				if set != 0 {
+					w.markRun(run, rw, set)
+				}
+				run, rw, set = e, i/64, 0
 			}
-			w.marked(e, i)
+			set |= 1 << (i % 64)
+		}
+		if set != 0 {
+			w.markRun(run, rw, set)
+		}
+	}
+}
+
+// markRun marks the slots set names in mark word wi of e's span, and
+// accounts for and queues those this worker marked.
+func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
+	mw := &e.markBits[wi]
+	if set &^= mw.Load(); set == 0 {
+		return // all marked already: no Or
+	}
+	if set &^= mw.Or(set); set == 0 {
+		return
+	}
+	s := e.s
+	n := int64(bits.OnesCount64(set))
+	w.st.objects += n
+	w.st.bytes += n * int64(e.elemSize)
+	// The mark bits are set; now read markQueued (see the Dekker argument
+	// at the top of the file). The span's size and noScan come from the
+	// mark's table, so a span that is already queued costs no read of its
+	// struct but of markQueued's own line.
+	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+		w.q.push(s)
+	}
+	if w.h.eph.npending.Load() > 0 {
+		if k := s.ephKeys.Load(); k != nil {
+			for keys := (*k)[wi].Load() & set; keys != 0; keys &= keys - 1 {
+				w.released(s, wi*64+uint32(bits.TrailingZeros64(keys)))
+			}
 		}
 	}
 }
@@ -406,26 +484,6 @@ func (w *markWorker) checkFailed(x handle.Handle) {
 		w.st.foreign++
 	} else {
 		w.st.stale++
-	}
-}
-
-// marked accounts for slot i of s, whose mark bit this worker just set,
-// and queues s if it is not queued.
-func (w *markWorker) marked(e *markSpan, i uint32) {
-	s := e.s
-	w.st.objects++
-	w.st.bytes += int64(e.elemSize)
-	// The mark bit is set; now read markQueued (see the Dekker argument at
-	// the top of the file). The span's size and noScan come from the
-	// mark's table, so a span that is already queued costs no read of its
-	// struct but of markQueued's own line.
-	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
-		w.q.push(s)
-	}
-	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
-			w.released(s, i)
-		}
 	}
 }
 
@@ -490,12 +548,24 @@ func (w *markWorker) route() {
 	if w.nw == 1 {
 		return
 	}
-	// Split without branching on the owner (which is random): every
-	// handle is written to both lists and only one of the two advances.
+	// Skip the leading handles this worker owns: scans find mostly
+	// handles into the span they scan (a tree's or a list's neighbours are
+	// allocated together), so often every handle is this worker's and
+	// nothing needs to move.
 	refs := w.refs
-	other := slices.Grow(w.other[:0], len(refs))[:len(refs)]
-	n, m := 0, 0
-	for _, x := range refs {
+	k := 0
+	for k < len(refs) && w.owner(refs[k].Span()) == w.id {
+		k++
+	}
+	if k == len(refs) {
+		return
+	}
+	// Split the rest without branching on the owner (which is random in a
+	// shuffled graph): every handle is written to both lists and only one
+	// of the two advances.
+	other := slices.Grow(w.other[:0], len(refs)-k)[:len(refs)-k]
+	n, m := k, 0
+	for _, x := range refs[k:] {
 		refs[n], other[m] = x, x
 		mine := 0
 		if w.owner(x.Span()) == w.id {
@@ -550,13 +620,25 @@ func (w *markWorker) newBuf() []handle.Handle {
 // pipeline, like those its own scans find.
 func (w *markWorker) readMail(mail [][]handle.Handle) {
 	for _, b := range mail {
-		// pipeline leaves w.refs empty: take b in its place, uncopied.
-		if cap(w.refs) >= mailLen {
-			w.free = append(w.free, w.refs[:0])
-		}
-		w.refs = b
+		// Copy b into w.refs (pipeline leaves it empty) and keep b for
+		// this worker's own mail. Taking b in the place of w.refs, as a
+		// buffer of mailLen, made the scans that later filled it past
+		// mailLen grow it anew (slices.Grow), a new array at every mark.
+		w.refs = append(w.refs, b...)
+		w.free = append(w.free, b[:0])
 		w.pipeline()
 	}
+}
+
+// prefetchBits starts reading the mark and scan bits of s, which
+// prefetchGrey reads when s is next in the queue.
+func (w *markWorker) prefetchBits(s *span) {
+	addrs := w.pf[:0]
+	for i := 0; i < len(s.markBits); i += 8 { // 8 words to a cache line
+		addrs = append(addrs, uintptr(unsafe.Pointer(&s.markBits[i])), uintptr(unsafe.Pointer(&s.scanBits[i])))
+	}
+	prefetch(addrs)
+	w.pf = addrs[:0]
 }
 
 // prefetchGrey starts reading the objects of s that are grey now, so that
@@ -568,10 +650,21 @@ func (w *markWorker) prefetchGrey(s *span) {
 	}
 	addrs := w.pf[:0]
 	last := uintptr(s.elemSize - 8)
+	prev := ^uintptr(0) // the cache line asked for last
 	for wi := range s.markBits {
 		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
 			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
-			addrs = append(addrs, p, p+last)
+			// The object's first and last lines, each once: grey
+			// neighbours often share a line, and a small object's two
+			// ends are one line.
+			if l := p &^ 63; l != prev {
+				addrs = append(addrs, l)
+				prev = l
+			}
+			if l := (p + last) &^ 63; l != prev {
+				addrs = append(addrs, l)
+				prev = l
+			}
 		}
 	}
 	prefetch(addrs)
@@ -596,6 +689,9 @@ func (w *markWorker) drain() {
 			if s := w.q.pop(); s != nil {
 				if next := w.q.peek(); next != nil {
 					w.prefetchGrey(next)
+					if after := w.q.at(1); after != nil {
+						w.prefetchBits(after)
+					}
 				}
 				w.scanSpan(s)
 				if w.nw > 1 && w.pool.waiting.Load() > 0 {
@@ -693,9 +789,16 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		}
 		tab[idx] = markSpan{s.hv, s.markBits, s, s.elemSize, s.noScan}
 		if !s.noScan {
-			s.markQueued.Store(0)
+			// Load first, store only what is set: an atomic store is an
+			// XCHG, and after a mark that completed, markQueued is 0
+			// everywhere and only the scanned words are non-zero.
+			if s.markQueued.Load() != 0 {
+				s.markQueued.Store(0)
+			}
 			for i := range s.scanBits {
-				s.scanBits[i].Store(0)
+				if s.scanBits[i].Load() != 0 {
+					s.scanBits[i].Store(0)
+				}
 			}
 		}
 	}
@@ -773,6 +876,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	for i, w := range workers {
 		w.keepBuffers(&kept[i])
 	}
+	h.markReuse.spare = balanceFree(kept, h.markReuse.spare)
 	h.markReuse.bufs = kept
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",

@@ -57,7 +57,8 @@ type Mutator struct {
 	local cleanupq.Local
 
 	// nalloc counts objects allocated since the last flush into the
-	// heap's statistics. Owned like cache.
+	// heap's statistics, but for those allocated from a cached span since
+	// its nfreeCounted was taken (countAllocs adds them). Owned like cache.
 	nalloc int64
 
 	isFing bool // the finalizer goroutine's own mutator; immutable
@@ -392,15 +393,38 @@ func (h *Heap) flushCaches() {
 func (m *Mutator) flushCache() {
 	h := m.home
 	for i, s := range m.cache {
-		if s != nil {
-			m.cache[i] = nil
+		if s != noSpan {
+			m.cache[i] = noSpan
+			m.countAllocs(s)
 			h.heapLive.Add(-int64(s.nfree) * int64(s.elemSize))
 			h.uncache(s)
 		}
 	}
 }
 
+// countAllocs adds to nalloc the objects allocated from s, a span m caches
+// or has just taken out of its cache, since the last count: allocation
+// itself counts nothing, so that AllocFast stays small.
+func (m *Mutator) countAllocs(s *span) {
+	m.nalloc += int64(s.nfreeCounted - s.nfree)
+	s.nfreeCounted = s.nfree
+}
+
+// unflushedAllocs returns what flushStats would add to the heap's count.
+func (m *Mutator) unflushedAllocs() int64 {
+	n := m.nalloc
+	for _, s := range m.cache {
+		n += int64(s.nfreeCounted - s.nfree) // 0 for noSpan
+	}
+	return n
+}
+
 func (m *Mutator) flushStats() {
+	for _, s := range m.cache {
+		if s != noSpan {
+			m.countAllocs(s)
+		}
+	}
 	if m.nalloc != 0 {
 		m.home.stats.allocated.Add(m.nalloc)
 		m.nalloc = 0

@@ -88,10 +88,20 @@ type span struct {
 
 	sweepgen atomic.Uint32 // see the table above
 
-	allocBits []uint64 // owned as described above
+	// allocBits has slot i's bit set if the slot holds an object, except
+	// that a cached span's allocations from allocCache are written to it
+	// only when the span leaves the cache (syncAllocBits): the slots below
+	// freeIndex are allocated whatever their bits say (allocWord,
+	// isAllocated). Uncached spans' bits are exact; the sweeper and the
+	// specials read them only then. Owned as described above.
+	allocBits []uint64
 	retired   []uint64 // slots never reused again (generation exhausted); nil if none; owned like allocBits
-	freeIndex uint32   // owned like allocBits; slots below it are known allocated
+	freeIndex uint32   // owned like allocBits; slots below it are allocated
 	nfree     uint32   // owned like allocBits
+	// nfreeCounted is nfree when the caching mutator last counted the
+	// objects allocated from the span (Mutator.countAllocs); owned by that
+	// mutator, meaningful only while the span is cached.
+	nfreeCounted uint32
 	// allocCache holds the free bits of slots [freeIndex, cacheEnd): bit k
 	// set means slot freeIndex+k is free. cacheEnd is a multiple of 64 (or
 	// 0: nothing cached), and bits for slots past nslots are never set.
@@ -204,8 +214,35 @@ func (s *span) nextFreeFast() (uint32, bool) {
 	s.allocCache = c >> (b + 1) // b+1 may be 64: the shift then gives 0
 	s.freeIndex = i + 1
 	s.nfree--
-	s.allocBits[i/64] |= 1 << (i % 64)
+	// No write to allocBits: slot i is below freeIndex now, which says it
+	// is allocated; syncAllocBits writes the bit when the span leaves the
+	// cache.
 	return i, true
+}
+
+// syncAllocBits sets the allocBits bits of every slot below freeIndex,
+// the slots allocated from allocCache since the span was cached, so that
+// the bits are exact again. Called when a span leaves a mutator's cache.
+// REQUIRES: the caller owns the span's allocation state.
+func (s *span) syncAllocBits() {
+	for w := range (s.freeIndex + 63) / 64 {
+		s.allocBits[w] = s.allocWord(w)
+	}
+}
+
+// allocWord returns word w of the allocation bits as they stand: allocBits
+// with the slots below freeIndex set.
+func (s *span) allocWord(w uint32) uint64 {
+	a := s.allocBits[w]
+	if start := w * 64; s.freeIndex >= start+64 {
+		a = ^uint64(0)
+		if n := s.nslots - start; n < 64 {
+			a = 1<<n - 1 // no bit past the last slot
+		}
+	} else if s.freeIndex > start {
+		a |= 1<<(s.freeIndex-start) - 1
+	}
+	return a
 }
 
 // nextFreeSlow refills allocCache from the next word of allocBits with a
@@ -238,8 +275,11 @@ func (s *span) resetAlloc() {
 	s.cacheEnd = 0
 }
 
-func (s *span) isAllocated(i uint32) bool { return s.allocBits[i/64]&(1<<(i%64)) != 0 }
-func (s *span) isMarked(i uint32) bool    { return s.markBits[i/64].Load()&(1<<(i%64)) != 0 }
+func (s *span) isAllocated(i uint32) bool {
+	return i < s.freeIndex || s.allocBits[i/64]&(1<<(i%64)) != 0
+}
+
+func (s *span) isMarked(i uint32) bool { return s.markBits[i/64].Load()&(1<<(i%64)) != 0 }
 
 // spanTable maps span indexes to spans: a two-level table of atomic
 // pointers. Entries are written with Heap.mu held and read without a lock.

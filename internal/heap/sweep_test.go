@@ -1,6 +1,9 @@
 package heap
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // allocGarbage allocates n vnodes and drops them.
 func allocGarbage(t *testing.T, m *Mutator, n int) {
@@ -105,6 +108,64 @@ func TestNextFree(t *testing.T) {
 				if !s.isAllocated(i) {
 					t.Fatalf("nslots %d seed %d: slot %d not allocated after the span filled", nslots, seed, i)
 				}
+			}
+			s.syncAllocBits()
+			for w, a := range s.allocBits {
+				want := ^uint64(0)
+				if n := nslots - uint32(w)*64; n < 64 {
+					want = 1<<n - 1
+				}
+				if a != want {
+					t.Fatalf("nslots %d seed %d: full span's allocation word %d after sync is %#x, want %#x", nslots, seed, w, a, want)
+				}
+			}
+		}
+	}
+}
+
+// TestSyncAllocBits allocates part of a span from its allocCache, which
+// leaves allocBits behind, and checks that isAllocated and allocWord see the
+// new objects and that syncAllocBits writes exactly their bits.
+func TestSyncAllocBits(t *testing.T) {
+	for _, nslots := range []uint32{1, 63, 64, 100, 1024} {
+		for seed := uint64(1); seed < 40; seed++ {
+			s := &span{nslots: nslots, allocBits: make([]uint64, (nslots+63)/64)}
+			x := seed * 0x9e3779b97f4a7c15
+			for i := range nslots {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				if x%3 == 0 {
+					s.allocBits[i/64] |= 1 << (i % 64)
+				} else {
+					s.nfree++
+				}
+			}
+			want := slices.Clone(s.allocBits)
+			s.resetAlloc()
+			for range uint32(seed) % (s.nfree + 1) {
+				i, ok := s.nextFree()
+				if !ok {
+					t.Fatalf("nslots %d seed %d: span full early", nslots, seed)
+				}
+				if !s.isAllocated(i) {
+					t.Fatalf("nslots %d seed %d: slot %d just allocated is not allocated", nslots, seed, i)
+				}
+				want[i/64] |= 1 << (i % 64)
+			}
+			for w := range want {
+				if got := s.allocWord(uint32(w)); got != want[w] {
+					t.Fatalf("nslots %d seed %d: allocWord(%d) = %#x, want %#x", nslots, seed, w, got, want[w])
+				}
+			}
+			for i := range nslots {
+				if s.isAllocated(i) != (want[i/64]&(1<<(i%64)) != 0) {
+					t.Fatalf("nslots %d seed %d: isAllocated(%d) = %v", nslots, seed, i, s.isAllocated(i))
+				}
+			}
+			s.syncAllocBits()
+			if !slices.Equal(s.allocBits, want) {
+				t.Fatalf("nslots %d seed %d: allocBits after sync %#x, want %#x", nslots, seed, s.allocBits, want)
 			}
 		}
 	}

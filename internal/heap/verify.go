@@ -94,9 +94,9 @@ func (h *Heap) Verify() error {
 	cachedBy := make(map[*span]*Mutator)
 	var unflushed int64
 	for _, m := range mutators {
-		unflushed += m.nalloc
+		unflushed += m.unflushedAllocs()
 		for tid, s := range m.cache {
-			if s == nil {
+			if s == noSpan {
 				continue
 			}
 			if other, dup := cachedBy[s]; dup {
@@ -236,7 +236,8 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 		v.fail("%v: index past the heap's index floors (%d)", s, len(floors))
 	}
 	alloc := 0
-	for w, word := range s.allocBits {
+	for w := range s.allocBits {
+		word := s.allocWord(uint32(w)) // a cached span's bits lag; see allocBits
 		if m := s.markBits[w].Load(); m != 0 {
 			v.fail("%v: mark bits %#x set in word %d after the sweep", s, m, w)
 		}
@@ -255,7 +256,7 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	}
 	retired := 0
 	for w := range s.retired {
-		if s.retired[w]&^s.allocBits[w] != 0 {
+		if s.retired[w]&^s.allocWord(uint32(w)) != 0 {
 			v.fail("%v: retired slots not marked allocated in word %d", s, w)
 		}
 		retired += bits.OnesCount64(s.retired[w])
