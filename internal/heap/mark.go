@@ -272,12 +272,13 @@ type markWorker struct {
 	other   []handle.Handle // route's scratch
 	ownMask uint32          // nw-1 if nw is a power of two above 1, else 0
 	// refs collects the handles found by scanning, checked and greyed by
-	// greyRefs; gspan and gword are its per-batch scratch.
+	// greyRefs; gspan, gword and gmark are its per-batch scratch.
 	refs  []handle.Handle
 	gspan [greyBatch]*markSpan
 	one   [1]handle.Handle // grey's argument, as a batch
 	tab   []markSpan       // the mark's span table; shared, read-only
 	gword [greyBatch]uint64
+	gmark [greyBatch]uint64
 	// held are handles found by the span scanned before the current one,
 	// their handle words prefetched, to be checked after it (pipeline).
 	held []handle.Handle
@@ -402,16 +403,21 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 		// Pass 1: independent loads, overlapped by the CPU. A handle
 		// whose span index names no span, or whose slot is out of range,
 		// reads as 0, which no handle is.
+		// The slot's mark word is loaded here too, so that its miss
+		// overlaps the others instead of waiting behind the previous
+		// handle's Or (a locked instruction) in pass 2; a bit found set
+		// stays set for the rest of the mark.
 		for k, x := range b {
 			var e *markSpan
-			var word uint64
+			var word, mark uint64
 			if idx := x.Span(); idx < uint32(len(tab)) {
 				e = &tab[idx]
 				if i := x.Slot(); i < uint32(len(e.hv)) {
 					word = e.hv[i].Load()
+					mark = e.markBits[i/64].Load()
 				}
 			}
-			w.gspan[k], w.gword[k] = e, word
+			w.gspan[k], w.gword[k], w.gmark[k] = e, word, mark
 		}
 		// Pass 2: compare, then mark by runs: consecutive handles whose
 		// slots share a mark word (a parent's children, the children of
@@ -434,6 +440,9 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 				continue
 			}
 			i := x.Slot()
+			if w.gmark[k]&(1<<(i%64)) != 0 {
+				continue // marked already
+			}
 			if e != run || i/64 != rw {
 				if set != 0 {
 					w.markRun(run, rw, set)
