@@ -63,24 +63,31 @@ func TestIdleSpansReleased(t *testing.T) {
 	}
 }
 
+// randomSpan returns a span of nslots slots, about a third of them
+// allocated, chosen by an xorshift generator seeded with seed.
+func randomSpan(nslots uint32, seed uint64) *span {
+	s := &span{nslots: nslots, allocBits: make([]uint64, (nslots+63)/64)}
+	x := seed * 0x9e3779b97f4a7c15
+	for i := range nslots {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		if x%3 == 0 {
+			s.allocBits[i/64] |= 1 << (i % 64)
+		} else {
+			s.nfree++
+		}
+	}
+	return s
+}
+
 // TestNextFree checks nextFree and its allocCache against a plain scan of
 // the allocation bits, for spans whose slot count is and is not a multiple
 // of 64.
 func TestNextFree(t *testing.T) {
 	for _, nslots := range []uint32{1, 63, 64, 100, 1024} {
 		for seed := uint64(1); seed < 40; seed++ {
-			s := &span{nslots: nslots, allocBits: make([]uint64, (nslots+63)/64)}
-			x := seed * 0x9e3779b97f4a7c15
-			for i := range nslots {
-				x ^= x << 13
-				x ^= x >> 7
-				x ^= x << 17
-				if x%3 == 0 {
-					s.allocBits[i/64] |= 1 << (i % 64)
-				} else {
-					s.nfree++
-				}
-			}
+			s := randomSpan(nslots, seed)
 			var want []uint32
 			for i := range nslots {
 				if !s.isAllocated(i) {
@@ -129,18 +136,7 @@ func TestNextFree(t *testing.T) {
 func TestSyncAllocBits(t *testing.T) {
 	for _, nslots := range []uint32{1, 63, 64, 100, 1024} {
 		for seed := uint64(1); seed < 40; seed++ {
-			s := &span{nslots: nslots, allocBits: make([]uint64, (nslots+63)/64)}
-			x := seed * 0x9e3779b97f4a7c15
-			for i := range nslots {
-				x ^= x << 13
-				x ^= x >> 7
-				x ^= x << 17
-				if x%3 == 0 {
-					s.allocBits[i/64] |= 1 << (i % 64)
-				} else {
-					s.nfree++
-				}
-			}
+			s := randomSpan(nslots, seed)
 			want := slices.Clone(s.allocBits)
 			s.resetAlloc()
 			for range uint32(seed) % (s.nfree + 1) {
