@@ -584,6 +584,28 @@ func (w *markWorker) route() {
 		m += 1 - mine
 	}
 	w.refs = refs[:n]
+	if w.nw == 2 {
+		// Every other handle is the other worker's: copy them to its
+		// outbox in bulk, a buffer of mailLen at a time.
+		o := 1 - w.id
+		for rest := other[:m]; len(rest) > 0; {
+			if w.out[o] == nil {
+				w.out[o] = w.newBuf()
+			}
+			if cap(w.out[o]) < mailLen {
+				w.out[o] = slices.Grow(w.out[o], mailLen-len(w.out[o]))
+			}
+			k := copy(w.out[o][len(w.out[o]):mailLen], rest)
+			w.out[o] = w.out[o][:len(w.out[o])+k]
+			rest = rest[k:]
+			if len(w.out[o]) == mailLen {
+				w.pool.send(o, w.out[o])
+				w.out[o] = nil
+			}
+		}
+		w.other = other[:0]
+		return
+	}
 	for _, x := range other[:m] {
 		o := w.owner(x.Span())
 		if w.out[o] == nil {
