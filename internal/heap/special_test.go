@@ -41,6 +41,20 @@ func addTestCleanup(m *Mutator, x handle.Handle, ran *atomic.Int64) (*testCleanu
 	return c, c.Gen()
 }
 
+// dropAndDrain unpins x, collects twice (x dies; a stopped record's
+// object may need the second cycle), detaches m and waits for the cleanup
+// queue to drain.
+func dropAndDrain(t *testing.T, h *Heap, m *Mutator, x handle.Handle) {
+	t.Helper()
+	h.Unpin(x)
+	m.Collect()
+	m.Collect()
+	m.Detach()
+	if err := h.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func listLen(h *Heap, x handle.Handle) int {
 	s := h.spans.get(x.Span())
 	t := s.sp.cl.Load()
@@ -87,13 +101,7 @@ func TestCleanupListStaysBounded(t *testing.T) {
 		t.Fatalf("cleanup list reached %d records with %d live; want at most %d", maxLen, window, bound)
 	}
 	// The live ones still run, and only they: drop the object.
-	h.Unpin(x)
-	m.Collect()
-	m.Collect()
-	m.Detach()
-	if err := h.Drain(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	dropAndDrain(t, h, m, x)
 	if got := ran.Load(); got != window {
 		t.Fatalf("%d cleanups ran, want the %d never stopped", got, window)
 	}
@@ -129,13 +137,7 @@ func TestCleanupReuseGeneration(t *testing.T) {
 	rec.Stop(gen1)
 	other.Stop(otherGen)
 	filler.Stop(filler.Gen())
-	h.Unpin(x)
-	m.Collect()
-	m.Collect()
-	m.Detach()
-	if err := h.Drain(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	dropAndDrain(t, h, m, x)
 	if got := ran.Load(); got != 1 {
 		t.Fatalf("%d cleanups ran, want 1 (the reused record's)", got)
 	}

@@ -19,13 +19,7 @@ func allocGarbage(t *testing.T, m *Mutator, n int) {
 // are allocated from again in between are kept, not released and made anew
 // (binary-trees' pattern: every cycle's trees die by the next).
 func TestReusedSpansStay(t *testing.T) {
-	h := New(Config{MarkWorkers: 1, GCPercent: -1})
-	m := NewMutator()
-	h.Attach(m)
-	defer func() {
-		m.Detach()
-		h.Close()
-	}()
+	h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1})
 	n := 4 * int(slotsFor(vnodeType.Size))
 	allocGarbage(t, m, n)
 	m.Collect()
@@ -44,13 +38,7 @@ func TestReusedSpansStay(t *testing.T) {
 // TestIdleSpansReleased checks that a span that stays empty for a whole
 // cycle is released.
 func TestIdleSpansReleased(t *testing.T) {
-	h := New(Config{MarkWorkers: 1, GCPercent: -1})
-	m := NewMutator()
-	h.Attach(m)
-	defer func() {
-		m.Detach()
-		h.Close()
-	}()
+	h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1})
 	allocGarbage(t, m, 4*int(slotsFor(vnodeType.Size)))
 	m.Collect() // the spans empty out: kept for a cycle
 	if st := h.Stats(); st.SpanBytes == 0 {

@@ -33,9 +33,10 @@ func newTestType[T any]() *Type {
 // verifyHeap builds a heap with one attached mutator, allocates n objects of
 // vnodeType, pins every third and collects, so that spans hold both live
 // and free slots.
-func verifyHeap(t *testing.T, n int) (*Heap, *Mutator, []handle.Handle) {
-	t.Helper()
-	h := New(Config{MarkWorkers: 1})
+// testHeap makes a heap with cfg and attaches a mutator to it; both are
+// detached and closed when the test ends.
+func testHeap(t *testing.T, cfg Config) (*Heap, *Mutator) {
+	h := New(cfg)
 	m := NewMutator()
 	h.Attach(m)
 	t.Cleanup(func() {
@@ -44,6 +45,12 @@ func verifyHeap(t *testing.T, n int) (*Heap, *Mutator, []handle.Handle) {
 		}
 		h.Close()
 	})
+	return h, m
+}
+
+func verifyHeap(t *testing.T, n int) (*Heap, *Mutator, []handle.Handle) {
+	t.Helper()
+	h, m := testHeap(t, Config{MarkWorkers: 1})
 	var kept []handle.Handle
 	for i := range n {
 		x, err := m.Alloc(vnodeType)
