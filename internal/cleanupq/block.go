@@ -23,7 +23,8 @@ const blockRecords = 126
 //	                 Flush)
 //	full stack       the stack                immutable                      0
 //	running          one worker               immutable; reset under mu      records [0,done)
-//	                                          when done == n                 have run
+//	                                          when done == n                 have run (done
+//	                                                                         trails; see done)
 //
 // Transfers between owners go through the lock-free stacks, whose CAS orders
 // the previous owner's writes before the next owner's reads. ScanRoots reads
@@ -38,8 +39,13 @@ type block struct {
 	// idx is the block's arena index. Immutable.
 	idx uint32
 
-	// done counts the records whose Run has returned. Written (atomically)
-	// only by the worker running the block, and reset to 0 under mu when the
+	// done is a lower bound on the records whose Run has returned: the
+	// worker running the block stores it every doneEvery calls and when
+	// the block ends (a store per call would be a locked instruction per
+	// call), so it trails the truth by less than doneEvery and records
+	// [done, n) may include some that ran; they are not retired before the
+	// whole block has run, so scanning them is only conservative. Written
+	// (atomically) only by that worker, and reset to 0 under mu when the
 	// block is recycled; read by ScanRoots under mu.
 	done atomic.Int32
 
