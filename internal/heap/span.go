@@ -83,7 +83,9 @@ type span struct {
 	// object if it is free. The sweeper advances its generation when it
 	// frees the slot; Deref and everything that checks a handle read it
 	// lock-free and compare the whole word, so heap id, span, slot and
-	// generation are checked at once.
+	// generation are checked at once. The sweeper's store is plain on
+	// amd64 and arm64 (storeFreedGen), published by its sweepgen store;
+	// only a Deref through a ref to the dead object races with it.
 	hv []atomic.Uint64
 
 	sweepgen atomic.Uint32 // see the table above
