@@ -80,7 +80,11 @@ func (s *fingStatus) or(bit uint32)            { s.v.Or(bit) }
 func (s *fingStatus) and(mask uint32)          { s.v.And(mask) }
 func (s *fingStatus) cas(old, new uint32) bool { return s.v.CompareAndSwap(old, new) }
 
-const finBlockLen = 100
+// finBlockLen is the number of records in a finBlock. A sweeper fills a
+// block for the span it sweeps (finFill), so a power of two divides the
+// slot counts of the common spans (512 32-byte slots to a 16 KiB span)
+// into full blocks.
+const finBlockLen = 128
 
 type finRec struct {
 	x   handle.Handle
@@ -174,36 +178,67 @@ func (f *finState) start(h *Heap) {
 	}()
 }
 
-// queueAll adds finalizer records, under one acquisition of fin.mu. Called
-// by sweepers, once per span.
-func (f *finState) queueAll(recs []finRec) {
+// finFill is a sweeper's block being filled: taken from finq's free list,
+// filled without fin.mu, and linked onto finq whole (publish). Records
+// were once gathered on the sweeper's stack and copied into the queue's
+// blocks under fin.mu; filling the block in place writes each record once
+// and holds the lock for a pointer swap. Owned by one sweeper for the
+// span it sweeps; nothing is left in it when the span's sweep ends, so no
+// record is outside finq when the world stops for a mark.
+type finFill struct{ b *finBlock }
+
+// put appends a record to fb's block, publishing the block first if it is
+// full.
+func (f *finState) put(fb *finFill, r finRec) {
+	b := fb.b
+	if b == nil || b.n == finBlockLen {
+		b = f.publish(b, true)
+		fb.b = b
+	}
+	b.recs[b.n] = r
+	b.n++
+}
+
+// flush publishes fb's block, if it holds records.
+func (f *finState) flush(fb *finFill) {
+	if fb.b != nil {
+		f.publish(fb.b, false)
+		fb.b = nil
+	}
+}
+
+// publish links b (if non-nil; it holds at least one record) onto finq and,
+// if another is wanted, returns an empty block for the sweeper to fill:
+// one acquisition of fin.mu for both.
+func (f *finState) publish(b *finBlock, another bool) *finBlock {
+	var nb *finBlock
 	f.mu.Lock()
-	for _, r := range recs {
-		b := f.mu.q
-		if b == nil || b.n == finBlockLen {
-			nb := f.mu.free
-			if nb != nil {
-				f.mu.free = nb.next
-			} else {
-				nb = new(finBlock)
-			}
-			nb.next = b
-			nb.n = 0
-			nb.queuedAt = nanotime()
-			f.mu.q = nb
-			b = nb
+	if b != nil {
+		b.next = f.mu.q
+		b.queuedAt = nanotime()
+		f.mu.q = b
+	}
+	if another {
+		if nb = f.mu.free; nb != nil {
+			f.mu.free = nb.next
+			nb.next = nil
 		}
-		b.recs[b.n] = r
-		b.n++
 	}
 	f.mu.Unlock()
-	n := int64(len(recs))
+	if another && nb == nil {
+		nb = new(finBlock)
+	}
+	if b == nil {
+		return nb
+	}
+	n := int64(b.n)
 	f.queued.Add(n)
 	if f.hereMode {
 		f.pending.Add(n)
-		return
+		return nb
 	}
 	f.status.or(fingWake)
+	return nb
 }
 
 // wakefing readies the finalizer goroutine if it waits and work was queued.

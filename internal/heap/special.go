@@ -423,11 +423,11 @@ func pruneStopped(m *Mutator, head *CleanupSpecial) *CleanupSpecial {
 func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
-	// Counts and finalizer records are gathered and published in batches:
-	// one atomic on s.sp.n per span, one finq lock per len(buf) records,
-	// and no allocation.
+	// Counts and finalizer records are published in batches: one atomic
+	// on s.sp.n per span, and finalizer records a block at a time
+	// (finFill).
 	removed := int32(0)
-	var fins finBatch // on the stack: no allocation per span
+	var fins finFill
 	// Loaded once: no table is installed while the span is being swept
 	// (mutators install them only on swept spans).
 	fin, cl := s.sp.fin.Load(), s.sp.cl.Load()
@@ -435,9 +435,7 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if removed != 0 {
 			s.sp.n.Add(-removed)
 		}
-		if fins.n > 0 {
-			h.fin.queueAll(fins.recs[:fins.n])
-		}
+		h.fin.flush(&fins)
 	}()
 	// Visit the unmarked allocated slots a bitmap word at a time; the
 	// objects revived for their finalizer are marked with one Or per word.
@@ -484,17 +482,10 @@ func prefetchCleanups(s *span, cl *cleanupTable, w int) {
 	prefetchw(addrs[:n])
 }
 
-// finBatch gathers a sweeper's finalizer records, queued len(recs) at a
-// time.
-type finBatch struct {
-	n    int
-	recs [finBlockLen]finRec
-}
-
 // sweepSpecial processes the specials of the unmarked object in slot i,
 // and reports whether it was revived for its finalizer.
 // REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
-func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, cl *cleanupTable, fins *finBatch, removed *int32, local *cleanupq.Local) bool {
+func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, cl *cleanupTable, fins *finFill, removed *int32, local *cleanupq.Local) bool {
 	sp := &s.sp.mu
 	// Weak handles go nil as soon as the object is found unreachable,
 	// finalizer or not (Go's rule for weak.Pointer).
@@ -505,12 +496,7 @@ func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, cl *cleanupTable, 
 	}
 	if fin != nil {
 		if fn := fin.fn[i]; fn != nil {
-			if fins.n == len(fins.recs) {
-				h.fin.queueAll(fins.recs[:])
-				fins.n = 0
-			}
-			fins.recs[fins.n] = finRec{x: s.handleAt(i), typ: s.typ, fn: unsafe.Pointer(fn)}
-			fins.n++
+			h.fin.put(fins, finRec{x: s.handleAt(i), typ: s.typ, fn: unsafe.Pointer(fn)})
 			fin.fn[i] = nil
 			return true // cleanups wait until the object is unreachable again
 		}
