@@ -228,7 +228,7 @@ func TestStressFinalizersAndCleanups(t *testing.T) {
 		total, wantFin, wantClean, nstopped, st.Cycles)
 }
 
-// Many short rounds of {allocate a few finalizable objects, Collect, Drain}:
+// Many short rounds of {allocate finalizable objects, Collect, Drain}:
 // a lost wake-up of the finalizer goroutine or of the cleanup pool shows up
 // as a Drain that times out. A second mutator, attached for a burst of
 // allocation after each Collect, races with the Collect's sweep, so that it,
@@ -271,10 +271,19 @@ func TestStressFinalizerWakeups(t *testing.T) {
 	var fins, cleanups atomic.Int64
 	fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) { fins.Add(1) }
 	clean := func(int) { cleanups.Add(1) }
+	want := int64(0)
 	for round := 1; round <= rounds; round++ {
-		for range 3 {
+		// Every fifth round queues enough blocks of records for a
+		// sweeper to wake the goroutine early (several blocks of 128),
+		// so that it runs blocks while the sweepers link more.
+		n := 3
+		if round%5 == 1 {
+			n = 1200
+		}
+		for range n {
 			reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
 		}
+		want += int64(n)
 		reclaim.AddCleanup(m, reclaim.New[finNode](m), clean, round)
 		m.Collect()
 		select {
@@ -302,7 +311,7 @@ func TestStressFinalizerWakeups(t *testing.T) {
 		if detach {
 			m = h.Attach()
 		}
-		if got, want := fins.Load(), int64(3*round); got != want {
+		if got := fins.Load(); got != want {
 			t.Fatalf("round %d: %d finalizers ran, want %d", round, got, want)
 		}
 		if got, want := cleanups.Load(), int64(round); got != want {

@@ -315,7 +315,15 @@ proctype Sweeper(byte id) {
 					/* sweep span sp (owned by this sweeper now); it may
 					 * hold an unreachable object with a finalizer. */
 					if
-					:: queuefinalizer(c * NSPANS + sp)
+					:: queuefinalizer(c * NSPANS + sp);
+						/* Early wake (finWakeEarly): a sweeper that
+						 * finds enough queued may wake the goroutine
+						 * before the sweep ends; modelled as a choice
+						 * after any queueing. */
+						if
+						:: wakefing()
+						:: skip
+						fi
 					:: skip
 					fi;
 					sp = NOSPAN;

@@ -218,7 +218,7 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 		}
 		b.n = 0
 	}
-	f.mu.q = nil
+	f.mu.q, f.mu.nq = nil, 0
 	return recs
 }
 

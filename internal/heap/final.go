@@ -33,11 +33,12 @@ import (
 //
 // No wake-up is lost (seed 001): a record is queued under fin.mu, and the
 // goroutine decides to sleep under fin.mu, so either it sees the record or
-// Wait is set before the sweeper sets Wake. The wake decision is taken by
-// the last sweeper of the cycle (sweep.go, sweepDone), after every sweeper
-// has queued what it will queue, and only when both Wait and Wake are set;
-// the hand-off is a one-token channel, so a wake that comes before the
-// goroutine parks is kept. models/fing.pml checks this protocol with SPIN.
+// Wait is set before the sweeper sets Wake. The wake that guarantees it is
+// the last sweeper's (sweep.go, sweepDone), after every sweeper has queued
+// what it will queue, and only when both Wait and Wake are set; the hand-off
+// is a one-token channel, so a wake that comes before the goroutine parks is
+// kept. A sweeper that finds several blocks queued wakes the goroutine
+// early too (finWakeEarly). models/fing.pml checks this protocol with SPIN.
 //
 // The runtime sets RunningFinalizer around each call. reclaim sets it once
 // for a run of calls (everything queued when the goroutine woke) and clears
@@ -108,6 +109,7 @@ type finState struct {
 	mu struct {
 		sync.Mutex
 		q    *finBlock // queued records, newest block first
+		nq   int       // blocks in q
 		free *finBlock // recycled blocks
 		// busy is set while the goroutine (or a mutator at a safepoint)
 		// holds records taken from q.
@@ -213,10 +215,15 @@ func (f *finState) flush(fb *finFill) {
 func (f *finState) publish(b *finBlock, another bool) *finBlock {
 	var nb *finBlock
 	f.mu.Lock()
+	nq, n := 0, int64(0)
 	if b != nil {
+		// b is the goroutine's once linked: read its count first.
+		n = int64(b.n)
 		b.next = f.mu.q
 		b.queuedAt = nanotime()
 		f.mu.q = b
+		f.mu.nq++
+		nq = f.mu.nq
 	}
 	if another {
 		if nb = f.mu.free; nb != nil {
@@ -231,19 +238,36 @@ func (f *finState) publish(b *finBlock, another bool) *finBlock {
 	if b == nil {
 		return nb
 	}
-	n := int64(b.n)
 	f.queued.Add(n)
 	if f.hereMode {
 		f.pending.Add(n)
 		return nb
 	}
 	f.status.or(fingWake)
+	if nq >= finWakeEarly {
+		f.wake()
+	}
 	return nb
 }
 
+// finWakeEarly is the number of queued blocks at which a sweeper wakes
+// the finalizer goroutine itself, without waiting for the end of the
+// sweep. The last sweeper's wake (sweepDone) is the one the protocol
+// relies on: it comes after every record of the cycle is queued, so none
+// is left waiting (seed 001). But with it alone the goroutine sleeps
+// through the whole sweep and runs the cycle's finalizers after it, when
+// the sweepers' cores are idle; woken early, it runs them beside the
+// sweep. The runtime does the same: its scheduler readies the finalizer
+// goroutine whenever it finds Wait and Wake set (findRunnable). Several
+// blocks, not one, so that a goroutine that empties the queue faster than
+// a sweeper fills it is not woken and parked again for every block.
+const finWakeEarly = 4
+
 // wakefing readies the finalizer goroutine if it waits and work was queued.
-func (h *Heap) wakefing() {
-	f := &h.fin
+func (h *Heap) wakefing() { h.fin.wake() }
+
+// wake is wakefing.
+func (f *finState) wake() {
 	for {
 		s := f.status.load()
 		if s&(fingWait|fingWake) != fingWait|fingWake {
@@ -275,7 +299,7 @@ func (h *Heap) runFinq(m *Mutator) {
 				empty, emptyTail = nil, nil
 			}
 			fb := f.mu.q
-			f.mu.q = nil
+			f.mu.q, f.mu.nq = nil, 0
 			if fb == nil {
 				f.flushRan()
 				f.running.Store(nil)
@@ -438,6 +462,7 @@ func (h *Heap) runFinalizersHere(m *Mutator) {
 		b := f.mu.q
 		for b != nil && b.n == 0 {
 			f.mu.q = b.next
+			f.mu.nq--
 			b.next = f.mu.free
 			f.mu.free = b
 			b = f.mu.q
