@@ -100,7 +100,7 @@ func (a *arena) alloc() *block {
 	if p := a.blocks.Load(); p != nil {
 		s = *p
 	}
-	if len(s) >= lfTopMask-1 {
+	if uint64(len(s)) >= lfTopMask-1 {
 		panic("reclaim: internal error: too many cleanup blocks")
 	}
 	b := &block{idx: uint32(len(s))}
