@@ -189,16 +189,22 @@ func (f *finState) start(h *Heap) {
 // record is outside finq when the world stops for a mark.
 type finFill struct{ b *finBlock }
 
-// put appends a record to fb's block, publishing the block first if it is
-// full.
-func (f *finState) put(fb *finFill, r finRec) {
+// slot returns the next record of fb's block for the caller to fill,
+// publishing the block first if it is full.
+func (f *finState) slot(fb *finFill) *finRec {
 	b := fb.b
 	if b == nil || b.n == finBlockLen {
-		b = f.publish(b, true)
-		fb.b = b
+		b = f.next(fb)
 	}
-	b.recs[b.n] = r
 	b.n++
+	return &b.recs[b.n-1]
+}
+
+// next publishes fb's block, if any, and gives fb an empty one; slot's
+// slow path, out of line so that slot inlines.
+func (f *finState) next(fb *finFill) *finBlock {
+	fb.b = f.publish(fb.b, true)
+	return fb.b
 }
 
 // flush publishes fb's block, if it holds records.
