@@ -770,16 +770,40 @@ func (w *markWorker) scanFinRoots() {
 			continue
 		}
 		lay := s.typ.Layout
+		offs, fixed := lay.Fixed()
 		for i, fn := range fin.fn {
-			if fn != nil {
+			if fn == nil {
+				continue
+			}
+			if fixed {
+				w.refs = scanFixed(w.refs, s.ptr(uint32(i)), offs)
+			} else {
 				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
-				if len(w.refs) >= greyBatch {
-					w.greyRefs()
-				}
+			}
+			if len(w.refs) >= greyBatch {
+				w.greyRefs()
 			}
 		}
 	}
 	w.greyRefs()
+}
+
+// scanFixed appends the non-zero handles at offsets offs of the object at
+// p (a layout's Fixed offsets) to buf: Layout.Scan without the call, for
+// loops that scan many objects. Every handle is stored and the zero ones
+// overwritten, with no branch on the values.
+func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.Handle {
+	buf = slices.Grow(buf, len(offs))
+	n := len(buf)
+	buf = buf[:n+len(offs)]
+	for _, off := range offs {
+		x := *(*handle.Handle)(unsafe.Add(p, off))
+		buf[n] = x
+		if x != 0 {
+			n++
+		}
+	}
+	return buf[:n]
 }
 
 // take takes what workPool.get returned.
