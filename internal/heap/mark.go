@@ -37,9 +37,12 @@ import (
 // at random). Three things keep those misses off the critical path:
 //
 //   - Read-ahead of objects: before scanning a span, the worker prefetches
-//     the grey objects of the next span in its queue (prefetchGrey), so
-//     they arrive while it scans this one (the runtime's scanObjectSmall
-//     prefetches too; prefetch_amd64.s is its sys.Prefetch).
+//     the grey objects of the next span in its queue (prefetchGrey: the
+//     lines from an object's first handle to its last), so they arrive
+//     while it scans this one (the runtime's scanObjectSmall prefetches
+//     too; prefetch_amd64.s is its sys.Prefetch). Computing the addresses
+//     costs as much CPU as scanning, so the loop is kept free of branches
+//     on the data.
 //   - Read-ahead of handle words: the handles one span's objects hold are
 //     not checked at once; pipeline prefetches their handle words and
 //     checks them after the next span's scan, when the words are in the
@@ -792,29 +795,37 @@ func (w *markWorker) prefetchBits(s *span) {
 // they are in the cache when the worker scans s next (the queue's next
 // span): their misses overlap the scan of the span before.
 func (w *markWorker) prefetchGrey(s *span) {
-	if s.typ.Layout.NoRefs {
+	lay := s.typ.Layout
+	if lay.NoRefs {
 		return
 	}
-	addrs := w.pf[:0]
-	last := uintptr(s.elemSize - 8)
-	prev := ^uintptr(0) // the cache line asked for last
+	// The lines from the first handle's to the last's: what the scan
+	// reads of an object whose handles are at fixed offsets. Of others,
+	// the first and last words.
+	first, last := uintptr(0), s.elemSize-8
+	if offs, fixed := lay.Fixed(); fixed && len(offs) > 0 {
+		first, last = offs[0], offs[len(offs)-1]
+	}
+	// Room for two lines per slot, so the loop appends without checks.
+	addrs := slices.Grow(w.pf[:0], 2*len(s.markBits)*64)
+	addrs = addrs[:cap(addrs)]
+	n := 0
+	base, size := uintptr(s.base), s.elemSize
 	for wi := range s.markBits {
 		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
-			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
-			// The object's first and last lines, each once: grey
-			// neighbours often share a line, and a small object's two
-			// ends are one line.
-			if l := p &^ 63; l != prev {
-				addrs = append(addrs, l)
-				prev = l
-			}
-			if l := (p + last) &^ 63; l != prev {
-				addrs = append(addrs, l)
-				prev = l
+			p := base + uintptr(wi*64+bits.TrailingZeros64(g))*size
+			// The second line only if it is another: with no branch on
+			// it, since about half of small objects cross a line.
+			a, b := (p+first)&^63, (p+last)&^63
+			addrs[n] = a
+			addrs[n+1] = b
+			n++
+			if b != a {
+				n++
 			}
 		}
 	}
-	prefetch(addrs)
+	prefetch(addrs[:n])
 	w.pf = addrs[:0]
 }
 
