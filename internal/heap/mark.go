@@ -60,29 +60,45 @@ import (
 // load still in flight. A stale or foreign handle is caught before anything
 // is marked: it is counted and never marks a slot.
 //
-// One worker marks without atomics. With MarkWorkers 1 nothing but the
-// worker reads or writes mark bits, scan bits or queued flags while it
-// runs (the world is stopped), so it sets them with plain loads and
-// stores (markWorker.solo; the race detector's build keeps the atomics).
-// That also changes how it marks (markSolo): the Or's old value no longer
-// costs a locked instruction, so each handle is marked on its own, with no
-// branch on whether its object was marked already (a coin toss in a graph
-// reached at random, which the CPU mispredicted half the time); the
-// branch it takes is on whether the span is queued, which it mostly is.
-// The mark is then bound by the CPU as much as by memory: a 20,000-object
-// graph, which fits in the caches, marks only about half again as fast as
-// a 1M-object one.
-//
 // Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
 // The handles a worker finds in the objects it scans that name another
 // worker's spans are not marked by it: they are sent to the owner, in
 // buffers of mailLen (the pool's mail), and the owner checks and marks them
-// like those it finds itself. Ownership is a matter of speed only: marking
-// is atomic, and roots, ephemeron values and spans given away (below) are
-// marked by whichever worker holds them. But with each span's mark bits
-// written by one worker, the cache lines holding them stay with it; with
-// every worker marking everywhere, every mark moved a line between cores,
-// and two workers were slower than one.
+// like those it finds itself. So are the roots (the leader routes them
+// before the workers start) and the referents of finalizable objects.
+// With each span's mark bits written by one worker, the cache lines
+// holding them stay with it; with every worker marking everywhere, every
+// mark moved a line between cores, and two workers were slower than one.
+// The exception is the values of ephemeron entries, which the worker that
+// finds them live marks wherever they are (traceEph).
+//
+// Marking without atomics. The atomic forms of the mark's writes are
+// locked instructions (~10 ns each here, and on amd64 each waits for every
+// load in flight), and where only one worker touches a span's mark state
+// they are not needed; the race detector's build keeps them (plainMark).
+//
+//   - With MarkWorkers 1 (markWorker.solo) nothing but the worker reads or
+//     writes mark bits, scan bits or queued flags while it runs (the world
+//     is stopped): every write is plain.
+//   - With several workers and no ephemeron tables in the heap
+//     (markWorker.ownPlain), every mark bit is set by its span's owner, and
+//     until the owner gives a span away to balance the work (below), the
+//     owner is the only worker that scans it or queues it, too: the owner's
+//     writes to it are plain, and the Dekker argument below is about one
+//     worker's program order. Before it gives a span away the owner sets
+//     markSpan.shared (read only by itself), and from then on in this mark
+//     both sides use atomics on it: the taker on every span it does not
+//     own, the owner on its shared spans. Ephemeron tables rule it out
+//     because scanTable reads the mark bits of any span and relies on the
+//     marker's store-then-load order (ephemeron.go).
+//
+// Marking with plain stores, each handle is marked on its own (markPlain),
+// with no branch on whether its object was marked already (a coin toss in
+// a graph reached at random, which the CPU mispredicted half the time);
+// the branch it takes is on whether the span is queued, which it mostly
+// is. The mark is then bound by the CPU as much as by memory: a
+// 20,000-object graph, which fits in the caches, marks only about half
+// again as fast as a 1M-object one.
 //
 // Balancing is the runtime's gcWork pattern at span granularity: a worker
 // whose queue holds two spans or more while another waits gives the newest
@@ -286,7 +302,11 @@ type markSpan struct {
 	// table is cleared when a mark begins.
 	queued atomic.Uint32
 	noScan bool // s.noScan
-	_      [64 - 41]byte
+	// shared is set by the span's owner, with ownPlain, before it gives
+	// the span to the pool; from then on in this mark every worker uses
+	// atomics on the span's mark state. Written and read only by the owner.
+	shared bool
+	_      [64 - 42]byte
 }
 
 // A markSpan is one cache line.
@@ -313,7 +333,14 @@ type markWorker struct {
 	// sets them with plain loads and stores. The atomic forms are locked
 	// instructions, which on amd64 also wait for every load in flight.
 	solo bool
-	q    spanQueue
+	// ownPlain is set when the mark has several workers and no ephemeron
+	// tables (and plainMark): then a span's mark bits are written only by
+	// its owner, and until the owner gives the span away (markSpan.shared)
+	// nothing else reads or writes its scan bits or queued flag either, so
+	// the owner uses plain loads and stores on them. See the top of the
+	// file.
+	ownPlain bool
+	q        spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when
 	// full, when another worker waits, and before this one waits; free
 	// holds emptied buffers for reuse.
@@ -469,8 +496,8 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			}
 			w.gspan[k], w.gword[k], w.gmark[k] = e, word, mark
 		}
-		if w.solo {
-			w.markSolo(b)
+		if w.solo || w.ownPlain {
+			w.markPlain(b)
 			continue
 		}
 		// Pass 2: compare, then mark by runs: consecutive handles whose
@@ -519,9 +546,7 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 	if set &^= old; set == 0 {
 		return // all marked already: no Or
 	}
-	if w.solo {
-		plainStore(mw, old|set)
-	} else if set &^= mw.Or(set); set == 0 {
+	if set &^= mw.Or(set); set == 0 {
 		return
 	}
 	s := e.s
@@ -532,13 +557,8 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 	// the top of the file). It, the span's size and noScan come from the
 	// mark's table, so a span that is already queued costs no read of its
 	// struct.
-	if !e.noScan && e.queued.Load() == 0 {
-		if w.solo {
-			plainStore32(&e.queued, 1)
-			w.q.push(s)
-		} else if e.queued.CompareAndSwap(0, 1) {
-			w.q.push(s)
-		}
+	if !e.noScan && e.queued.Load() == 0 && e.queued.CompareAndSwap(0, 1) {
+		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
 		if k := s.ephKeys.Load(); k != nil {
@@ -549,13 +569,15 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 	}
 }
 
-// markSolo is greyAll's pass 2 for a worker that marks alone (w.solo):
-// with plain stores there is nothing to save by marking runs of handles
-// at once, and each handle is marked without a branch on whether its
-// object was marked already, which in a graph reached at random is a coin
-// toss the CPU mispredicts half the time. The branch taken is on whether
-// the span is queued, which it is for most objects marked.
-func (w *markWorker) markSolo(b []handle.Handle) {
+// markPlain is greyAll's pass 2 for a worker that marks with plain
+// stores (w.solo, or w.ownPlain: then every handle in b names one of its
+// own spans, and it marks a shared one with markRun). With plain stores
+// there is nothing to save by marking runs of handles at once, and each
+// handle is marked without a branch on whether its object was marked
+// already, which in a graph reached at random is a coin toss the CPU
+// mispredicts half the time. The branch taken is on whether the span is
+// queued, which it is for most objects marked.
+func (w *markWorker) markPlain(b []handle.Handle) {
 	eph := w.h.eph.npending.Load() > 0
 	var objs, bytes int64
 	for k, x := range b {
@@ -565,6 +587,10 @@ func (w *markWorker) markSolo(b []handle.Handle) {
 			continue
 		}
 		i := x.Slot()
+		if e.shared {
+			w.markRun(e, i/64, 1<<(i%64))
+			continue
+		}
 		mw := e.markWord(i / 64)
 		old := mw.Load()
 		plainStore(mw, old|1<<(i%64))
@@ -572,16 +598,17 @@ func (w *markWorker) markSolo(b []handle.Handle) {
 		objs += int64(fresh)
 		bytes += int64(fresh) * int64(e.elemSize)
 		if (e.queued.Load() == 0 || eph) && fresh != 0 {
-			w.markedSolo(e, i)
+			w.markedPlain(e, i)
 		}
 	}
 	w.st.objects += objs
 	w.st.bytes += bytes
 }
 
-// markedSolo queues the span of slot i, which markSolo just marked, if it
-// is not queued, and releases the ephemeron entries waiting on the slot.
-func (w *markWorker) markedSolo(e *markSpan, i uint32) {
+// markedPlain queues the span of slot i, which markPlain just marked, if
+// it is not queued, and releases the ephemeron entries waiting on the
+// slot.
+func (w *markWorker) markedPlain(e *markSpan, i uint32) {
 	s := e.s
 	if !e.noScan && e.queued.Load() == 0 {
 		plainStore32(&e.queued, 1)
@@ -608,10 +635,12 @@ func (w *markWorker) checkFailed(x handle.Handle) {
 func (w *markWorker) scanSpan(s *span) {
 	// Release the span before reading its mark bits: an object greyed from
 	// now on queues it again (see the top of the file).
-	if q := &w.tab[s.idx].queued; w.solo {
-		plainStore32(q, 0)
+	e := &w.tab[s.idx]
+	plain := w.solo || w.ownPlain && !e.shared && w.owner(s.idx) == w.id
+	if plain {
+		plainStore32(&e.queued, 0)
 	} else {
-		q.Store(0)
+		e.queued.Store(0)
 	}
 	lay := s.typ.Layout
 	isTable := s.typ.EphEach != nil
@@ -624,7 +653,7 @@ func (w *markWorker) scanSpan(s *span) {
 			continue
 		}
 		var grey uint64
-		if w.solo {
+		if plain {
 			grey = m &^ scanned
 			plainStore(sb, m|scanned)
 		} else {
@@ -688,6 +717,10 @@ func (w *markWorker) route() {
 	if k == len(refs) {
 		return
 	}
+	if w.nw == 2 {
+		w.route2(k)
+		return
+	}
 	// Split the rest without branching on the owner (which is random in a
 	// shuffled graph): every handle is written to both lists and only one
 	// of the two advances.
@@ -703,28 +736,6 @@ func (w *markWorker) route() {
 		m += 1 - mine
 	}
 	w.refs = refs[:n]
-	if w.nw == 2 {
-		// Every other handle is the other worker's: copy them to its
-		// outbox in bulk, a buffer of mailLen at a time.
-		o := 1 - w.id
-		for rest := other[:m]; len(rest) > 0; {
-			if w.out[o] == nil {
-				w.out[o] = w.newBuf()
-			}
-			if cap(w.out[o]) < mailLen {
-				w.out[o] = slices.Grow(w.out[o], mailLen-len(w.out[o]))
-			}
-			k := copy(w.out[o][len(w.out[o]):mailLen], rest)
-			w.out[o] = w.out[o][:len(w.out[o])+k]
-			rest = rest[k:]
-			if len(w.out[o]) == mailLen {
-				w.pool.send(o, w.out[o])
-				w.out[o] = nil
-			}
-		}
-		w.other = other[:0]
-		return
-	}
 	for _, x := range other[:m] {
 		o := w.owner(x.Span())
 		if w.out[o] == nil {
@@ -737,6 +748,42 @@ func (w *markWorker) route() {
 		}
 	}
 	w.other = other[:0]
+}
+
+// route2 is route's split for two workers, from w.refs[k], which is the
+// other worker's: every handle is written both to its place in w.refs
+// and to the end of the other worker's outbox, and only one of the two
+// advances, so there is no branch on the owner and no second copy.
+func (w *markWorker) route2(k int) {
+	refs := w.refs
+	o, me := 1-w.id, uint32(w.id)
+	n := k
+	for rest := refs[k:]; len(rest) > 0; {
+		ob := w.out[o]
+		if ob == nil {
+			ob = w.newBuf()
+		}
+		if cap(ob) < mailLen {
+			ob = slices.Grow(ob, mailLen-len(ob))
+		}
+		// At most room handles go to the outbox: take that many.
+		c := min(mailLen-len(ob), len(rest))
+		m := len(ob)
+		ob = ob[:m+c]
+		for _, x := range rest[:c] {
+			refs[n], ob[m] = x, x // n never passes the handle read
+			mine := int(x.Span()&1 ^ me ^ 1)
+			n += mine
+			m += 1 - mine
+		}
+		rest = rest[c:]
+		if ob = ob[:m]; m == mailLen {
+			w.pool.send(o, ob)
+			ob = nil
+		}
+		w.out[o] = ob
+	}
+	w.refs = refs[:n]
 }
 
 // owner returns the worker that owns span index idx.
@@ -855,7 +902,7 @@ func (w *markWorker) drain() {
 				if w.nw > 1 && w.pool.waiting.Load() > 0 {
 					w.sendAll()
 					if w.q.n >= spillMin {
-						w.pool.put(w.q.takeNewest(w.q.n / 2))
+						w.giveAway(w.q.n / 2)
 					}
 				}
 				continue
@@ -882,6 +929,22 @@ func (w *markWorker) drain() {
 	}
 }
 
+// giveAway gives the k most recently queued spans to the pool. With
+// ownPlain, the worker marks those it owns shared first: another worker
+// will scan them, so from now on their mark state is written with atomics
+// by both (the pool's mutex orders the plain stores before).
+func (w *markWorker) giveAway(k int) {
+	buf := w.q.takeNewest(k)
+	if w.ownPlain {
+		for _, s := range buf {
+			if w.owner(s.idx) == w.id {
+				w.tab[s.idx].shared = true
+			}
+		}
+	}
+	w.pool.put(buf)
+}
+
 // scanFinRoots greys the referents of the finalizable objects in the
 // spans w owns: each such object is scanned as a root of what it points
 // to, and not marked itself (seed 003). The finalizer tables are only read:
@@ -901,11 +964,13 @@ func (w *markWorker) scanFinRoots() {
 			if fn != nil {
 				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
 				if len(w.refs) >= greyBatch {
+					w.route()
 					w.greyRefs()
 				}
 			}
 		}
 	}
+	w.route()
 	w.greyRefs()
 }
 
@@ -940,11 +1005,13 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	tab = tab[:n]
 	clear(tab)
 	h.markReuse.tab = tab
+	ephTables := false
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
 			continue
 		}
+		ephTables = ephTables || s.typ.EphEach != nil
 		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
@@ -971,7 +1038,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}
@@ -983,14 +1050,11 @@ func (h *Heap) mark(ctx context.Context) markStats {
 
 	w0 := workers[0]
 	w0.refs = append(w0.refs, roots...)
+	// Each worker marks the roots in the spans it owns, which gives every
+	// worker work from the start.
+	w0.route()
+	w0.sendAll()
 	w0.greyRefs()
-	// Hand the queued spans out so every worker starts with work.
-	if nw > 1 && w0.q.n > 1 {
-		per := (w0.q.n + nw - 1) / nw
-		for w0.q.n > per {
-			pool.put(w0.q.takeNewest(min(per, w0.q.n-per)))
-		}
-	}
 	var wg sync.WaitGroup
 	for _, w := range workers[1:] {
 		wg.Add(1)
