@@ -3,6 +3,7 @@ package heap
 import (
 	"context"
 	"math/bits"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -104,7 +105,10 @@ import (
 // whose queue holds two spans or more while another waits gives the newest
 // half away to the pool, and a worker with nothing to do takes its mail or
 // a buffer of spans from it. A worker sends its partial mail buffers when
-// another worker waits and before it waits itself. Termination: a worker
+// another worker waits and before it waits itself. A worker that waits
+// polls for work for up to spinFor before it sleeps: the others send it
+// mail after every span they scan, and a sleeper's wake-up took from 0.1
+// ms to several while its mail piled up. Termination: a worker
 // that finds neither mail nor spans waits; when every worker waits and no
 // mail is left, marking is complete (a waiting worker has scanned all it
 // queued and sent all it found). No grey object is lost in between: a
@@ -154,9 +158,36 @@ type workPool struct {
 	cond sync.Cond // on mu; broadcast when work arrives and a worker waits, or marking ends
 	// waiting mirrors mu.nwait and hasMail[k] len(mu.mail[k]) > 0; both are
 	// written with mu held and read lock-free as hints between spans.
-	waiting  atomic.Int32
-	hasMail  []atomic.Bool
+	waiting atomic.Int32
+	hasMail []atomic.Bool
+	// nbufs mirrors len(mu.bufs) and done mu.done, for a worker that
+	// spins waiting for work (spin); written with mu held.
+	nbufs    atomic.Int32
+	done     atomic.Bool
 	nworkers int // immutable during a mark
+}
+
+// spinFor is how long a worker with nothing to do polls for work before
+// it sleeps on the pool's cond.
+const spinFor = time.Millisecond
+
+// spin returns when worker k has mail, spans are in the pool or marking
+// is complete, or after spinFor.
+func (p *workPool) spin(k int) {
+	var start time.Time
+	for i := 0; ; i++ {
+		if p.hasMail[k].Load() || p.nbufs.Load() > 0 || p.done.Load() {
+			return
+		}
+		if i%64 == 63 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinFor {
+				return
+			}
+			runtime.Gosched() // if workers outnumber Ps, let one with work run
+		}
+	}
 }
 
 func newWorkPool(nw int) *workPool {
@@ -170,6 +201,7 @@ func newWorkPool(nw int) *workPool {
 func (p *workPool) put(buf []*span) {
 	p.mu.Lock()
 	p.mu.bufs = append(p.mu.bufs, buf)
+	p.nbufs.Store(int32(len(p.mu.bufs)))
 	wake := p.mu.nwait > 0
 	p.mu.Unlock()
 	if wake {
@@ -208,6 +240,7 @@ func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 		if n := len(p.mu.bufs); n > 0 {
 			b := p.mu.bufs[n-1]
 			p.mu.bufs = p.mu.bufs[:n-1]
+			p.nbufs.Store(int32(n - 1))
 			return nil, b
 		}
 		if !wait || p.mu.done {
@@ -217,10 +250,20 @@ func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 		p.waiting.Store(int32(p.mu.nwait))
 		if p.mu.nwait == p.nworkers && p.mu.nmail == 0 {
 			p.mu.done = true
+			p.done.Store(true)
 			p.cond.Broadcast()
 			return nil, nil
 		}
-		p.cond.Wait()
+		// Spin before sleeping: waking a sleeping worker took from a
+		// tenth of a millisecond to several (the futex, and the runtime
+		// finding an idle P to run it), while the others kept sending it
+		// mail it did not read.
+		p.mu.Unlock()
+		p.spin(k)
+		p.mu.Lock()
+		if len(p.mu.mail[k]) == 0 && len(p.mu.bufs) == 0 && !p.mu.done {
+			p.cond.Wait()
+		}
 		p.mu.nwait--
 		p.waiting.Store(int32(p.mu.nwait))
 	}
