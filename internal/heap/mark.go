@@ -104,7 +104,11 @@ import (
 // Balancing is the runtime's gcWork pattern at span granularity: a worker
 // whose queue holds two spans or more while another waits gives the newest
 // half away to the pool, and a worker with nothing to do takes its mail or
-// a buffer of spans from it. A worker sends its partial mail buffers when
+// a buffer of spans from it. But a worker that has mail to send when
+// another waits sends only that: the waiter has work again, and spans
+// given away are scanned by a worker that does not own them, with atomics
+// on both sides from then on and a shorter queue for the giver, whose
+// spans then gather fewer grey objects before they are scanned. A worker sends its partial mail buffers when
 // another worker waits and before it waits itself. A worker that waits
 // polls for work for up to spinFor before it sleeps: the others send it
 // mail after every span they scan, and a sleeper's wake-up took from 0.1
@@ -838,13 +842,15 @@ func (w *markWorker) owner(idx uint32) int {
 }
 
 // sendAll sends every non-empty outbox.
-func (w *markWorker) sendAll() {
+func (w *markWorker) sendAll() (sent bool) {
 	for o, b := range w.out {
 		if len(b) > 0 {
 			w.pool.send(o, b)
 			w.out[o] = nil
+			sent = true
 		}
 	}
+	return sent
 }
 
 func (w *markWorker) newBuf() []handle.Handle {
@@ -943,8 +949,8 @@ func (w *markWorker) drain() {
 				}
 				w.scanSpan(s)
 				if w.nw > 1 && w.pool.waiting.Load() > 0 {
-					w.sendAll()
-					if w.q.n >= spillMin {
+					// Mail first; spans only if there was none.
+					if !w.sendAll() && w.q.n >= spillMin {
 						w.giveAway(w.q.n / 2)
 					}
 				}
