@@ -38,7 +38,7 @@
 //  4. Mark (mark.go) on MarkWorkers goroutines, span-batched like the
 //     runtime's green tea marker: greying a handle checks it against its
 //     slot's handle word, sets its mark bit and queues its span if the span
-//     is not queued (span.markQueued); a worker takes a span and scans its
+//     is not queued (markSpan.queued); a worker takes a span and scans its
 //     marked, unscanned objects (markBits &^ scanBits) in slot order,
 //     prefetching the next queued span's and checking found handles one
 //     span later, their handle words prefetched; span index idx belongs to

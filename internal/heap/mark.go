@@ -3,6 +3,7 @@ package heap
 import (
 	"context"
 	"math/bits"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -22,9 +23,9 @@ import (
 //
 // Greying an object sets its bit in its span's markBits. What is queued is
 // the span, not the object: the first worker to find the span unqueued
-// (span.markQueued 0 -> 1) queues it, and every object greyed there until a
+// (markSpan.queued 0 -> 1) queues it, and every object greyed there until a
 // worker takes it rides along for free. A worker that takes a span clears
-// markQueued, claims the grey objects (markBits &^ scanBits, with one atomic
+// queued, claims the grey objects (markBits &^ scanBits, with one atomic
 // Or per 64 slots on scanBits) and scans them in slot order, so the objects
 // it reads are read in address order, and each scan batch touches one span's
 // metadata. Queues are FIFO, which leaves a span waiting long enough to
@@ -37,17 +38,23 @@ import (
 // at random). Three things keep those misses off the critical path:
 //
 //   - Read-ahead of objects: before scanning a span, the worker prefetches
-//     the grey objects of the next span in its queue (prefetchGrey), so
-//     they arrive while it scans this one (the runtime's scanObjectSmall
-//     prefetches too; prefetch_amd64.s is its sys.Prefetch).
+//     the grey objects of the next span in its queue (prefetchGrey: the
+//     lines from an object's first handle to its last), so they arrive
+//     while it scans this one (the runtime's scanObjectSmall prefetches
+//     too; prefetch_amd64.s is its sys.Prefetch). Computing the addresses
+//     costs as much CPU as scanning, so the loop is kept free of branches
+//     on the data.
 //   - Read-ahead of handle words: the handles one span's objects hold are
 //     not checked at once; pipeline prefetches their handle words and
 //     checks them after the next span's scan, when the words are in the
 //     cache.
 //   - The mark's own span table (markSpan, indexed by span index: hv,
-//     markBits and the span), built when the mark begins: checking a handle
-//     touches that small dense table, not span structs spread over the Go
-//     heap a page apart (TLB misses).
+//     markBits, the span and whether it is queued; a cache line each),
+//     built when the mark begins: checking and marking a handle touches
+//     that small dense table, not span structs spread over the Go heap a
+//     page apart (TLB misses). The queued flag was a field of the span, on
+//     a line of its own, and reading it after each mark missed the cache
+//     more often than anything the mark reads but the objects and hv.
 //
 // Checking is done in batches of greyBatch, in two passes: loads first, then
 // comparing and marking, whose atomic Or would otherwise wait for every
@@ -58,25 +65,61 @@ import (
 // The handles a worker finds in the objects it scans that name another
 // worker's spans are not marked by it: they are sent to the owner, in
 // buffers of mailLen (the pool's mail), and the owner checks and marks them
-// like those it finds itself. Ownership is a matter of speed only: marking
-// is atomic, and roots, ephemeron values and spans given away (below) are
-// marked by whichever worker holds them. But with each span's mark bits
-// written by one worker, the cache lines holding them stay with it; with
-// every worker marking everywhere, every mark moved a line between cores,
-// and two workers were slower than one.
+// like those it finds itself. So are the roots (the leader routes them
+// before the workers start) and the referents of finalizable objects.
+// With each span's mark bits written by one worker, the cache lines
+// holding them stay with it; with every worker marking everywhere, every
+// mark moved a line between cores, and two workers were slower than one.
+// The exception is the values of ephemeron entries, which the worker that
+// finds them live marks wherever they are (traceEph).
+//
+// Marking without atomics. The atomic forms of the mark's writes are
+// locked instructions (~10 ns each here, and on amd64 each waits for every
+// load in flight), and where only one worker touches a span's mark state
+// they are not needed; the race detector's build keeps them (plainMark).
+//
+//   - With MarkWorkers 1 (markWorker.solo) nothing but the worker reads or
+//     writes mark bits, scan bits or queued flags while it runs (the world
+//     is stopped): every write is plain.
+//   - With several workers and no ephemeron tables in the heap
+//     (markWorker.ownPlain), every mark bit is set by its span's owner, and
+//     until the owner gives a span away to balance the work (below), the
+//     owner is the only worker that scans it or queues it, too: the owner's
+//     writes to it are plain, and the Dekker argument below is about one
+//     worker's program order. Before it gives a span away the owner sets
+//     markSpan.shared (read only by itself), and from then on in this mark
+//     both sides use atomics on it: the taker on every span it does not
+//     own, the owner on its shared spans. Ephemeron tables rule it out
+//     because scanTable reads the mark bits of any span and relies on the
+//     marker's store-then-load order (ephemeron.go).
+//
+// Marking with plain stores, each handle is marked on its own (markPlain),
+// with no branch on whether its object was marked already (a coin toss in
+// a graph reached at random, which the CPU mispredicted half the time);
+// the branch it takes is on whether the span is queued, which it mostly
+// is. The mark is then bound by the CPU as much as by memory: a
+// 20,000-object graph, which fits in the caches, marks only about half
+// again as fast as a 1M-object one.
 //
 // Balancing is the runtime's gcWork pattern at span granularity: a worker
 // whose queue holds two spans or more while another waits gives the newest
 // half away to the pool, and a worker with nothing to do takes its mail or
-// a buffer of spans from it. A worker sends its partial mail buffers when
-// another worker waits and before it waits itself. Termination: a worker
+// a buffer of spans from it. But a worker that has mail to send when
+// another waits sends only that: the waiter has work again, and spans
+// given away are scanned by a worker that does not own them, with atomics
+// on both sides from then on and a shorter queue for the giver, whose
+// spans then gather fewer grey objects before they are scanned. A worker sends its partial mail buffers when
+// another worker waits and before it waits itself. A worker that waits
+// polls for work for up to spinFor before it sleeps: the others send it
+// mail after every span they scan, and a sleeper's wake-up took from 0.1
+// ms to several while its mail piled up. Termination: a worker
 // that finds neither mail nor spans waits; when every worker waits and no
 // mail is left, marking is complete (a waiting worker has scanned all it
 // queued and sent all it found). No grey object is lost in between: a
-// greyer sets the mark bit and then reads markQueued; a taker stores
-// markQueued 0 and then reads markBits. With sequentially consistent
+// greyer sets the mark bit and then reads queued; a taker stores
+// queued 0 and then reads markBits. With sequentially consistent
 // atomics, either the greyer sees 0 and queues the span again, or the taker
-// sees the bit (Dekker, as in ephemeron.go).
+// sees the bit (Dekker, as in ephemeron.go); queued is markSpan.queued.
 
 var bgctx = context.Background()
 
@@ -119,9 +162,39 @@ type workPool struct {
 	cond sync.Cond // on mu; broadcast when work arrives and a worker waits, or marking ends
 	// waiting mirrors mu.nwait and hasMail[k] len(mu.mail[k]) > 0; both are
 	// written with mu held and read lock-free as hints between spans.
-	waiting  atomic.Int32
-	hasMail  []atomic.Bool
+	waiting atomic.Int32
+	hasMail []atomic.Bool
+	// nbufs mirrors len(mu.bufs) and done mu.done, for a worker that
+	// spins waiting for work (spin); written with mu held.
+	nbufs    atomic.Int32
+	done     atomic.Bool
 	nworkers int // immutable during a mark
+}
+
+// spinFor is how long a worker with nothing to do polls for work before
+// it sleeps on the pool's cond: long enough to see the mail a busy worker
+// sends after each span it scans (a few microseconds apart), short
+// enough not to burn much of a CPU the process may share. 1 ms did no
+// better on the mark and binary-trees workloads.
+const spinFor = 200 * time.Microsecond
+
+// spin returns when worker k has mail, spans are in the pool or marking
+// is complete, or after spinFor.
+func (p *workPool) spin(k int) {
+	var start time.Time
+	for i := 0; ; i++ {
+		if p.hasMail[k].Load() || p.nbufs.Load() > 0 || p.done.Load() {
+			return
+		}
+		if i%64 == 63 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinFor {
+				return
+			}
+			runtime.Gosched() // if workers outnumber Ps, let one with work run
+		}
+	}
 }
 
 func newWorkPool(nw int) *workPool {
@@ -135,6 +208,7 @@ func newWorkPool(nw int) *workPool {
 func (p *workPool) put(buf []*span) {
 	p.mu.Lock()
 	p.mu.bufs = append(p.mu.bufs, buf)
+	p.nbufs.Store(int32(len(p.mu.bufs)))
 	wake := p.mu.nwait > 0
 	p.mu.Unlock()
 	if wake {
@@ -173,6 +247,7 @@ func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 		if n := len(p.mu.bufs); n > 0 {
 			b := p.mu.bufs[n-1]
 			p.mu.bufs = p.mu.bufs[:n-1]
+			p.nbufs.Store(int32(n - 1))
 			return nil, b
 		}
 		if !wait || p.mu.done {
@@ -182,10 +257,20 @@ func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 		p.waiting.Store(int32(p.mu.nwait))
 		if p.mu.nwait == p.nworkers && p.mu.nmail == 0 {
 			p.mu.done = true
+			p.done.Store(true)
 			p.cond.Broadcast()
 			return nil, nil
 		}
-		p.cond.Wait()
+		// Spin before sleeping: waking a sleeping worker took from a
+		// tenth of a millisecond to several (the futex, and the runtime
+		// finding an idle P to run it), while the others kept sending it
+		// mail it did not read.
+		p.mu.Unlock()
+		p.spin(k)
+		p.mu.Lock()
+		if len(p.mu.mail[k]) == 0 && len(p.mu.bufs) == 0 && !p.mu.done {
+			p.cond.Wait()
+		}
 		p.mu.nwait--
 		p.waiting.Store(int32(p.mu.nwait))
 	}
@@ -246,16 +331,45 @@ func (q *spanQueue) takeNewest(k int) []*span {
 }
 
 // markSpan is a span's entry in the mark's own span table, indexed by span
-// index: what checking and marking a handle reads, in one place. The
-// table is small and dense, so the random accesses of checking handles
-// touch it instead of span structs spread over the Go heap, a page each.
-// Built by the leader before the workers start; read-only while they run.
+// index: what checking and marking a handle reads, in one place, one cache
+// line to a span. The table is small and dense, so the random accesses of
+// checking handles touch it instead of span structs spread over the Go
+// heap, a page each. Built by the leader before the workers start; only
+// queued changes while they run. A line to an entry keeps a worker's
+// writes to queued (span idx is worker idx mod nw's) off the lines of the
+// entries other workers read.
 type markSpan struct {
-	hv       []atomic.Uint64 // s.hv
-	markBits []atomic.Uint64 // s.markBits
+	hv       *atomic.Uint64 // &s.hv[0]
+	markBits *atomic.Uint64 // &s.markBits[0]
 	s        *span
 	elemSize uintptr // s.elemSize
-	noScan   bool    // s.noScan
+	nslots   uint32  // s.nslots: len(s.hv), at most 64*len(s.markBits)
+	// queued is 1 while the span waits in a worker's queue or the shared
+	// pool (the runtime's spanScanOwnership), and always for a noScan
+	// span. A worker that marks an object here and finds it 0 sets it
+	// (CAS 0 -> 1, or a plain store when solo) and queues the span; the
+	// worker that takes the span stores 0 before it reads markBits. The
+	// table is cleared when a mark begins.
+	queued atomic.Uint32
+	noScan bool // s.noScan
+	// shared is set by the span's owner, with ownPlain, before it gives
+	// the span to the pool; from then on in this mark every worker uses
+	// atomics on the span's mark state. Written and read only by the owner.
+	shared bool
+	_      [64 - 42]byte
+}
+
+// A markSpan is one cache line.
+var _ [0]struct{} = [unsafe.Sizeof(markSpan{}) - 64]struct{}{}
+
+// hvAt returns &s.hv[i]. REQUIRES: i < e.nslots.
+func (e *markSpan) hvAt(i uint32) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Add(unsafe.Pointer(e.hv), uintptr(i)*8))
+}
+
+// markWord returns &s.markBits[wi]. REQUIRES: wi < (e.nslots+63)/64.
+func (e *markSpan) markWord(wi uint32) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Add(unsafe.Pointer(e.markBits), uintptr(wi)*8))
 }
 
 type markWorker struct {
@@ -263,7 +377,20 @@ type markWorker struct {
 	pool *workPool
 	id   int // this worker owns the spans whose index is id modulo nw
 	nw   int
-	q    spanQueue
+	// solo is set when this is the mark's only worker (and plainMark):
+	// then nothing else reads or writes any span's mark bits, scan bits or
+	// queued flags until the mark ends (the world is stopped), so the worker
+	// sets them with plain loads and stores. The atomic forms are locked
+	// instructions, which on amd64 also wait for every load in flight.
+	solo bool
+	// ownPlain is set when the mark has several workers and no ephemeron
+	// tables (and plainMark): then a span's mark bits are written only by
+	// its owner, and until the owner gives the span away (markSpan.shared)
+	// nothing else reads or writes its scan bits or queued flag either, so
+	// the owner uses plain loads and stores on them. See the top of the
+	// file.
+	ownPlain bool
+	q        spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when
 	// full, when another worker waits, and before this one waits; free
 	// holds emptied buffers for reuse.
@@ -385,8 +512,8 @@ func (w *markWorker) prefetchWords(refs []handle.Handle) {
 	addrs := w.pf[:0]
 	for _, x := range refs {
 		if idx := x.Span(); idx < uint32(len(tab)) {
-			if hv, i := tab[idx].hv, x.Slot(); i < uint32(len(hv)) {
-				addrs = append(addrs, uintptr(unsafe.Pointer(&hv[i])))
+			if e, i := &tab[idx], x.Slot(); i < e.nslots {
+				addrs = append(addrs, uintptr(unsafe.Pointer(e.hvAt(i))))
 			}
 		}
 	}
@@ -412,12 +539,16 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			var word, mark uint64
 			if idx := x.Span(); idx < uint32(len(tab)) {
 				e = &tab[idx]
-				if i := x.Slot(); i < uint32(len(e.hv)) {
-					word = e.hv[i].Load()
-					mark = e.markBits[i/64].Load()
+				if i := x.Slot(); i < e.nslots {
+					word = e.hvAt(i).Load()
+					mark = e.markWord(i / 64).Load()
 				}
 			}
 			w.gspan[k], w.gword[k], w.gmark[k] = e, word, mark
+		}
+		if w.solo || w.ownPlain {
+			w.markPlain(b)
+			continue
 		}
 		// Pass 2: compare, then mark by runs: consecutive handles whose
 		// slots share a mark word (a parent's children, the children of
@@ -460,8 +591,9 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 // markRun marks the slots set names in mark word wi of e's span, and
 // accounts for and queues those this worker marked.
 func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
-	mw := &e.markBits[wi]
-	if set &^= mw.Load(); set == 0 {
+	mw := e.markWord(wi)
+	old := mw.Load()
+	if set &^= old; set == 0 {
 		return // all marked already: no Or
 	}
 	if set &^= mw.Or(set); set == 0 {
@@ -471,11 +603,11 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 	n := int64(bits.OnesCount64(set))
 	w.st.objects += n
 	w.st.bytes += n * int64(e.elemSize)
-	// The mark bits are set; now read markQueued (see the Dekker argument
-	// at the top of the file). The span's size and noScan come from the
+	// The mark bits are set; now read queued (see the Dekker argument at
+	// the top of the file). It, the span's size and noScan come from the
 	// mark's table, so a span that is already queued costs no read of its
-	// struct but of markQueued's own line.
-	if !e.noScan && s.markQueued.Load() == 0 && s.markQueued.CompareAndSwap(0, 1) {
+	// struct.
+	if !e.noScan && e.queued.Load() == 0 && e.queued.CompareAndSwap(0, 1) {
 		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
@@ -483,6 +615,58 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 			for keys := (*k)[wi].Load() & set; keys != 0; keys &= keys - 1 {
 				w.released(s, wi*64+uint32(bits.TrailingZeros64(keys)))
 			}
+		}
+	}
+}
+
+// markPlain is greyAll's pass 2 for a worker that marks with plain
+// stores (w.solo, or w.ownPlain: then every handle in b names one of its
+// own spans, and it marks a shared one with markRun). With plain stores
+// there is nothing to save by marking runs of handles at once, and each
+// handle is marked without a branch on whether its object was marked
+// already, which in a graph reached at random is a coin toss the CPU
+// mispredicts half the time. The branch taken is on whether the span is
+// queued, which it is for most objects marked.
+func (w *markWorker) markPlain(b []handle.Handle) {
+	eph := w.h.eph.npending.Load() > 0
+	var objs, bytes int64
+	for k, x := range b {
+		e, word := w.gspan[k], w.gword[k]
+		if word != uint64(x) || word == 0 {
+			w.checkFailed(x)
+			continue
+		}
+		i := x.Slot()
+		if e.shared {
+			w.markRun(e, i/64, 1<<(i%64))
+			continue
+		}
+		mw := e.markWord(i / 64)
+		old := mw.Load()
+		plainStore(mw, old|1<<(i%64))
+		fresh := (^old >> (i % 64)) & 1 // 1 if this handle marked the object
+		objs += int64(fresh)
+		bytes += int64(fresh) * int64(e.elemSize)
+		if (e.queued.Load() == 0 || eph) && fresh != 0 {
+			w.markedPlain(e, i)
+		}
+	}
+	w.st.objects += objs
+	w.st.bytes += bytes
+}
+
+// markedPlain queues the span of slot i, which markPlain just marked, if
+// it is not queued, and releases the ephemeron entries waiting on the
+// slot.
+func (w *markWorker) markedPlain(e *markSpan, i uint32) {
+	s := e.s
+	if !e.noScan && e.queued.Load() == 0 {
+		plainStore32(&e.queued, 1)
+		w.q.push(s)
+	}
+	if w.h.eph.npending.Load() > 0 {
+		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
+			w.released(s, i)
 		}
 	}
 }
@@ -501,19 +685,33 @@ func (w *markWorker) checkFailed(x handle.Handle) {
 func (w *markWorker) scanSpan(s *span) {
 	// Release the span before reading its mark bits: an object greyed from
 	// now on queues it again (see the top of the file).
-	s.markQueued.Store(0)
+	e := &w.tab[s.idx]
+	plain := w.solo || w.ownPlain && !e.shared && w.owner(s.idx) == w.id
+	if plain {
+		plainStore32(&e.queued, 0)
+	} else {
+		e.queued.Store(0)
+	}
 	lay := s.typ.Layout
 	isTable := s.typ.EphEach != nil
 	offs, fixed := lay.Fixed()
 	for wi := range s.markBits {
 		m := s.markBits[wi].Load()
 		sb := &s.scanBits[wi]
-		if m&^sb.Load() == 0 {
+		scanned := sb.Load()
+		if m&^scanned == 0 {
 			continue
 		}
-		// Another worker may be scanning this span too: the Or's old
-		// value says which of the grey objects are this worker's.
-		grey := m &^ sb.Or(m)
+		var grey uint64
+		if plain {
+			grey = m &^ scanned
+			plainStore(sb, m|scanned)
+		} else {
+			// Another worker may be scanning this span too: the Or's
+			// old value says which of the grey objects are this
+			// worker's.
+			grey = m &^ sb.Or(m)
+		}
 		for grey != 0 {
 			i := uint32(wi*64 + bits.TrailingZeros64(grey))
 			grey &= grey - 1
@@ -569,6 +767,10 @@ func (w *markWorker) route() {
 	if k == len(refs) {
 		return
 	}
+	if w.nw == 2 {
+		w.route2(k)
+		return
+	}
 	// Split the rest without branching on the owner (which is random in a
 	// shuffled graph): every handle is written to both lists and only one
 	// of the two advances.
@@ -584,28 +786,6 @@ func (w *markWorker) route() {
 		m += 1 - mine
 	}
 	w.refs = refs[:n]
-	if w.nw == 2 {
-		// Every other handle is the other worker's: copy them to its
-		// outbox in bulk, a buffer of mailLen at a time.
-		o := 1 - w.id
-		for rest := other[:m]; len(rest) > 0; {
-			if w.out[o] == nil {
-				w.out[o] = w.newBuf()
-			}
-			if cap(w.out[o]) < mailLen {
-				w.out[o] = slices.Grow(w.out[o], mailLen-len(w.out[o]))
-			}
-			k := copy(w.out[o][len(w.out[o]):mailLen], rest)
-			w.out[o] = w.out[o][:len(w.out[o])+k]
-			rest = rest[k:]
-			if len(w.out[o]) == mailLen {
-				w.pool.send(o, w.out[o])
-				w.out[o] = nil
-			}
-		}
-		w.other = other[:0]
-		return
-	}
 	for _, x := range other[:m] {
 		o := w.owner(x.Span())
 		if w.out[o] == nil {
@@ -620,6 +800,42 @@ func (w *markWorker) route() {
 	w.other = other[:0]
 }
 
+// route2 is route's split for two workers, from w.refs[k], which is the
+// other worker's: every handle is written both to its place in w.refs
+// and to the end of the other worker's outbox, and only one of the two
+// advances, so there is no branch on the owner and no second copy.
+func (w *markWorker) route2(k int) {
+	refs := w.refs
+	o, me := 1-w.id, uint32(w.id)
+	n := k
+	for rest := refs[k:]; len(rest) > 0; {
+		ob := w.out[o]
+		if ob == nil {
+			ob = w.newBuf()
+		}
+		if cap(ob) < mailLen {
+			ob = slices.Grow(ob, mailLen-len(ob))
+		}
+		// At most room handles go to the outbox: take that many.
+		c := min(mailLen-len(ob), len(rest))
+		m := len(ob)
+		ob = ob[:m+c]
+		for _, x := range rest[:c] {
+			refs[n], ob[m] = x, x // n never passes the handle read
+			mine := int(x.Span()&1 ^ me ^ 1)
+			n += mine
+			m += 1 - mine
+		}
+		rest = rest[c:]
+		if ob = ob[:m]; m == mailLen {
+			w.pool.send(o, ob)
+			ob = nil
+		}
+		w.out[o] = ob
+	}
+	w.refs = refs[:n]
+}
+
 // owner returns the worker that owns span index idx.
 func (w *markWorker) owner(idx uint32) int {
 	if w.ownMask != 0 {
@@ -629,13 +845,15 @@ func (w *markWorker) owner(idx uint32) int {
 }
 
 // sendAll sends every non-empty outbox.
-func (w *markWorker) sendAll() {
+func (w *markWorker) sendAll() (sent bool) {
 	for o, b := range w.out {
 		if len(b) > 0 {
 			w.pool.send(o, b)
 			w.out[o] = nil
+			sent = true
 		}
 	}
+	return sent
 }
 
 func (w *markWorker) newBuf() []handle.Handle {
@@ -676,29 +894,37 @@ func (w *markWorker) prefetchBits(s *span) {
 // they are in the cache when the worker scans s next (the queue's next
 // span): their misses overlap the scan of the span before.
 func (w *markWorker) prefetchGrey(s *span) {
-	if s.typ.Layout.NoRefs {
+	lay := s.typ.Layout
+	if lay.NoRefs {
 		return
 	}
-	addrs := w.pf[:0]
-	last := uintptr(s.elemSize - 8)
-	prev := ^uintptr(0) // the cache line asked for last
+	// The lines from the first handle's to the last's: what the scan
+	// reads of an object whose handles are at fixed offsets. Of others,
+	// the first and last words.
+	first, last := uintptr(0), s.elemSize-8
+	if offs, fixed := lay.Fixed(); fixed && len(offs) > 0 {
+		first, last = offs[0], offs[len(offs)-1]
+	}
+	// Room for two lines per slot, so the loop appends without checks.
+	addrs := slices.Grow(w.pf[:0], 2*len(s.markBits)*64)
+	addrs = addrs[:cap(addrs)]
+	n := 0
+	base, size := uintptr(s.base), s.elemSize
 	for wi := range s.markBits {
 		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
-			p := uintptr(s.ptr(uint32(wi*64 + bits.TrailingZeros64(g))))
-			// The object's first and last lines, each once: grey
-			// neighbours often share a line, and a small object's two
-			// ends are one line.
-			if l := p &^ 63; l != prev {
-				addrs = append(addrs, l)
-				prev = l
-			}
-			if l := (p + last) &^ 63; l != prev {
-				addrs = append(addrs, l)
-				prev = l
+			p := base + uintptr(wi*64+bits.TrailingZeros64(g))*size
+			// The second line only if it is another: with no branch on
+			// it, since about half of small objects cross a line.
+			a, b := (p+first)&^63, (p+last)&^63
+			addrs[n] = a
+			addrs[n+1] = b
+			n++
+			if b != a {
+				n++
 			}
 		}
 	}
-	prefetch(addrs)
+	prefetch(addrs[:n])
 	w.pf = addrs[:0]
 }
 
@@ -726,9 +952,9 @@ func (w *markWorker) drain() {
 				}
 				w.scanSpan(s)
 				if w.nw > 1 && w.pool.waiting.Load() > 0 {
-					w.sendAll()
-					if w.q.n >= spillMin {
-						w.pool.put(w.q.takeNewest(w.q.n / 2))
+					// Mail first; spans only if there was none.
+					if !w.sendAll() && w.q.n >= spillMin {
+						w.giveAway(w.q.n / 2)
 					}
 				}
 				continue
@@ -753,6 +979,22 @@ func (w *markWorker) drain() {
 		}
 		w.take(mail, spans)
 	}
+}
+
+// giveAway gives the k most recently queued spans to the pool. With
+// ownPlain, the worker marks those it owns shared first: another worker
+// will scan them, so from now on their mark state is written with atomics
+// by both (the pool's mutex orders the plain stores before).
+func (w *markWorker) giveAway(k int) {
+	buf := w.q.takeNewest(k)
+	if w.ownPlain {
+		for _, s := range buf {
+			if w.owner(s.idx) == w.id {
+				w.tab[s.idx].shared = true
+			}
+		}
+	}
+	w.pool.put(buf)
 }
 
 // scanFinRoots greys the referents of the finalizable objects in the
@@ -781,17 +1023,21 @@ func (w *markWorker) scanFinRoots() {
 				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
 			}
 			if len(w.refs) >= greyBatch {
+				w.route()
 				w.greyRefs()
 			}
 		}
 	}
+	w.route()
 	w.greyRefs()
 }
 
 // scanFixed appends the non-zero handles at offsets offs of the object at
 // p (a layout's Fixed offsets) to buf: Layout.Scan without the call, for
 // loops that scan many objects. Every handle is stored and the zero ones
-// overwritten, with no branch on the values.
+// overwritten, with no branch on the values. scanSpan has the same loop
+// written out in its own: this function is just over the inlining budget,
+// and a call per object there costs more than here.
 func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.Handle {
 	buf = slices.Grow(buf, len(offs))
 	n := len(buf)
@@ -837,19 +1083,21 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	tab = tab[:n]
 	clear(tab)
 	h.markReuse.tab = tab
+	ephTables := false
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
 			continue
 		}
-		tab[idx] = markSpan{s.hv, s.markBits, s, s.elemSize, s.noScan}
+		ephTables = ephTables || s.typ.EphEach != nil
+		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
+		if s.noScan {
+			tab[idx].queued.Store(1) // never queued: marking it queues nothing
+		}
 		if !s.noScan {
 			// Load first, store only what is set: an atomic store is an
-			// XCHG, and after a mark that completed, markQueued is 0
-			// everywhere and only the scanned words are non-zero.
-			if s.markQueued.Load() != 0 {
-				s.markQueued.Store(0)
-			}
+			// XCHG, and after a mark that completed only the scanned
+			// words are non-zero.
 			for i := range s.scanBits {
 				if s.scanBits[i].Load() != 0 {
 					s.scanBits[i].Store(0)
@@ -868,7 +1116,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw)}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}
@@ -880,14 +1128,11 @@ func (h *Heap) mark(ctx context.Context) markStats {
 
 	w0 := workers[0]
 	w0.refs = append(w0.refs, roots...)
+	// Each worker marks the roots in the spans it owns, which gives every
+	// worker work from the start.
+	w0.route()
+	w0.sendAll()
 	w0.greyRefs()
-	// Hand the queued spans out so every worker starts with work.
-	if nw > 1 && w0.q.n > 1 {
-		per := (w0.q.n + nw - 1) / nw
-		for w0.q.n > per {
-			pool.put(w0.q.takeNewest(min(per, w0.q.n-per)))
-		}
-	}
 	var wg sync.WaitGroup
 	for _, w := range workers[1:] {
 		wg.Add(1)
@@ -1093,3 +1338,9 @@ func (h *Heap) flip(ms markStats) {
 	h.heapLive.Store(ms.bytes)
 	h.stats.endCycle(ms)
 }
+
+// plainStore stores v in *p with a plain store; see markWorker.solo.
+func plainStore(p *atomic.Uint64, v uint64) { *(*uint64)(unsafe.Pointer(p)) = v }
+
+// plainStore32 stores v in *p with a plain store; see markWorker.solo.
+func plainStore32(p *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }

@@ -112,7 +112,8 @@ type span struct {
 	cacheEnd   uint32
 
 	// markBits is set by mark workers with atomic Or during mark (world
-	// stopped), read and cleared by the span's sweeper.
+	// stopped), or with plain stores by a mark's only worker (mark.go,
+	// markWorker.solo); read and cleared by the span's sweeper.
 	markBits []atomic.Uint64
 
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
@@ -127,7 +128,7 @@ type span struct {
 	// spanInlineMarkBits. Marking an object sets its markBits bit; the
 	// span's grey objects are those marked and not yet scanned
 	// (markBits &^ scanBits), and the span, not the object, is what mark
-	// workers queue. All three fields are used only during a mark, with the
+	// workers queue. Both fields are used only during a mark, with the
 	// world stopped.
 	//
 	// noScan is immutable: the span's objects hold no refs and are no
@@ -137,22 +138,12 @@ type span struct {
 	// it for scanning in this mark (the runtime's spanInlineMarkBits.scans).
 	// Set by atomic Or from the workers that scan the span (several may
 	// scan it at once: the Or's old value tells each one which objects are
-	// its own); cleared by the leader when a mark begins.
+	// its own), or with plain stores by a mark's only worker; cleared by
+	// the leader when a mark begins.
 	scanBits []atomic.Uint64
 
-	// markQueued is 1 while the span waits in a mark worker's queue or the
-	// shared pool (the runtime's spanScanOwnership). A worker that marks an
-	// object here and sees it 0 CASes it to 1 and queues the span; the
-	// worker that takes the span stores 0 before it reads markBits. Both
-	// sides use atomics only; the leader stores 0 when a mark begins.
-	//
-	// It sits on a cache line of its own: it is written whenever the span
-	// is queued or taken, and sharing a line with the fields every grey
-	// reads (markBits, hv) would make two workers marking into the same
-	// span invalidate each other's copy of them.
-	_          [64]byte
-	markQueued atomic.Uint32
-	_          [60]byte
+	// Whether the span is queued is the mark's own state (markSpan.queued,
+	// mark.go), next to what checking a handle reads.
 
 	// sp holds the specials; see special.go.
 	sp specials
