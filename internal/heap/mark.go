@@ -356,7 +356,7 @@ type markSpan struct {
 	// the span to the pool; from then on in this mark every worker uses
 	// atomics on the span's mark state. Written and read only by the owner.
 	shared bool
-	_      [64 - 42]byte
+	_      [64 - 4*unsafe.Sizeof(uintptr(0)) - 10]byte // to 64 bytes: four words, then 10 bytes of fields
 }
 
 // A markSpan is one cache line.
