@@ -2,6 +2,7 @@ package heap
 
 import (
 	"context"
+	"fmt"
 	"math/bits"
 	"runtime"
 	"runtime/pprof"
@@ -635,6 +636,12 @@ func (w *markWorker) markPlain(b []handle.Handle) {
 		if word != uint64(x) || word == 0 {
 			w.checkFailed(x)
 			continue
+		}
+		if invariantsBuild && w.ownPlain && w.owner(x.Span()) != w.id {
+			// A plain store to another worker's mark word could lose a
+			// bit it sets at the same time: route sends such handles to
+			// their owner, and nothing else may bring them here.
+			panic(fmt.Sprintf("reclaim: internal error: mark worker %d of %d marks %v, a handle of worker %d's span, with plain stores", w.id, w.nw, x, w.owner(x.Span())))
 		}
 		i := x.Slot()
 		if e.shared {

@@ -1,0 +1,7 @@
+//go:build !invariants
+
+package heap
+
+// invariantsBuild is false outside the invariants build; see
+// invariants_on.go.
+const invariantsBuild = false
