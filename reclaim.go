@@ -67,7 +67,10 @@ type Options struct {
 	CleanupWorkers int
 	// ScanRoots reports the embedder's roots (a VM's stack, its globals) at
 	// each mark. It runs with the world stopped, on the collecting
-	// goroutine; it must not use a mutator.
+	// goroutine; it must not use a mutator. If it panics (as if a Tracer's
+	// Trace panics), the collection is abandoned with the heap unchanged,
+	// and the collecting mutator's Collect or Safepoint panics with a
+	// reclaim: message that includes the value.
 	ScanRoots func(visit func(Object))
 	// OnPanic is called when a finalizer or cleanup panics; the queue goes
 	// on. nil means log it (Logger, level Error) and go on.

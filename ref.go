@@ -116,6 +116,10 @@ func TryNew[T any](m *Mutator) (Ref[T], error) {
 //     once for different objects; it must not use a mutator, allocate from
 //     the heap, block, or modify the value.
 //  3. Trace must not retain visit.
+//
+// A Trace that panics abandons the collection: the heap is left as it was
+// before it, the world runs again, and the mutator that led it (in Collect
+// or Safepoint) panics with a reclaim: message that includes the value.
 type Tracer interface {
 	Trace(visit func(Object))
 }

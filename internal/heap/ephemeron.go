@@ -135,6 +135,26 @@ func (w *markWorker) traceEph() {
 	}
 }
 
+// resetEphemerons drops the mark's ephemeron state (the waiting entries,
+// the keys' bitmaps) and returns the tables it registered.
+// REQUIRES: world stopped, no worker running.
+func (h *Heap) resetEphemerons() []handle.Handle {
+	e := &h.eph
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tables := e.mu.tables
+	e.mu.tables = nil
+	for _, s := range e.mu.spans {
+		s.ephKeys.Store(nil)
+		s.ephHeads = nil
+	}
+	e.mu.spans = nil
+	clear(e.mu.nodes) // drop the value pointers
+	e.mu.nodes = e.mu.nodes[:0]
+	e.npending.Store(0)
+	return tables
+}
+
 // keyLive reports whether key survives this cycle: it is marked, or it has
 // a finalizer (it is kept for the finalizer and freed only later).
 func (h *Heap) keyLive(key handle.Handle) bool {
@@ -152,19 +172,7 @@ func (h *Heap) keyLive(key handle.Handle) bool {
 // finishEphemerons prunes the tables found this mark and resets the state.
 // REQUIRES: world stopped, marking complete.
 func (h *Heap) finishEphemerons() (pruned int) {
-	e := &h.eph
-	e.mu.Lock()
-	tables := e.mu.tables
-	e.mu.tables = nil
-	for _, s := range e.mu.spans {
-		s.ephKeys.Store(nil)
-		s.ephHeads = nil
-	}
-	e.mu.spans = nil
-	clear(e.mu.nodes) // drop the value pointers
-	e.mu.nodes = e.mu.nodes[:0]
-	e.npending.Store(0)
-	e.mu.Unlock()
+	tables := h.resetEphemerons()
 	for _, x := range tables {
 		s := h.spans.get(x.Span())
 		s.typ.EphPrune(s.ptr(x.Slot()), func(key handle.Handle) bool {

@@ -230,6 +230,16 @@ func (p *workPool) send(to int, buf []handle.Handle) {
 	}
 }
 
+// abort ends the mark early, after a worker's panic: get returns nothing
+// to a worker that has no mail or spans left, and waiting workers wake.
+func (p *workPool) abort() {
+	p.mu.Lock()
+	p.mu.done = true
+	p.done.Store(true)
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
 // get returns worker k's mail, or else a buffer of spans given away. If
 // there is neither it returns nothing, after waiting for some if wait is
 // set; then nothing means marking is complete: every worker waits, and no
@@ -1140,20 +1150,45 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	w0.route()
 	w0.sendAll()
 	w0.greyRefs()
+	// A worker's scan runs the embedder's Trace methods. If one panics,
+	// the worker ends the mark for all (pool.abort), and once every worker
+	// has stopped the leader abandons the mark and re-panics (collect
+	// restarts the world). A panic on a worker goroutine would otherwise
+	// end the process, and one on the leader would leave the other workers
+	// waiting, and the world stopped, for ever.
+	var failed atomic.Pointer[markFailure]
 	var wg sync.WaitGroup
+	work := func(w *markWorker) {
+		done := false
+		defer func() {
+			if !done { // a panic, or runtime.Goexit (recover returns nil)
+				failed.CompareAndSwap(nil, &markFailure{recover()})
+				pool.abort()
+			}
+		}()
+		w.scanFinRoots()
+		w.drain()
+		done = true
+	}
+	completed := false
+	defer func() {
+		if !completed { // a panic or runtime.Goexit on the leader's side
+			wg.Wait() // the pool is aborted: every worker stops
+			h.abandonMark(tab)
+		}
+	}()
 	for _, w := range workers[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) {
-				w.scanFinRoots()
-				w.drain()
-			})
+			pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) { work(w) })
 		}()
 	}
-	w0.scanFinRoots()
-	w0.drain()
+	work(w0)
 	wg.Wait()
+	if f := failed.Load(); f != nil {
+		panic(f.v) // the deferred function abandons the mark
+	}
 	ms0 := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
 		all := roots
@@ -1192,7 +1227,31 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	if h.cfg.DebugCycles {
 		trace.WithRegion(ctx, "reclaim.debugCycles", h.reportFinalizerCycles)
 	}
+	completed = true // from here on, the caller flips
 	return ms
+}
+
+// markFailure is the first panic of a mark's workers.
+type markFailure struct{ v any }
+
+// abandonMark undoes what a mark cut short by a panic did, so that the
+// next mark starts from clean state: every span's mark and scan bits are
+// cleared (a mark bit left set would make the next mark take its object
+// for scanned, and free what only that object reaches), and the ephemeron
+// entries registered are dropped. The queued flags live in tab, which the
+// next mark clears. REQUIRES: world stopped, no worker running.
+func (h *Heap) abandonMark(tab []markSpan) {
+	for i := range tab {
+		s := tab[i].s
+		if s == nil {
+			continue
+		}
+		for w := range s.markBits {
+			s.markBits[w].Store(0)
+			s.scanBits[w].Store(0)
+		}
+	}
+	h.resetEphemerons()
 }
 
 // Root kinds, as RetainingPath reports them.

@@ -303,6 +303,23 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	h.mu.Unlock()
 	stopped := time.Now()
 	h.gcDue.Store(false)
+	// The mark runs the embedder's code (ScanRoots, Trace methods). If it
+	// panics, the mark is abandoned (mark bits cleared: mark.go), the world
+	// restarted and the cycle counted as not run, and the panic goes on to
+	// this mutator's caller with what happened said first.
+	running := true
+	defer func() {
+		if !running {
+			return
+		}
+		v := recover()
+		h.startTheWorld()
+		task.End()
+		if v == nil {
+			return // runtime.Goexit in a Trace method: let it go on
+		}
+		panic(fmt.Sprintf("reclaim: collection abandoned, the heap unchanged: the mark's ScanRoots or a Trace method panicked: %v", v))
+	}()
 
 	// The world is stopped: no mutator runs until mu.stw is cleared. The
 	// leader works without holding mu, so that goroutines that are not
@@ -315,6 +332,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 
 	pause := time.Since(stopped)
 	h.stats.recordPause(pause)
+	running = false
 	h.startTheWorld()
 	h.bg.wake()
 	task.End()
