@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -32,7 +33,8 @@ type gtnode struct {
 // Game runs 18; at least 4). One op is one whole run. Reclaim's side reaches
 // a safepoint after each tree it drops, with the long-lived tree pinned,
 // and reports the peak of Stats.SpanBytes, sampled before each safepoint,
-// as "span-MB". On Linux both sides also report "peak-RSS-MB", the
+// as "span-MB", and its collections per run ("cycles") and their total
+// stop-the-world time ("pause-ms"). On Linux both sides also report "peak-RSS-MB", the
 // process's peak resident set during the runs (see peakRSS). Both sides
 // report the node count as "nodes" (the same on both, or the run fails).
 func BinaryTrees(depth int) Workload {
@@ -47,12 +49,19 @@ func BinaryTrees(depth int) Workload {
 		Reclaim: func(b *testing.B) {
 			var peak int64
 			var nodes int
+			var pause time.Duration
+			var cycles int64
 			rss := startPeakRSS()
 			for i := 0; i < b.N; i++ {
-				nodes, peak = ReclaimTrees(depth)
+				var st reclaim.Stats
+				nodes, peak, st = ReclaimTrees(depth)
+				pause += st.PauseTotal
+				cycles += st.Cycles
 			}
 			rss.report(b)
 			b.ReportMetric(float64(peak)/(1<<20), "span-MB")
+			b.ReportMetric(pause.Seconds()*1e3/float64(b.N), "pause-ms")
+			b.ReportMetric(float64(cycles)/float64(b.N), "cycles")
 			b.ReportMetric(float64(nodes), "nodes")
 			if want := treesNodes(depth); nodes != want {
 				b.Fatalf("binary-trees(%d) counted %d nodes, want %d", depth, nodes, want)
@@ -74,8 +83,9 @@ func BinaryTrees(depth int) Workload {
 }
 
 // ReclaimTrees runs binary-trees at depth on a new reclaim heap and returns
-// the nodes it counted and the peak of the heap's span bytes.
-func ReclaimTrees(depth int) (nodes int, peakSpanBytes int64) {
+// the nodes it counted, the peak of the heap's span bytes, and the heap's
+// Stats at the end of the run (its collections and their pauses).
+func ReclaimTrees(depth int) (nodes int, peakSpanBytes int64, st reclaim.Stats) {
 	h := reclaim.NewHeap(reclaim.Options{})
 	m := h.Attach()
 	defer func() {
@@ -103,7 +113,7 @@ func ReclaimTrees(depth int) (nodes int, peakSpanBytes int64) {
 	}
 	nodes += check(m, long)
 	h.Unpin(long.Object())
-	return nodes, peakSpanBytes
+	return nodes, peakSpanBytes, h.Stats()
 }
 
 func bottomUp(m *reclaim.Mutator, depth int) reclaim.Ref[tnode] {

@@ -46,12 +46,15 @@ func TestTreesNodes(t *testing.T) {
 		if got := GoTrees(depth); got != want {
 			t.Errorf("GoTrees(%d) = %d, want %d", depth, got, want)
 		}
-		got, peak := ReclaimTrees(depth)
+		got, peak, st := ReclaimTrees(depth)
 		if got != want {
 			t.Errorf("ReclaimTrees(%d) = %d, want %d", depth, got, want)
 		}
 		if peak <= 0 {
 			t.Errorf("ReclaimTrees(%d): peak span bytes %d", depth, peak)
+		}
+		if st.Cycles > 0 && st.PauseTotal <= 0 {
+			t.Errorf("ReclaimTrees(%d): %d collections with a total pause of %v", depth, st.Cycles, st.PauseTotal)
 		}
 	}
 }
