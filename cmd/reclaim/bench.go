@@ -252,6 +252,7 @@ func bench(ctx context.Context, cfg benchConfig, command string, stderr io.Write
 	}
 	r.startProgress(steps)
 
+	r.coreToCore()
 	start := time.Now()
 	measured := map[string]report.Workload{}
 	for _, w := range suite {
@@ -290,8 +291,22 @@ func bench(ctx context.Context, cfg benchConfig, command string, stderr io.Write
 		fmt.Fprintln(stderr)
 	}
 	r.res.ElapsedS = time.Since(start).Seconds()
+	r.coreToCore()
 	r.res.Finish()
 	return r.res, nil
+}
+
+// coreToCore measures the machine's core-to-core round trip
+// (workload.CoreToCore) and adds it to the results; with GOMAXPROCS below
+// 2 it measures nothing.
+func (r *runner) coreToCore() {
+	if runtime.GOMAXPROCS(0) < 2 {
+		return
+	}
+	res := testing.Benchmark(workload.CoreToCore)
+	if res.N > 0 {
+		r.res.CoreToCoreNs = append(r.res.CoreToCoreNs, float64(res.T.Nanoseconds())/float64(res.N))
+	}
 }
 
 // selectWorkloads keeps the workloads named in only (all when only is nil).

@@ -91,6 +91,7 @@ figure { display: inline-block; margin: 1rem; }
 <p>Measured {{.Started}} with</p>
 <pre>{{.R.Command}}</pre>
 <p>on {{.Machine}} ({{.Runs}}).
+{{with .R.CoreToCoreNote}}{{.}}{{end}}
 The ratio is a system's median over reclaim's median for the same workload: above 1, reclaim is faster.</p>
 <p><strong>{{.Verdict}}</strong></p>
 {{range .Charts}}<figure>{{.SVG}}<figcaption>{{.Title}} (<a href="{{.File}}">{{.File}}</a>)</figcaption></figure>

@@ -30,6 +30,24 @@ type Results struct {
 	Workloads []Workload `json:"workloads"` // in suite order
 	Scaling   []Series   `json:"scaling"`   // one per (kind, system)
 	Skipped   []Skip     `json:"skipped,omitempty"`
+	// CoreToCoreNs is the round trip of a cache line between two cores
+	// (workload.CoreToCore), measured before the run and after it; empty
+	// if it was not measured. The run workloads' figures move with it on a
+	// virtual machine.
+	CoreToCoreNs []float64 `json:"core_to_core_ns,omitempty"`
+}
+
+// CoreToCoreNote says, in a sentence, what CoreToCoreNs holds; "" if it is
+// empty.
+func (r *Results) CoreToCoreNote() string {
+	if len(r.CoreToCoreNs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(r.CoreToCoreNs))
+	for i, ns := range r.CoreToCoreNs {
+		parts[i] = fmt.Sprintf("%.0f ns", ns)
+	}
+	return "Core-to-core round trip (a cache line handed between two threads), before and after the run: " + strings.Join(parts, ", ") + "."
 }
 
 // Machine describes the computer a run was measured on.

@@ -187,6 +187,34 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 }
 
+// TestCoreToCoreNote: the core-to-core round trips measured around a run
+// are in the Markdown and HTML reports, and nothing is said when none was
+// measured.
+func TestCoreToCoreNote(t *testing.T) {
+	r := sample()
+	var md, page bytes.Buffer
+	if err := WriteMarkdown(&md, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(md.String(), "Core-to-core") {
+		t.Errorf("markdown mentions a core-to-core round trip none was measured for:\n%s", md.String())
+	}
+	r.CoreToCoreNs = []float64{131.4, 502.6}
+	md.Reset()
+	if err := WriteMarkdown(&md, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&page, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	const want = "before and after the run: 131 ns, 503 ns."
+	for name, out := range map[string]string{"markdown": md.String(), "html": page.String()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s lacks %q:\n%s", name, want, out)
+		}
+	}
+}
+
 func TestCharts(t *testing.T) {
 	charts, err := Charts(sample())
 	if err != nil {

@@ -63,6 +63,9 @@ func WriteMarkdown(w io.Writer, r *Results, charts []Chart) error {
 	fmt.Fprintf(&b, "# reclaim bench\n\n")
 	fmt.Fprintf(&b, "Measured %s with\n\n```\n%s\n```\n\n", r.Started.UTC().Format(time.DateTime+" MST"), r.Command)
 	fmt.Fprintf(&b, "on %s (%s).\n", r.Machine, runsNote(r))
+	if note := r.CoreToCoreNote(); note != "" {
+		fmt.Fprintf(&b, "%s\n", note)
+	}
 	fmt.Fprintf(&b, "The ratio is a system's median over reclaim's median for the same workload: above 1, reclaim is faster.\n\n")
 	fmt.Fprintf(&b, "%s\n\n", verdict(r))
 
