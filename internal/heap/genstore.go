@@ -2,10 +2,7 @@
 
 package heap
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
+import "sync/atomic"
 
 // storeFreedGen writes the handle word of a slot the sweeper frees, with a
 // plain store. Everyone who may legitimately read the word is ordered
@@ -22,6 +19,4 @@ import (
 // (XCHG on amd64) per freed object; the race detector's build keeps it
 // (genstore_race.go), so that a test of that misuse is not reported as a
 // race in reclaim.
-func storeFreedGen(w *atomic.Uint64, v uint64) {
-	*(*uint64)(unsafe.Pointer(w)) = v
-}
+func storeFreedGen(w *atomic.Uint64, v uint64) { plainStore(w, v) }

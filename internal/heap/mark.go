@@ -622,10 +622,18 @@ func (w *markWorker) markRun(e *markSpan, wi uint32, set uint64) {
 		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil {
-			for keys := (*k)[wi].Load() & set; keys != 0; keys &= keys - 1 {
-				w.released(s, wi*64+uint32(bits.TrailingZeros64(keys)))
-			}
+		w.releaseWaiting(s, wi, set)
+	}
+}
+
+// releaseWaiting releases the ephemeron entries waiting on the slots set
+// names in mark word wi of s, which this worker has just marked
+// (ephemeron.go). Its callers check eph.npending first, inline: mostly
+// nothing waits.
+func (w *markWorker) releaseWaiting(s *span, wi uint32, set uint64) {
+	if k := s.ephKeys.Load(); k != nil {
+		for keys := (*k)[wi].Load() & set; keys != 0; keys &= keys - 1 {
+			w.released(s, wi*64+uint32(bits.TrailingZeros64(keys)))
 		}
 	}
 }
@@ -682,9 +690,7 @@ func (w *markWorker) markedPlain(e *markSpan, i uint32) {
 		w.q.push(s)
 	}
 	if w.h.eph.npending.Load() > 0 {
-		if k := s.ephKeys.Load(); k != nil && (*k)[i/64].Load()&(1<<(i%64)) != 0 {
-			w.released(s, i)
-		}
+		w.releaseWaiting(s, i/64, 1<<(i%64))
 	}
 }
 
@@ -736,20 +742,7 @@ func (w *markWorker) scanSpan(s *span) {
 				w.scanTable(s.handleAt(i), s)
 			}
 			if fixed {
-				// Scan, written out: every handle word is stored and the
-				// zero ones overwritten, with no branch on the values.
-				p := s.ptr(i)
-				buf := slices.Grow(w.refs, len(offs))
-				n := len(buf)
-				buf = buf[:n+len(offs)]
-				for _, off := range offs {
-					x := *(*handle.Handle)(unsafe.Add(p, off))
-					buf[n] = x
-					if x != 0 {
-						n++
-					}
-				}
-				w.refs = buf[:n]
+				w.refs = scanFixed(slices.Grow(w.refs, len(offs)), s.ptr(i), offs)
 			} else if !lay.NoRefs {
 				w.refs = lay.Scan(s.ptr(i), w.refs)
 			}
@@ -1035,7 +1028,7 @@ func (w *markWorker) scanFinRoots() {
 				continue
 			}
 			if fixed {
-				w.refs = scanFixed(w.refs, s.ptr(uint32(i)), offs)
+				w.refs = scanFixed(slices.Grow(w.refs, len(offs)), s.ptr(uint32(i)), offs)
 			} else {
 				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
 			}
@@ -1050,13 +1043,12 @@ func (w *markWorker) scanFinRoots() {
 }
 
 // scanFixed appends the non-zero handles at offsets offs of the object at
-// p (a layout's Fixed offsets) to buf: Layout.Scan without the call, for
-// loops that scan many objects. Every handle is stored and the zero ones
-// overwritten, with no branch on the values. scanSpan has the same loop
-// written out in its own: this function is just over the inlining budget,
-// and a call per object there costs more than here.
+// p (a layout's Fixed offsets) to buf, whose capacity must hold len(offs)
+// more: Layout.Scan without the call, for the loops that scan many objects
+// (scanSpan, scanFinRoots). Every handle word is stored and the zero ones
+// overwritten, with no branch on the values. Small enough to inline; the
+// caller's slices.Grow is what keeps it so.
 func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.Handle {
-	buf = slices.Grow(buf, len(offs))
 	n := len(buf)
 	buf = buf[:n+len(offs)]
 	for _, off := range offs {
