@@ -189,19 +189,8 @@ func (f *finState) start(h *Heap) {
 // record is outside finq when the world stops for a mark.
 type finFill struct{ b *finBlock }
 
-// slot returns the next record of fb's block for the caller to fill,
-// publishing the block first if it is full.
-func (f *finState) slot(fb *finFill) *finRec {
-	b := fb.b
-	if b == nil || b.n == finBlockLen {
-		b = f.next(fb)
-	}
-	b.n++
-	return &b.recs[b.n-1]
-}
-
-// next publishes fb's block, if any, and gives fb an empty one; slot's
-// slow path, out of line so that slot inlines.
+// next publishes fb's block, if any, and gives fb an empty one to fill;
+// queueFinalizers calls it when its block is full.
 func (f *finState) next(fb *finFill) *finBlock {
 	fb.b = f.publish(fb.b, true)
 	return fb.b

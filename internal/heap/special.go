@@ -423,6 +423,7 @@ func pruneStopped(m *Mutator, head *CleanupSpecial) *CleanupSpecial {
 func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 	s.sp.mu.Lock()
 	defer s.sp.mu.Unlock()
+	sp := &s.sp.mu
 	// Counts and finalizer records are published in batches: one atomic
 	// on s.sp.n per span, and finalizer records a block at a time
 	// (finFill).
@@ -437,11 +438,9 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		}
 		h.fin.flush(&fins)
 	}()
-	// A span whose only specials are finalizers takes queueFinalizers,
-	// sweepSpecial's loop for that case alone.
-	onlyFin := fin != nil && cl == nil && s.sp.mu.weak == nil && s.sp.mu.long == nil
-	// Visit the unmarked allocated slots a bitmap word at a time; the
-	// objects revived for their finalizer are marked with one Or per word.
+	// Visit the unmarked allocated slots a bitmap word at a time, one kind
+	// of special after another; the objects revived for their finalizer
+	// are marked with one Or per word.
 	if cl != nil {
 		prefetchCleanups(s, cl, 0)
 	}
@@ -453,21 +452,44 @@ func (h *Heap) sweepSpecials(s *span, local *cleanupq.Local) {
 		if cl != nil && w+1 < len(s.allocBits) {
 			prefetchCleanups(s, cl, w+1)
 		}
-		revived := uint64(0)
-		if onlyFin {
-			revived = h.queueFinalizers(s, w, dead, fin, &fins)
-		} else {
-			for d := dead; d != 0; d &= d - 1 {
-				i := uint32(w*64 + bits.TrailingZeros64(d))
-				if h.sweepSpecial(s, i, fin, cl, &fins, &removed, local) {
-					revived |= 1 << (i % 64)
-				}
+		// Weak handles go nil as soon as the object is found
+		// unreachable, finalizer or not (Go's rule for weak.Pointer):
+		// before the finalizer is queued, and so before it can run.
+		if sp.weak != nil {
+			removed += h.killWeak(sp.weak, w, dead)
+		}
+		if fin != nil {
+			if revived := h.queueFinalizers(s, w, dead, fin, &fins); revived != 0 {
+				s.markBits[w].Or(revived)
+				// Long weak handles and cleanups wait until the object
+				// is unreachable again.
+				dead &^= revived
 			}
 		}
-		if revived != 0 {
-			s.markBits[w].Or(revived)
+		if sp.long != nil {
+			removed += h.killWeak(sp.long, w, dead)
+		}
+		if cl != nil {
+			for d := dead; d != 0; d &= d - 1 {
+				h.queueCleanups(cl, uint32(w*64+bits.TrailingZeros64(d)), local)
+			}
 		}
 	}
+}
+
+// killWeak clears the weak handles cells (sp.mu.weak or long) holds for the
+// slots dead names in bitmap word w, and returns how many it cleared.
+// REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
+func (h *Heap) killWeak(cells []uint32, w int, dead uint64) (n int32) {
+	for d := dead; d != 0; d &= d - 1 {
+		i := w*64 + bits.TrailingZeros64(d)
+		if c := cells[i]; c != 0 {
+			h.weak.kill(c - 1)
+			cells[i] = 0
+			n++
+		}
+	}
+	return n
 }
 
 // prefetchCleanups asks for the lines of the first cleanup record of each
@@ -490,12 +512,12 @@ func prefetchCleanups(s *span, cl *cleanupTable, w int) {
 }
 
 // queueFinalizers queues the finalizers of the unmarked objects dead names
-// in bitmap word w of s, whose only specials are finalizers (fin), and
-// returns the objects it revived: sweepSpecial for that case, as a loop
-// without a call per object.
-// REQUIRES: as sweepSpecial.
+// in bitmap word w of s, whose finalizer table is fin, and returns the
+// objects it revived: kept for this cycle, their finalizer's record on
+// finq, their entry in fin cleared.
+// REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
 func (h *Heap) queueFinalizers(s *span, w int, dead uint64, fin *finTable, fins *finFill) (revived uint64) {
-	b := fins.b // finState.slot, written out
+	b := fins.b
 	for d := dead; d != 0; d &= d - 1 {
 		i := w*64 + bits.TrailingZeros64(d)
 		fn := fin.fn[i]
@@ -511,34 +533,4 @@ func (h *Heap) queueFinalizers(s *span, w int, dead uint64, fin *finTable, fins 
 		revived |= 1 << (i % 64)
 	}
 	return revived
-}
-
-// sweepSpecial processes the specials of the unmarked object in slot i,
-// and reports whether it was revived for its finalizer.
-// REQUIRES: s.sp.mu held; the caller has claimed s for sweeping.
-func (h *Heap) sweepSpecial(s *span, i uint32, fin *finTable, cl *cleanupTable, fins *finFill, removed *int32, local *cleanupq.Local) bool {
-	sp := &s.sp.mu
-	// Weak handles go nil as soon as the object is found unreachable,
-	// finalizer or not (Go's rule for weak.Pointer).
-	if sp.weak != nil && sp.weak[i] != 0 {
-		h.weak.kill(sp.weak[i] - 1)
-		sp.weak[i] = 0
-		*removed++
-	}
-	if fin != nil {
-		if fn := fin.fn[i]; fn != nil {
-			*h.fin.slot(fins) = finRec{x: s.handleAt(i), typ: s.typ, fn: unsafe.Pointer(fn)}
-			fin.fn[i] = nil
-			return true // cleanups wait until the object is unreachable again
-		}
-	}
-	if sp.long != nil && sp.long[i] != 0 {
-		h.weak.kill(sp.long[i] - 1)
-		sp.long[i] = 0
-		*removed++
-	}
-	if cl != nil {
-		h.queueCleanups(cl, i, local)
-	}
-	return false
 }
