@@ -109,7 +109,7 @@ type finState struct {
 	mu struct {
 		sync.Mutex
 		q    *finBlock // queued records, newest block first
-		nq   int       // blocks in q
+		nq   int       // blocks in q; read by a sweeper that links one, for the early wake (finWakeEarly)
 		free *finBlock // recycled blocks
 		// busy is set while the goroutine (or a mutator at a safepoint)
 		// holds records taken from q.

@@ -709,7 +709,7 @@ func (w *markWorker) scanSpan(s *span) {
 	// Release the span before reading its mark bits: an object greyed from
 	// now on queues it again (see the top of the file).
 	e := &w.tab[s.idx]
-	plain := w.solo || w.ownPlain && !e.shared && w.owner(s.idx) == w.id
+	plain := w.solo || w.ownPlain && w.owner(s.idx) == w.id && !e.shared // shared is the owner's to read
 	if plain {
 		plainStore32(&e.queued, 0)
 	} else {
