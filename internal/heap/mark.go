@@ -517,14 +517,21 @@ func (w *markWorker) flushHeld() {
 	w.held = w.held[:0]
 }
 
-// prefetchWords prefetches the handle words of refs.
+// prefetchWords prefetches the handle words of refs. A line is asked for
+// once when consecutive handles name it: handles found together often
+// name neighbouring slots (a tree's nodes, a list's cells), 8 words to a
+// line.
 func (w *markWorker) prefetchWords(refs []handle.Handle) {
 	tab := w.tab
 	addrs := w.pf[:0]
+	prev := uintptr(0)
 	for _, x := range refs {
 		if idx := x.Span(); idx < uint32(len(tab)) {
 			if e, i := &tab[idx], x.Slot(); i < e.nslots {
-				addrs = append(addrs, uintptr(unsafe.Pointer(e.hvAt(i))))
+				if line := uintptr(unsafe.Pointer(e.hvAt(i))) &^ 63; line != prev {
+					addrs = append(addrs, line)
+					prev = line
+				}
 			}
 		}
 	}
@@ -918,20 +925,25 @@ func (w *markWorker) prefetchGrey(s *span) {
 	// Room for two lines per slot, so the loop appends without checks.
 	addrs := slices.Grow(w.pf[:0], 2*len(s.markBits)*64)
 	addrs = addrs[:cap(addrs)]
-	n := 0
+	n, prev := 0, uintptr(0)
 	base, size := uintptr(s.base), s.elemSize
 	for wi := range s.markBits {
 		for g := s.markBits[wi].Load() &^ s.scanBits[wi].Load(); g != 0; g &= g - 1 {
 			p := base + uintptr(wi*64+bits.TrailingZeros64(g))*size
 			// The second line only if it is another: with no branch on
 			// it, since about half of small objects cross a line.
+			// Nor a first line the previous object's asked for: grey
+			// neighbours (a tree's nodes) share lines.
 			a, b := (p+first)&^63, (p+last)&^63
 			addrs[n] = a
-			addrs[n+1] = b
-			n++
+			if a != prev {
+				n++
+			}
+			addrs[n] = b
 			if b != a {
 				n++
 			}
+			prev = b
 		}
 	}
 	prefetch(addrs[:n])
