@@ -1,6 +1,8 @@
 package reclaim_test
 
 import (
+	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -164,4 +166,138 @@ func TestCollectAbandonedWithWorkers(t *testing.T) {
 		}
 		m.Detach()
 	}
+}
+
+// TestCollectGoexitInScanRoots: ScanRoots that calls runtime.Goexit (as
+// t.FailNow does) ends the goroutine that leads the collection, after the
+// collection is abandoned and the world restarted: the goroutine's
+// deferred Detach runs, and the heap goes on working.
+func TestCollectGoexitInScanRoots(t *testing.T) {
+	var exiting atomic.Bool
+	var root reclaim.Ref[abNode]
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, ScanRoots: func(visit func(reclaim.Object)) {
+		if exiting.Load() {
+			runtime.Goexit()
+		}
+		visit(root.Object())
+	}})
+	m := h.Attach()
+	root = abChain(m, 100)
+	m.Collect()
+	before := h.Stats()
+	m.Detach() // a collection waits for every attached mutator
+
+	exiting.Store(true)
+	returned, done := false, make(chan struct{})
+	go func() {
+		defer close(done)
+		m2 := h.Attach()
+		defer m2.Detach()
+		m2.Collect()
+		returned = true
+	}()
+	<-done
+	exiting.Store(false)
+	m = h.Attach()
+	defer m.Detach()
+	if returned {
+		t.Fatal("Collect returned; want its goroutine ended by ScanRoots' runtime.Goexit")
+	}
+	if st := h.Stats(); st.Cycles != before.Cycles {
+		t.Errorf("Stats.Cycles went from %d to %d over an abandoned collection", before.Cycles, st.Cycles)
+	}
+	abChain(m, 50) // garbage
+	m.Collect()    // a hang here (the world left stopped, m2 attached) fails by go test's timeout
+	abCheckChain(t, m, root, 100)
+	if st := h.Stats(); st.HeapObjects != 100 {
+		t.Errorf("%d objects after the collection that followed the abandoned one, want the chain's 100", st.HeapObjects)
+	}
+}
+
+// abExiter's Trace calls runtime.Goexit while exiting is set.
+type abExiter struct {
+	next    reclaim.Ref[abNode]
+	exiting *atomic.Bool
+}
+
+func (p *abExiter) Trace(visit func(reclaim.Object)) {
+	if p.exiting.Load() {
+		runtime.Goexit()
+	}
+	visit(p.next.Object())
+}
+
+// TestCollectGoexitInTrace: a Trace method that calls runtime.Goexit ends
+// the collection whichever worker runs it. On another worker, the
+// collecting goroutine gets a reclaim: panic that says so; on the leader,
+// its goroutine ends (with one worker, always). Either way the next
+// collection keeps everything reachable.
+func TestCollectGoexitInTrace(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			outcomes := goexitInTrace(t, workers, 20)
+			t.Logf("outcomes: %v", outcomes)
+			if workers == 1 && outcomes["goroutine ended"] != 20 {
+				t.Errorf("outcomes %v, want every collecting goroutine ended", outcomes)
+			}
+			if outcomes["goroutine ended"]+outcomes["panic"] != 20 {
+				t.Errorf("outcomes %v, want 20 abandoned collections", outcomes)
+			}
+		})
+	}
+}
+
+// goexitInTrace runs rounds collections in which a Trace method calls
+// runtime.Goexit, each led by a new goroutine, and after each checks that
+// the next collection keeps every chain. It returns how the collections
+// ended: "goroutine ended" or "panic".
+func goexitInTrace(t *testing.T, workers, rounds int) map[string]int {
+	var exiting atomic.Bool
+	var roots []reclaim.Object
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: workers, ScanRoots: func(visit func(reclaim.Object)) {
+		for _, o := range roots {
+			visit(o)
+		}
+	}})
+	m := h.Attach()
+	var heads []reclaim.Ref[abNode]
+	for i := range 32 {
+		heads = append(heads, abChain(m, 100))
+		roots = append(roots, heads[i].Object())
+		if i%4 == 0 {
+			ex := reclaim.New[abExiter](m)
+			ex.Get(m).exiting = &exiting
+			roots = append(roots, ex.Object())
+		}
+	}
+	m.Detach() // a collection waits for every attached mutator
+	outcomes := map[string]int{}
+	for range rounds {
+		exiting.Store(true)
+		returned, done := false, make(chan struct{})
+		go func() {
+			defer close(done)
+			m2 := h.Attach()
+			defer m2.Detach()
+			wantPanic(t, m2.Collect, "collection abandoned", "runtime.Goexit", "mark worker")
+			returned = true
+		}()
+		<-done
+		exiting.Store(false)
+		if returned {
+			outcomes["panic"]++
+		} else {
+			outcomes["goroutine ended"]++ // Goexit on the leader, which wantPanic's recover cannot stop
+		}
+		m := h.Attach()
+		m.Collect()
+		for _, hd := range heads {
+			abCheckChain(t, m, hd, 100)
+		}
+		m.Detach()
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	return outcomes
 }

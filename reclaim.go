@@ -70,7 +70,9 @@ type Options struct {
 	// goroutine; it must not use a mutator. If it panics (as if a Tracer's
 	// Trace panics), the collection is abandoned with the heap unchanged,
 	// and the collecting mutator's Collect or Safepoint panics with a
-	// reclaim: message that includes the value.
+	// reclaim: message that includes the value. If it calls
+	// runtime.Goexit (t.FailNow, say), the collection is abandoned the
+	// same way and the collecting goroutine ends.
 	ScanRoots func(visit func(Object))
 	// OnPanic is called when a finalizer or cleanup panics; the queue goes
 	// on. nil means log it (Logger, level Error) and go on.

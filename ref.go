@@ -120,6 +120,9 @@ func TryNew[T any](m *Mutator) (Ref[T], error) {
 // A Trace that panics abandons the collection: the heap is left as it was
 // before it, the world runs again, and the mutator that led it (in Collect
 // or Safepoint) panics with a reclaim: message that includes the value.
+// A Trace that calls runtime.Goexit (t.FailNow, say) abandons it too: on
+// the collecting goroutine, that goroutine ends; on another mark worker,
+// the collecting mutator panics with a reclaim: message that says so.
 type Tracer interface {
 	Trace(visit func(Object))
 }

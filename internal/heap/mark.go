@@ -1165,8 +1165,12 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	work := func(w *markWorker) {
 		done := false
 		defer func() {
-			if !done { // a panic, or runtime.Goexit (recover returns nil)
-				failed.CompareAndSwap(nil, &markFailure{recover()})
+			if !done { // a panic, or runtime.Goexit
+				v := recover()
+				if v == nil { // Goexit: recover has nothing (panic(nil) gives a PanicNilError)
+					v = goexitInMark{}
+				}
+				failed.CompareAndSwap(nil, &markFailure{v})
 				pool.abort()
 			}
 		}()
@@ -1237,6 +1241,17 @@ func (h *Heap) mark(ctx context.Context) markStats {
 
 // markFailure is the first panic of a mark's workers.
 type markFailure struct{ v any }
+
+// goexitInMark is the failure of a mark in which a Trace method called
+// runtime.Goexit (t.FailNow, say) on a mark worker goroutine: the worker's
+// goroutine ends, and the leader abandons the collection with a panic
+// that says so. On the leader's own goroutine, Goexit ends that goroutine
+// once the collection is abandoned.
+type goexitInMark struct{}
+
+func (goexitInMark) String() string {
+	return "a Trace method called runtime.Goexit (t.FailNow, say) on a mark worker goroutine"
+}
 
 // abandonMark undoes what a mark cut short by a panic did, so that the
 // next mark starts from clean state: every span's mark and scan bits are

@@ -316,7 +316,10 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		h.startTheWorld()
 		task.End()
 		if v == nil {
-			return // runtime.Goexit in a Trace method: let it go on
+			return // runtime.Goexit in ScanRoots or a Trace method on this goroutine: let it go on
+		}
+		if g, ok := v.(goexitInMark); ok {
+			panic(fmt.Sprintf("reclaim: collection abandoned, the heap unchanged: %v", g))
 		}
 		panic(fmt.Sprintf("reclaim: collection abandoned, the heap unchanged: the mark's ScanRoots or a Trace method panicked: %v", v))
 	}()
