@@ -16,10 +16,15 @@ var ErrMemoryLimit = errors.New("reclaim: memory limit reached")
 // central holds one heap's spans of one type that are not cached by a
 // mutator, like the runtime's mcentral.
 type central struct {
+	// mu protects the lists, and the list and cache membership flags of
+	// the type's spans (span.inPartial, cached, released).
 	mu struct {
 		sync.Mutex
 		partial []*span // swept spans with free slots; span.inPartial set
-		unswept []*span // this cycle's spans still to sweep (may hold spans already swept by others: skipped)
+		// unswept is this cycle's spans still to sweep, refilled by the
+		// flip (world stopped) and popped by takeSpan; it may hold spans
+		// already swept by others (skipped).
+		unswept []*span
 	}
 }
 

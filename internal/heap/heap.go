@@ -158,9 +158,9 @@ func Lookup(id uint32) *Heap {
 
 // Heap is one garbage-collected heap.
 type Heap struct {
-	id  uint32 // immutable
-	cfg Config // immutable after New
-	log *slog.Logger
+	id  uint32       // immutable
+	cfg Config       // immutable after New
+	log *slog.Logger // immutable after New; safe for concurrent use
 
 	// markReuse keeps the mark's span table and its workers' buffers from
 	// one mark to the next; owned by the leader (world stopped).
@@ -178,7 +178,9 @@ type Heap struct {
 		cleanups map[*CleanupSpecial]bool
 	}
 
-	spans *spanTable // read lock-free; written with mu held
+	// spans is immutable after New; its entries are written with mu held
+	// and read lock-free (see spanTable).
+	spans *spanTable
 	// centrals is indexed by Type.ID; read lock-free, replaced (copied on
 	// growth) with mu held.
 	centrals atomic.Pointer[[]*central]
@@ -188,57 +190,81 @@ type Heap struct {
 	// See span.sweepgen for the state table.
 	sweepgen atomic.Uint32
 
-	// stwReq is set by a cycle's leader while it stops or holds the world
-	// stopped; polled at every safepoint. Written with mu held.
+	// stwReq mirrors mu.stw for lock-free polling at every safepoint: set
+	// by a cycle's leader while it stops or holds the world stopped.
+	// Written with mu held, together with mu.stw.
 	stwReq atomic.Bool
-	// gcDue is set when the pacer or the memory limit wants a collection;
-	// cleared by the leader when the cycle's mark begins.
+	// gcDue is set, with no lock, when the pacer or the memory limit wants
+	// a collection (addLive and refill on a mutator, AddExternal on any
+	// goroutine); cleared by the leader once it has stopped the world,
+	// before finishSweep. Polled at every safepoint.
 	gcDue atomic.Bool
 
+	// mu protects the fields grouped in it. The leader does not hold it
+	// while the world is stopped (see collect); it takes it for the
+	// fields it reads or writes then.
 	mu struct {
 		sync.Mutex
-		cond     sync.Cond // signalled when running drops, or the world restarts
-		stw      bool      // the world is stopped or stopping
-		running  int       // attached mutators not at a safepoint
-		mutators map[*Mutator]struct{}
-		closed   bool // Close has begun: no more collections
-		dead     bool // Close has ended: Attach panics
+		cond     sync.Cond             // on mu; broadcast when running drops, or the world restarts
+		stw      bool                  // the world is stopped or stopping; mirrored by stwReq
+		running  int                   // attached mutators running (see Mutator's table); the leader counts itself out
+		mutators map[*Mutator]struct{} // attached mutators: Attach, attachClosing; Detach removes
+		closed   bool                  // Close has begun: no more collections
+		dead     bool                  // Close has ended: Attach panics
 
-		allspans []*span  // every span in use
+		// allspans holds every span in use, and released ones until the
+		// next flip drops them (readers skip those).
+		allspans []*span
 		freeIdx  []uint32 // span indexes free for reuse
 		idxFloor []uint32 // per index: lowest generation a new span there may start at
 		nextIdx  uint32   // next never-used span index
 
-		pacer      pacer.Pacer
-		pins       map[handle.Handle]int
-		spanBytes  int64 // memory held by spans
+		pacer     pacer.Pacer           // a plain value: every call is made with mu held
+		pins      map[handle.Handle]int // Pin counts
+		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
+		// sweepList and cycleStart are not used: the sweep list is
+		// sweep.list.
 		sweepList  []*span
 		cycleStart time.Time
 	}
 
 	// heapLive is the pacer's live-heap estimate: bytes marked by the last
-	// cycle plus span bytes handed to mutator caches since. Atomic; written
-	// by allocators and the leader.
+	// cycle plus span bytes handed to mutator caches since. Atomic, no
+	// lock: added to by mutators (addLive in refill; flushCache, by the
+	// mutator itself or by the leader with the world stopped), stored by
+	// the leader in the flip; read by AddExternal and Stats.
 	heapLive atomic.Int64
-	external atomic.Int64 // AddExternal total; atomic
+	external atomic.Int64 // AddExternal total; atomic, added to by any goroutine
 	// extBase is external at the last flip: the pacer's goal allows for it,
-	// so only growth past it counts toward the next trigger. Atomic.
+	// so only growth past it counts toward the next trigger. Stored by the
+	// leader in the flip (mu held); read lock-free by addLive and
+	// AddExternal.
 	extBase atomic.Int64
-	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats.
+	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats; stored
+	// with mu held whenever mu.spanBytes changes.
 	spanBytesA atomic.Int64
 
-	sweep sweepState // sweep.go
-	fin   finState   // final.go
-	cq    *cleanupq.Queue
-	bg    bgSweeper
-	weak  weakTable    // weak.go
-	eph   ephState     // ephemeron.go
-	stats heapStats    // stats.go
-	idle  event        // broadcast when queues may have drained (Drain)
-	cycle event        // broadcast when a cycle's sweep completes
-	goal  atomic.Int64 // the pacer's goal, mirrored for lock-free reads by allocators
+	// The following synchronize themselves; see each type.
+	sweep sweepState      // sweep.go
+	fin   finState        // final.go
+	cq    *cleanupq.Queue // the pointer is immutable after New
+	bg    bgSweeper       // sweep.go
+	weak  weakTable       // weak.go
+	eph   ephState        // ephemeron.go
+	stats heapStats       // stats.go
+	idle  event           // broadcast when queues may have drained (Drain waits on it)
+	cycle event           // broadcast by the last sweeper when a cycle's sweep completes; nothing waits on it now
+	// goal is the pacer's goal, mirrored for lock-free reads by allocators
+	// (addLive); stored with mu held in the flip (and by New, before the
+	// heap is shared).
+	goal atomic.Int64
 
-	stwLocal cleanupq.Local // sweeping context of the leader during finishSweep; owned by the leader with the world stopped
+	// stwLocal is the cleanup block of the leader's sweeping in
+	// finishSweep: filled by the leader with the world stopped; emptied by
+	// the cycle's last sweeper (sweepDone, mu held), which may be another
+	// goroutine but runs only after the leader's last sweep has ended;
+	// read by the mark's ScanRoots.
+	stwLocal cleanupq.Local
 }
 
 // New makes a heap.

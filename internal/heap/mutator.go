@@ -29,19 +29,27 @@ import (
 //	blocked         no                   no (re-enters through unblock)
 //	detached        no (not registered)  no
 type Mutator struct {
-	// heap is nil while detached. Written by the owning goroutine in
-	// Attach/Detach; read by it.
+	// heap is nil while detached. Written in Attach (h.mu held) and
+	// Detach (after m has left h.mu.mutators) by the goroutine that uses
+	// the mutator; read only by that goroutine.
 	heap *Heap
-	home *Heap // the heap this mutator was attached to, kept for messages
+	// home is the heap this mutator was attached to; never cleared by
+	// Detach. Written in Attach (or attachClosing) with h.mu held, before m
+	// is in h.mu.mutators; read by flushCache and flushStats, which the
+	// leader also runs on other mutators with the world stopped.
+	home *Heap
 	// id and tab are heap.id and &heap.spans while attached, 0 and an
-	// empty table while detached, written together with heap: a lookup
-	// through tab that finds a live slot therefore implies heap != nil
-	// (Deref, sweptSlot rely on it).
+	// empty table while detached, written together with heap and owned
+	// like it: a lookup through tab that finds a live slot therefore
+	// implies heap != nil (Deref, sweptSlot rely on it).
 	id  uint32
 	tab *spanTable
 
 	// busy catches a mutator used from two goroutines at once: every
 	// slow-path entry point sets it with CAS and clears it on return.
+	// It is still set while Safepoint, Collect or Drain runs queued
+	// finalizers on m (runFinalizersHere), so a finalizer that reaches
+	// one of m's slow paths fails this check.
 	busy atomic.Int32
 
 	// cfree keeps stopped cleanup records for reuse, by record type
@@ -49,11 +57,17 @@ type Mutator struct {
 	cfree [8]cleanupFree
 
 	// cache[t.ID] is the span this mutator allocates objects of type t
-	// from. Owned by the mutator while it runs; by the leader while the
-	// world is stopped.
+	// from. Owned by the goroutine using m while m runs; by the leader
+	// (flushCaches) while the world is stopped and m is parked or blocked;
+	// by Close once the heap is dead (mutators must not be used then).
+	// Verify reads it when the caller guarantees quiescence.
 	cache []*span
-	// local is this mutator's cleanup block, filled when it sweeps. Same
-	// ownership as cache; flushed by the last sweeper of a cycle.
+	// local is this mutator's cleanup block, filled only by m's own sweeps
+	// (between activeSweep begin and end) and by Close on its own mutator.
+	// Emptied by m's Detach (FlushOne, h.mu held) or by the cycle's last
+	// sweeper (sweepDone: Flush, h.mu held), which runs only when no sweep
+	// is active, so never while m fills it; read by the mark's ScanRoots
+	// with the world stopped.
 	local cleanupq.Local
 
 	// nalloc counts objects allocated since the last flush into the
@@ -61,7 +75,7 @@ type Mutator struct {
 	// its nfreeCounted was taken (countAllocs adds them). Owned like cache.
 	nalloc int64
 
-	isFing bool // the finalizer goroutine's own mutator; immutable
+	isFing bool // the finalizer goroutine's own mutator; set before Attach, immutable after
 }
 
 // NewMutator returns a detached mutator, ready for Attach.

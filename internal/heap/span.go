@@ -16,12 +16,14 @@ import (
 const spanBytes = 16 << 10
 
 // Type describes one Go type stored in heaps. Types are global (shared by
-// every heap) and registered once, by the public package.
+// every heap) and registered once, by the public package; every field is
+// set before RegisterType publishes the Type and immutable afterwards, so
+// any goroutine reads them without synchronization.
 type Type struct {
 	ID     uint32       // dense index into a heap's centrals; immutable
-	Name   string       // the Go type's name, for diagnostics
+	Name   string       // the Go type's name, for diagnostics; immutable
 	Layout *layout.Type // reference map; immutable
-	Size   uintptr      // element size
+	Size   uintptr      // element size; immutable
 	// NewSlab allocates n zeroed elements as a real Go array and returns a
 	// pointer to the first; the array is kept alive by that pointer.
 	NewSlab func(n int) unsafe.Pointer
@@ -75,7 +77,7 @@ func RegisterType(t *Type) *Type {
 type span struct {
 	idx      uint32         // index in the span table; immutable
 	typ      *Type          // immutable
-	base     unsafe.Pointer // first element; immutable while in use
+	base     unsafe.Pointer // first element; immutable while in use (cleared by releaseSpanLocked, h.mu held)
 	elemSize uintptr        // immutable
 	nslots   uint32         // immutable
 
@@ -101,8 +103,9 @@ type span struct {
 	freeIndex uint32   // owned like allocBits; slots below it are allocated
 	nfree     uint32   // owned like allocBits
 	// nfreeCounted is nfree when the caching mutator last counted the
-	// objects allocated from the span (Mutator.countAllocs); owned by that
-	// mutator, meaningful only while the span is cached.
+	// objects allocated from the span (Mutator.countAllocs); owned like
+	// that mutator's cache (by the mutator, or by the leader with the world
+	// stopped), meaningful only while the span is cached.
 	nfreeCounted uint32
 	// allocCache holds the free bits of slots [freeIndex, cacheEnd): bit k
 	// set means slot freeIndex+k is free. cacheEnd is a multiple of 64 (or
@@ -111,14 +114,21 @@ type span struct {
 	allocCache uint64
 	cacheEnd   uint32
 
-	// markBits is set by mark workers with atomic Or during mark (world
-	// stopped), or with plain stores by a mark's only worker (mark.go,
-	// markWorker.solo); read and cleared by the span's sweeper.
+	// markBits is set during mark (world stopped) by mark workers, with
+	// atomic Or, or with plain stores where one worker alone touches the
+	// span's mark state (markWorker.solo, markWorker.ownPlain; mark.go);
+	// read lock-free during the mark by workers and the leader. The
+	// span's sweeper reads it, sets the bits of the objects it revives for
+	// their finalizer (sweepSpecials, atomic Or) and clears it; the leader
+	// clears it when a mark is abandoned (abandonMark).
 	markBits []atomic.Uint64
 
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
-	// this mark (ephemeron.go); nil outside a mark with such entries. Set
-	// with eph.mu held, read by mark workers.
+	// this mark (ephemeron.go); nil outside a mark with such entries. The
+	// pointer is stored, and the bits are set (atomic Or), with eph.mu
+	// held by the worker that registers an entry; read lock-free by the
+	// workers that mark the span's objects (releaseWaiting). Cleared with
+	// eph.mu held by the leader when the mark ends (resetEphemerons).
 	ephKeys atomic.Pointer[[]atomic.Uint64]
 	// ephHeads[i] is index+1 of the first entry waiting on slot i, in
 	// eph.mu.nodes; 0 if none. Protected by eph.mu; nil with ephKeys.
@@ -138,8 +148,9 @@ type span struct {
 	// it for scanning in this mark (the runtime's spanInlineMarkBits.scans).
 	// Set by atomic Or from the workers that scan the span (several may
 	// scan it at once: the Or's old value tells each one which objects are
-	// its own), or with plain stores by a mark's only worker; cleared by
-	// the leader when a mark begins.
+	// its own), or with plain stores where one worker alone scans it
+	// (markWorker.solo, or ownPlain on an owned span not shared); cleared
+	// by the leader when a mark begins, and when one is abandoned.
 	scanBits []atomic.Uint64
 
 	// Whether the span is queued is the mark's own state (markSpan.queued,
@@ -151,7 +162,15 @@ type span struct {
 	// Membership in the central's lists: protected by the central's mu.
 	inPartial bool
 	cached    bool // held in some mutator's cache
-	released  bool // memory given back; the span is no longer in the table
+	// released: the memory is given back and the span is no longer in the
+	// table. Set by the sweeper that releases the span, under the
+	// central's mu (and again by releaseSpanLocked, with h.mu held only:
+	// the span is then in no cache and on no partial list, so no reader
+	// under the central's mu reaches it), or by Close under h.mu. Read
+	// under the central's mu (takeSpan), and without it only where no
+	// sweeper can run: by the leader with the world stopped after
+	// finishSweep (Debug, flip), by Close, by Verify.
+	released bool
 	// wasEmpty: the span's last sweep found it empty and nothing has been
 	// allocated from it since (it stayed idle). Set by its sweeper; cleared
 	// by takeSpan, under the central's mu, when a mutator caches the span.

@@ -29,6 +29,9 @@ const sweepDrainedMask = 1 << 31
 //	drained | n (n > 0)         no span left to claim; n sweepers finishing
 //	drained | 0                 sweep complete for this cycle
 type activeSweep struct {
+	// state is changed only by CAS (begin, end, markDrained) from any
+	// sweeper, and stored by the flip (0: world stopped, h.mu held; no
+	// sweeper is active then) and by New.
 	state atomic.Uint32
 }
 
@@ -77,15 +80,19 @@ func (a *activeSweep) isDone() bool { return a.state.Load() == sweepDrainedMask 
 
 type sweepState struct {
 	active activeSweep
-	// next is the index of the next span of Heap.mu.sweepList to claim.
+	// next is the index of the next span of list to claim: taken by
+	// atomic Add by sweepers (sweepone), reset to 0 by the flip.
 	next atomic.Int64
 	// list is the cycle's sweep list, a snapshot taken in the flip; read
 	// by sweepers without a lock (it is immutable until the next flip).
 	list atomic.Pointer[[]*span]
 	// done mirrors active.isDone() after the finishing work has been done;
-	// set by the last sweeper, cleared by the flip.
+	// set by the last sweeper (sweepDone, after its Flush), cleared by the
+	// flip. Read lock-free by sweepUntilDone, Drain, Verify and refill.
 	done atomic.Bool
-	// gen counts completed sweeps; Collect waits for it to advance.
+	// gen counts completed sweeps; added to by the last sweeper
+	// (sweepDone). Nothing reads it now: Collect waits on done
+	// (sweepUntilDone).
 	gen atomic.Uint64
 }
 
@@ -309,10 +316,14 @@ func (h *Heap) clearDead(s *span, dead []uint64) {
 
 // bgSweeper is the heap's background sweeper goroutine.
 type bgSweeper struct {
-	local cleanupq.Local // owned by the background sweeper; flushed by the last sweeper
-	wakeC chan struct{}  // token: a flip happened
-	stopC chan struct{}  // closed by Close
-	doneC chan struct{}  // closed when the goroutine exits
+	// local is filled by the background sweeper's sweeps; emptied by the
+	// cycle's last sweeper (sweepDone, h.mu held, no sweep active); read
+	// by the mark's ScanRoots.
+	local cleanupq.Local
+	// The channels are made by start, in New, and not changed after.
+	wakeC chan struct{} // token: a flip happened
+	stopC chan struct{} // closed by stop (Close), once
+	doneC chan struct{} // closed when the goroutine exits
 	once  sync.Once
 }
 
