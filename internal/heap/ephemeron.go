@@ -34,6 +34,13 @@ import (
 // key's ephKeys bit. With sequentially consistent atomics one of the two
 // sees the other, and both paths take eph.mu before touching pending.
 //
+// Caveat: the marker reads the ephKeys bit only if it first reads npending
+// > 0 (markRun, markPlain), and the registrar increments npending after its
+// re-read of the mark bit, not before. A marker that sets the key's mark bit
+// after that re-read and loads npending before the increment skips the key,
+// and the entry stays waiting on a marked key; the argument above covers
+// only markers that find some entry pending.
+//
 // At mark termination (world still stopped) every registered table is
 // pruned: entries whose key will be freed this cycle are deleted.
 
@@ -48,10 +55,16 @@ type ephNode struct {
 }
 
 type ephState struct {
-	// npending counts entries waiting on keys, read by grey as a fast
-	// "nothing waits" check. Written with mu held.
+	// npending counts entries waiting on keys. Written with mu held:
+	// incremented by scanTable (after its re-read of the key's mark bit),
+	// decremented by released, stored 0 by the leader (resetEphemerons).
+	// Read lock-free by markers (markRun, markPlain) as a fast "nothing
+	// waits" check before they read ephKeys; see the caveat above.
 	npending atomic.Int64
 
+	// mu protects the fields grouped in it and, for every span, ephHeads
+	// and the stores to ephKeys. Taken by mark workers (scanTable,
+	// released) and by the leader once they have ended.
 	mu struct {
 		sync.Mutex
 		// nodes holds the waiting entries as linked lists, one per key:

@@ -150,15 +150,18 @@ const spillMin = 2
 const mailLen = 256
 
 // workPool is what workers share: spans given away to balance the work,
-// and the handles each worker finds for spans another owns (mail).
+// and the handles each worker finds for spans another owns (mail). One
+// pool per mark, made by the leader before the workers start.
 type workPool struct {
+	// mu protects the fields grouped in it. A buffer in bufs or mail
+	// belongs to the pool until get hands it to one worker.
 	mu struct {
 		sync.Mutex
 		bufs  [][]*span           // queued spans given away, for any worker
 		mail  [][][]handle.Handle // mail[k]: handles naming worker k's spans
 		nmail int                 // buffers in mail, all workers
-		nwait int
-		done  bool
+		nwait int                 // workers waiting in get
+		done  bool                // marking is complete, or aborted
 	}
 	cond sync.Cond // on mu; broadcast when work arrives and a worker waits, or marking ends
 	// waiting mirrors mu.nwait and hasMail[k] len(mu.mail[k]) > 0; both are
@@ -169,7 +172,7 @@ type workPool struct {
 	// spins waiting for work (spin); written with mu held.
 	nbufs    atomic.Int32
 	done     atomic.Bool
-	nworkers int // immutable during a mark
+	nworkers int // immutable
 }
 
 // spinFor is how long a worker with nothing to do polls for work before
@@ -288,7 +291,8 @@ func (p *workPool) get(k int, wait bool) ([][]handle.Handle, []*span) {
 }
 
 // spanQueue is a worker's private FIFO of queued spans: a ring whose
-// length is a power of two.
+// length is a power of two. Owned by its worker; the leader takes the
+// ring back between marks (markBuffers).
 type spanQueue struct {
 	ring []*span
 	head int // index of the oldest span
@@ -345,10 +349,11 @@ func (q *spanQueue) takeNewest(k int) []*span {
 // index: what checking and marking a handle reads, in one place, one cache
 // line to a span. The table is small and dense, so the random accesses of
 // checking handles touch it instead of span structs spread over the Go
-// heap, a page each. Built by the leader before the workers start; only
-// queued changes while they run. A line to an entry keeps a worker's
-// writes to queued (span idx is worker idx mod nw's) off the lines of the
-// entries other workers read.
+// heap, a page each. Built by the leader before the workers start (the
+// go statements order its writes before their reads); only queued and
+// shared change while they run, and every other field is read-only then.
+// A line to an entry keeps a worker's writes to queued (span idx is worker
+// idx mod nw's) off the lines of the entries other workers read.
 type markSpan struct {
 	hv       *atomic.Uint64 // &s.hv[0]
 	markBits *atomic.Uint64 // &s.markBits[0]
@@ -358,9 +363,11 @@ type markSpan struct {
 	// queued is 1 while the span waits in a worker's queue or the shared
 	// pool (the runtime's spanScanOwnership), and always for a noScan
 	// span. A worker that marks an object here and finds it 0 sets it
-	// (CAS 0 -> 1, or a plain store when solo) and queues the span; the
-	// worker that takes the span stores 0 before it reads markBits. The
-	// table is cleared when a mark begins.
+	// (CAS 0 -> 1; a plain store when solo, or by the owner with ownPlain
+	// while the span is not shared) and queues the span; the worker that
+	// takes the span stores 0 (plain under the same conditions) before it
+	// reads markBits. The table is cleared by the leader when a mark
+	// begins.
 	queued atomic.Uint32
 	noScan bool // s.noScan
 	// shared is set by the span's owner, with ownPlain, before it gives
@@ -383,6 +390,13 @@ func (e *markSpan) markWord(wi uint32) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Add(unsafe.Pointer(e.markBits), uintptr(wi)*8))
 }
 
+// markWorker is one mark worker's state. The leader fills it in before
+// the worker starts (worker 0 runs on the leader's own goroutine, the
+// others on goroutines it starts), and reads st and the buffers back
+// (keepBuffers) after every worker has ended (wg.Wait); in between, every
+// field is owned by the worker's goroutine, except that tab is shared
+// (see markSpan) and pool synchronizes itself. h, pool, id, nw, solo,
+// ownPlain, ownMask and tab are not changed during the mark.
 type markWorker struct {
 	h    *Heap
 	pool *workPool
@@ -414,7 +428,7 @@ type markWorker struct {
 	refs  []handle.Handle
 	gspan [greyBatch]*markSpan
 	one   [1]handle.Handle // grey's argument, as a batch
-	tab   []markSpan       // the mark's span table; shared, read-only
+	tab   []markSpan       // the mark's span table; shared (see markSpan)
 	gword [greyBatch]uint64
 	gmark [greyBatch]uint64
 	// held are handles found by the span scanned before the current one,
@@ -429,7 +443,8 @@ type markWorker struct {
 	st         markStats
 }
 
-// markBuffers are a worker's buffers, kept by the heap between marks.
+// markBuffers are a worker's buffers, kept by the heap between marks
+// (Heap.markReuse: owned by the leader with the world stopped).
 type markBuffers struct {
 	free             [][]handle.Handle
 	other, refs      []handle.Handle
