@@ -20,6 +20,11 @@ func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
 // first record to the start of the block's first call, one sample per block
 // (heap.go, step 7; final.go). Sampling per block keeps the clock reads off
 // the per-finalizer path.
+//
+// Every field is atomic: record is called by the finalizer goroutine,
+// quantile by Stats on any goroutine. record adds to the bucket before n,
+// so quantile may see a sample in its bucket that n does not count yet; it
+// uses n only to skip the scan when no sample was ever recorded.
 type delayHist struct {
 	n      atomic.Uint64 // samples recorded; read first by quantile
 	counts [64 * 4]atomic.Uint64

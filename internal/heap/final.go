@@ -87,12 +87,23 @@ func (s *fingStatus) cas(old, new uint32) bool { return s.v.CompareAndSwap(old, 
 // into full blocks.
 const finBlockLen = 128
 
+// finRec is one queued finalizer call; owned like the block that holds it.
 type finRec struct {
 	x   handle.Handle
 	typ *Type
 	fn  unsafe.Pointer // the finalizer's funcval
 }
 
+// finBlock is a block of queued finalizer calls. next, n and recs are
+// owned by whoever holds the block:
+//   - the sweeper filling it (finFill), with no lock, until publish links
+//     it on fin.mu.q;
+//   - fin.mu while it is on q (mutators at safepoints pop records from it
+//     in FinalizersAtSafepoints mode; Close takes them) or on the free
+//     list; the leader reads the records on q under fin.mu (scanRoots);
+//   - the finalizer goroutine once it has taken the list (fin.cur), and
+//     the leader, which reads what is left of it with the world stopped
+//     (scanRoots) while the goroutine, a mutator, is parked.
 type finBlock struct {
 	next *finBlock
 	n    int
@@ -104,15 +115,16 @@ type finBlock struct {
 }
 
 type finState struct {
-	status fingStatus
+	status fingStatus // see the table above; changed only by its atomic methods
 
 	mu struct {
 		sync.Mutex
 		q    *finBlock // queued records, newest block first
 		nq   int       // blocks in q; read by a sweeper that links one, for the early wake (finWakeEarly)
 		free *finBlock // recycled blocks
-		// busy is set while the goroutine (or a mutator at a safepoint)
-		// holds records taken from q.
+		// busy is set while the finalizer goroutine holds records taken
+		// from q (fin.cur). Mutators running finalizers at safepoints do
+		// not set it: in that mode idle reads pending instead.
 		busy bool
 		// inflight holds records being run by mutators at safepoints
 		// (FinalizersAtSafepoints); roots like q.
@@ -124,25 +136,42 @@ type finState struct {
 	// stopped (the goroutine is then parked at a safepoint).
 	cur *finBlock
 	// running is the type of the finalizer being called, for the
-	// "a finalizer keeps a collection waiting" report. Atomic.
+	// "a finalizer keeps a collection waiting" report. Stored by the
+	// finalizer goroutine; read lock-free by a leader waiting for the
+	// world to stop (waitStoppedLocked).
 	running atomic.Pointer[Type]
 
+	// queued counts records ever queued: added to by sweepers as they
+	// publish a block, after it is linked, and by Close. executed counts
+	// the calls made: added to by the finalizer goroutine (flushRan), by
+	// mutators at safepoints, and by Close. Both atomic, read by Stats and
+	// Drain; since a record may run before its publisher adds it to
+	// queued, executed may pass queued for a moment.
 	queued   atomic.Int64
 	executed atomic.Int64
-	// delay samples the queue's delay once per block (delay.go).
+	// delay samples the queue's delay once per block (delay.go): recorded
+	// by the finalizer goroutine, read by Stats; self-synchronized.
 	delay delayHist
 	// ran counts calls the goroutine made that are not yet in executed;
 	// it adds them once per block and before it sleeps. Owned by the
 	// goroutine (a replacement after runtime.Goexit starts after the old
 	// one's last write).
 	ran int64
-	// hereMode is FinalizersAtSafepoints; immutable after init.
+	// hereMode is FinalizersAtSafepoints; set by New before the heap is
+	// shared, immutable after.
 	hereMode bool
 	// pending counts queued records in hereMode; atomic, read at every
-	// safepoint.
+	// safepoint. Added to by sweepers after they link a block (publish),
+	// subtracted from by mutators after a call and by Close. A mutator
+	// may run a record before its publisher adds it, so pending may be
+	// short of the truth (even negative) for a moment.
 	pending atomic.Int64
 
-	m     *Mutator      // the goroutine's mutator; set before it starts
+	// m is the goroutine's mutator: set by start, which won the status
+	// CAS, before it starts the goroutine; not read after (the goroutine
+	// is handed m).
+	m *Mutator
+	// The channels are made by init, in New, and not changed after.
 	wakeC chan struct{} // one token: wakefing -> the goroutine
 	stopC chan struct{} // closed by Close
 	doneC chan struct{} // closed when the goroutine exits

@@ -69,7 +69,10 @@ func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) i
 // processes a span's specials; MakeWeak holds it to install a cell.
 type specials struct {
 	// n counts the span's weak and long weak specials; written with mu
-	// held, read without it as a hint ("this span has none").
+	// held (MakeWeak, sweepSpecials). Read without it as a hint ("this
+	// span has none": any), and by the span's sweeper to decide that the
+	// span is empty (sweepSpan): exact then, since MakeWeak adds only on a
+	// swept span and the sweeper's own writes come before.
 	n atomic.Int32
 
 	// fin is the span's finalizer table, installed by CAS on the span's
@@ -82,6 +85,8 @@ type specials struct {
 	// record's state word only.
 	cl atomic.Pointer[cleanupTable]
 
+	// mu protects the weak kinds' arrays: MakeWeak (a mutator, on a swept
+	// span) and the span's sweeper (killWeak) hold it; Verify too.
 	mu struct {
 		sync.Mutex
 		weak []uint32 // by slot: weak cell index + 1; 0 means none
@@ -234,10 +239,14 @@ type CleanupSpecial struct {
 	typ   *CleanupType    // the record's type; immutable after Init
 	state atomic.Uint32   // the generation counter; see above
 	// lgen, next, n and pruneAt are owned like the slot's list (see
-	// specials): lgen is the generation the record was linked with; next
-	// links the list; n is the length of the list from this record on; in
-	// the head record, pruneAt is the length past which AddCleanup drops
-	// the stopped records.
+	// specials) while the record is linked: lgen is the generation the
+	// record was linked with; next links the list; n is the length of the
+	// list from this record on; in the head record, pruneAt is the length
+	// past which AddCleanup drops the stopped records. Once unlinked, a
+	// stopped record's next links its mutator's cleanupFree list (owned by
+	// that mutator); a queued record's fields are not written until a
+	// mutator reuses it, after the record has run and travelled through
+	// the type's CleanupPool.
 	lgen       uint32
 	next       *CleanupSpecial
 	n, pruneAt uint32
@@ -327,7 +336,8 @@ func (m *Mutator) ReuseCleanup(t *CleanupType) *CleanupSpecial {
 }
 
 // cleanupTable holds a span's cleanups: head[slot] is the list of the
-// object's cleanups, newest first. See specials for who may touch it.
+// object's cleanups, newest first. See specials for who may touch head's
+// words (plain reads and writes, owned like the object's memory).
 type cleanupTable struct {
 	head []*CleanupSpecial
 	// argRefs is set once a record whose argument holds refs is linked

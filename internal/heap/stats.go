@@ -7,24 +7,27 @@ import (
 )
 
 // heapStats are the heap's counters. Each is atomic unless its comment says
-// otherwise.
+// otherwise; its comment names who adds to or stores it, and Stats reads
+// them lock-free, one at a time.
 type heapStats struct {
-	cycles         atomic.Int64
-	allocated      atomic.Int64 // objects ever allocated (flushed from mutators at safepoints)
-	freed          atomic.Int64 // objects ever freed
-	markedObjects  atomic.Int64 // by the last mark
+	cycles         atomic.Int64 // the leader, in the flip (endCycle)
+	allocated      atomic.Int64 // objects ever allocated: flushStats, by a mutator at its safepoints or by the leader for it
+	freed          atomic.Int64 // objects ever freed: sweepers, and Close
+	markedObjects  atomic.Int64 // by the last mark; the leader, in the flip, like the next three
 	markedBytes    atomic.Int64
 	staleInMark    atomic.Int64
 	foreignInMark  atomic.Int64
-	spansAllocated atomic.Int64
-	spansReleased  atomic.Int64
-	limitHits      atomic.Int64
-	panics         atomic.Int64
-	slowFinalizers atomic.Int64
-	lastMark       atomic.Int64 // ns
-	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles)
-	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles)
+	spansAllocated atomic.Int64 // h.mu held (newSpanLocked)
+	spansReleased  atomic.Int64 // h.mu held (releaseSpanLocked)
+	limitHits      atomic.Int64 // allocating mutators (refill)
+	panics         atomic.Int64 // any goroutine that reports a panic (finalizer runners, cleanup workers)
+	slowFinalizers atomic.Int64 // a leader waiting for the world to stop
+	lastMark       atomic.Int64 // ns; the leader, in the flip
+	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles); the leader, world stopped
+	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles); likewise
 
+	// mu protects the pause times: written by the leader just before it
+	// restarts the world (recordPause), read by Stats.
 	mu struct {
 		sync.Mutex
 		pauseTotal time.Duration

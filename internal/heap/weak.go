@@ -21,9 +21,14 @@ import (
 
 const weakChunkBits = 10
 
+// weakCell is read lock-free by Value (load: gen, x, gen again). A cell in
+// use is written by make (MakeWeak, which holds the object's span's
+// specials.mu and weakTable.mu) and by kill (the span's sweeper, holding
+// specials.mu), so its writers never overlap; a killed cell passes to its
+// next make through weakTable.mu.free.
 type weakCell struct {
 	x   atomic.Uint64 // the object's handle; 0 once killed
-	gen atomic.Uint32 // advanced when the cell is killed
+	gen atomic.Uint32 // advanced when the cell is killed (kill loads, adds 1 and stores: it is the only writer then)
 }
 
 type weakChunk [1 << weakChunkBits]weakCell
@@ -33,7 +38,8 @@ type weakTable struct {
 	// and read lock-free; a chunk never moves once added. It starts empty,
 	// so a heap that never makes a weak ref pays nothing for the table.
 	dir atomic.Pointer[[]*weakChunk]
-	mu  struct {
+	// mu protects free and next, and serializes dir's growth.
+	mu struct {
 		sync.Mutex
 		free []uint32 // killed cells ready for reuse
 		next uint32   // next never-used cell
