@@ -24,9 +24,14 @@ type Cleanup struct {
 type cleanupRec[S any] struct {
 	heap.CleanupSpecial
 	// fn and arg are written by the mutator that registers the record
-	// (new or reused) before it links it; read by the sweeper, the mark
-	// and the worker after that link is published (the world stopped, or
-	// the queue's publication); cleared by Zero while no one else holds it.
+	// (new or reused) before it links it. Read after that: by the mark
+	// and Debug while the record is linked (the world stopped orders them
+	// after the write); by the cleanup queue's ScanRoots and the worker
+	// that runs the record once the sweeper has queued it (the sweep comes
+	// after a stopped world; the queue's publication orders the rest).
+	// Cleared by Zero while no one else holds it: by the mutator that
+	// unlinked the stopped record (recycle), or by the worker that ran it
+	// (RecycleRun, with the queue block's mutex held against ScanRoots).
 	// With the special (48 bytes) a record of a one-word S fills one
 	// cache line: it is touched by the mutator, the sweeper and a worker
 	// in turn, a cycle apart, so every line counts.

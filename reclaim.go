@@ -121,7 +121,7 @@ func (p *CallbackPanic) Error() string {
 
 // Heap is a garbage-collected heap. Its methods are safe for concurrent use.
 type Heap struct {
-	h *heap.Heap
+	h *heap.Heap // immutable; the heap synchronizes itself
 }
 
 // NewHeap makes a heap.

@@ -139,7 +139,10 @@ const typeCacheSize = 8
 
 var registry struct {
 	sync.Mutex
-	byKey sync.Map // unsafe.Pointer (type word of *T) -> *heap.Type; stored with the mutex held
+	// byKey maps unsafe.Pointer (the type word of *T) to *heap.Type.
+	// Stored with the mutex held, so each type is registered once; loaded
+	// without it (the Type is immutable once stored).
+	byKey sync.Map
 }
 
 // typeKey returns the type word of *T, a cheap unique key per T.

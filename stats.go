@@ -28,7 +28,7 @@ type Stats struct {
 	FinalizersExecuted int64
 	// FinalizerDelayP50 and FinalizerDelayP99 are quantiles of the
 	// finalizer queue's delay: from the moment a block of queued
-	// finalizers (up to 100, filled by sweepers) got its first record to
+	// finalizers (up to 128, filled by sweepers) got its first record to
 	// the start of the finalizer goroutine's first call from it, sampled
 	// once per block over the heap's life (FinalizerDelaySamples blocks).
 	// Each is the upper bound of a histogram bucket, within 25% of the

@@ -33,6 +33,10 @@ import (
 //
 // A WeakMap is not safe for concurrent use by several mutators; like any
 // object, it is read and written between safepoints.
+//
+// Its fields are written by mutators between safepoints, like any object's;
+// with the world stopped, mark workers read keys and vals (ephEach) and the
+// leader deletes the entries of dead keys (ephPrune).
 type WeakMap[K, V any] struct {
 	idx  map[handle.Handle]int32 // key -> index into keys and vals
 	keys []handle.Handle

@@ -149,10 +149,13 @@ type Stats struct {
 // ready. It is owned by one sweeper at a time; Enqueue's fast path does not
 // synchronize on it. A Local belongs to the first Queue it is used with.
 type Local struct {
-	// q is the queue the Local was first used with. Owned by the sweeper.
+	// q is the queue the Local was first used with. Set by own, on first
+	// use, by whoever may write b then; read like b.
 	q *Queue
-	// b is the partly filled block, or nil. Owned by the sweeper; read by
-	// ScanRoots while no sweeper runs.
+	// b is the partly filled block, or nil. Written by the owning sweeper
+	// (Enqueue, FlushOne) and by the last sweeper's Flush, which the
+	// caller runs only while no sweeper is active, so never while the
+	// owner fills it; read by ScanRoots while no sweeper runs.
 	b *block
 }
 
@@ -214,7 +217,10 @@ type Queue struct {
 		closing bool
 	}
 
-	// wg counts worker goroutines; Add under mu when one is started.
+	// wg counts worker goroutines: Add under mu when one is started, and
+	// without mu by a worker that replaces itself after runtime.Goexit
+	// (main), before its own Done, so the count never drops to zero in
+	// between; Close waits on it.
 	wg sync.WaitGroup
 }
 

@@ -32,10 +32,12 @@ type Config struct {
 	MinHeap     int64 // goal floor; 0 means DefaultMinHeap
 }
 
-// Pacer holds the goal computed at the end of the last mark.
+// Pacer holds the goal computed at the end of the last mark. It has no
+// synchronization of its own: its owner serializes every call (the heap
+// keeps it in Heap.mu and calls it with that lock held).
 type Pacer struct {
-	cfg  Config
-	goal int64
+	cfg  Config // defaults applied by New; changed only by SetGCPercent
+	goal int64  // set by New and EndCycle
 }
 
 // New returns a pacer for a heap that has not collected yet: the goal is the
