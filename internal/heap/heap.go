@@ -222,10 +222,6 @@ type Heap struct {
 		pacer     pacer.Pacer           // a plain value: every call is made with mu held
 		pins      map[handle.Handle]int // Pin counts
 		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
-		// sweepList and cycleStart are not used: the sweep list is
-		// sweep.list.
-		sweepList  []*span
-		cycleStart time.Time
 	}
 
 	// heapLive is the pacer's live-heap estimate: bytes marked by the last
@@ -253,7 +249,6 @@ type Heap struct {
 	eph   ephState        // ephemeron.go
 	stats heapStats       // stats.go
 	idle  event           // broadcast when queues may have drained (Drain waits on it)
-	cycle event           // broadcast by the last sweeper when a cycle's sweep completes; nothing waits on it now
 	// goal is the pacer's goal, mirrored for lock-free reads by allocators
 	// (addLive); stored with mu held in the flip (and by New, before the
 	// heap is shared).

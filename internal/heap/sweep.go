@@ -90,10 +90,6 @@ type sweepState struct {
 	// set by the last sweeper (sweepDone, after its Flush), cleared by the
 	// flip. Read lock-free by sweepUntilDone, Drain, Verify and refill.
 	done atomic.Bool
-	// gen counts completed sweeps; added to by the last sweeper
-	// (sweepDone). Nothing reads it now: Collect waits on done
-	// (sweepUntilDone).
-	gen atomic.Uint64
 }
 
 // trySweep sweeps s if it still needs sweeping and reports whether this call
@@ -188,8 +184,6 @@ func (h *Heap) sweepDone() {
 	h.mu.Unlock()
 	h.wakefing()
 	h.sweep.done.Store(true)
-	h.sweep.gen.Add(1)
-	h.cycle.broadcast()
 	h.idle.broadcast()
 }
 
