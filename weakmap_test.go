@@ -236,3 +236,56 @@ func BenchmarkEphemeronFixpoint(b *testing.B) {
 		})
 	}
 }
+
+// TestWeakMapParallelMark races the registration of entries against the
+// marking of their keys: two mark workers, tables scanned while the chain
+// that reaches every key is being walked. Every key is live, so every value
+// must survive every collection (a lost wake-up would leave an entry
+// waiting on a marked key, its value freed under a live entry).
+func TestWeakMapParallelMark(t *testing.T) {
+	const tables, perTable = 32, 256
+	rounds := 20
+	if testing.Short() {
+		rounds = 5
+	}
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: 2})
+	m := h.Attach()
+	defer m.Detach()
+	// The keys form one chain from a pinned head, so the workers reach
+	// them one after another while they scan the tables.
+	n := tables * perTable
+	keys := make([]reclaim.Ref[Key], n)
+	for i := n - 1; i >= 0; i-- {
+		keys[i] = newKey(m, i)
+		if i+1 < n {
+			keys[i].Get(m).Next = keys[i+1]
+		}
+	}
+	h.Pin(keys[0].Object())
+	type tab = reclaim.WeakMap[Key, reclaim.Ref[Key]]
+	var weaks []reclaim.Weak[Key]
+	for ti := range tables {
+		tr := reclaim.New[tab](m)
+		h.Pin(tr.Object())
+		for j := range perTable {
+			// Keys from all along the chain, so that each table waits on
+			// keys marked early and late.
+			k := keys[(j*tables+ti)%n]
+			v := newKey(m, -1-len(weaks))
+			tr.Get(m).Set(k, v)
+			weaks = append(weaks, reclaim.MakeWeak(m, v))
+		}
+	}
+	for round := range rounds {
+		m.Collect()
+		lost := 0
+		for _, w := range weaks {
+			if w.Value(m).IsNil() {
+				lost++
+			}
+		}
+		if lost > 0 {
+			t.Fatalf("round %d: %d of %d values of live keys were freed", round, lost, len(weaks))
+		}
+	}
+}

@@ -1,8 +1,10 @@
 // Package models holds the Promela models of reclaim's concurrency
 // protocols (fing.pml: the finalizer goroutine's wake protocol;
-// cleanup.pml: the cleanup queue's workers) and deliberately broken
-// variants of them in broken/. TestModels verifies them with spin the way
-// run.sh does; fing.md and cleanup.md describe the models.
+// cleanup.pml: the cleanup queue's workers; ephemeron.pml: an ephemeron
+// entry's hand-off from the worker that registers it to the one that
+// marks its key) and deliberately broken variants of them in broken/.
+// TestModels verifies them with spin the way run.sh does; fing.md,
+// cleanup.md and ephemeron.md describe the models.
 package models
 
 import (

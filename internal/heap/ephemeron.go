@@ -1,6 +1,8 @@
 package heap
 
 import (
+	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -29,17 +31,18 @@ import (
 // every table until nothing changes would.
 //
 // The race between registering an entry and marking its key is closed the
-// way Dekker's algorithm closes it: the registrar sets the key's bit, then
-// re-reads the key's mark bit; the marker sets the mark bit, then reads the
-// key's ephKeys bit. With sequentially consistent atomics one of the two
-// sees the other, and both paths take eph.mu before touching pending.
-//
-// Caveat: the marker reads the ephKeys bit only if it first reads npending
-// > 0 (markRun, markPlain), and the registrar increments npending after its
-// re-read of the mark bit, not before. A marker that sets the key's mark bit
-// after that re-read and loads npending before the increment skips the key,
-// and the entry stays waiting on a marked key; the argument above covers
-// only markers that find some entry pending.
+// way Dekker's algorithm closes it: the registrar counts the entry in
+// npending and sets the key's ephKeys bit, then re-reads the key's mark
+// bit; the marker sets the mark bit (an atomic Or), then reads npending
+// and, if an entry waits anywhere, the key's ephKeys bit. With
+// sequentially consistent atomics one of the two sees the other, and both
+// paths take eph.mu before touching the waiting lists. The count must come
+// before the re-read: counted after it, a marker that sets the mark bit
+// between the two and reads npending as 0 skips the key, and the entry
+// waits on a marked key for ever (its value is never traced, and is freed
+// under a live entry). models/ephemeron.pml verifies the order and that
+// the other one fails. Marking with plain stores (markWorker.ownPlain)
+// would break the argument; it is off when the heap has ephemeron tables.
 //
 // At mark termination (world still stopped) every registered table is
 // pruned: entries whose key will be freed this cycle are deleted.
@@ -56,10 +59,12 @@ type ephNode struct {
 
 type ephState struct {
 	// npending counts entries waiting on keys. Written with mu held:
-	// incremented by scanTable (after its re-read of the key's mark bit),
-	// decremented by released, stored 0 by the leader (resetEphemerons).
-	// Read lock-free by markers (markRun, markPlain) as a fast "nothing
-	// waits" check before they read ephKeys; see the caveat above.
+	// incremented by scanTable before its re-read of the key's mark bit
+	// (and decremented again if the key is marked), decremented by
+	// released, stored 0 by the leader (resetEphemerons). Read lock-free
+	// by markers (markRun, markPlain) as a fast "nothing waits" check
+	// before they read ephKeys; the order is what makes that check safe
+	// (see the top of the file).
 	npending atomic.Int64
 
 	// mu protects the fields grouped in it and, for every span, ephHeads
@@ -106,15 +111,18 @@ func (w *markWorker) scanTable(x handle.Handle, s *span) {
 			ks.ephKeys.Store(bits)
 			e.mu.spans = append(e.mu.spans, ks)
 		}
+		// Counted, then the key's bit, then the re-read: see the top of
+		// the file.
+		e.npending.Add(1)
 		(*bits)[i/64].Or(1 << (i % 64))
 		if ks.isMarked(i) { // marked since keyLive: the marker may have missed the bit
+			e.npending.Add(-1)
 			e.mu.Unlock()
 			w.ephq = append(w.ephq, ephEntry{val, lay})
 			return
 		}
 		e.mu.nodes = append(e.mu.nodes, ephNode{ephEntry{val, lay}, ks.ephHeads[i]})
 		ks.ephHeads[i] = int32(len(e.mu.nodes))
-		e.npending.Add(1)
 		e.mu.Unlock()
 	})
 }
@@ -180,6 +188,26 @@ func (h *Heap) keyLive(key handle.Handle) bool {
 		return true
 	}
 	return s.sp.finAt(i) != nil
+}
+
+// checkEphemerons panics if an entry still waits on a key that is marked:
+// a wake-up the registration protocol lost (see the top of the file). The
+// invariants build runs it at the end of every mark.
+// REQUIRES: world stopped, marking complete.
+func (h *Heap) checkEphemerons() {
+	e := &h.eph
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.mu.spans {
+		keys := s.ephKeys.Load()
+		for wi := range *keys {
+			for k := (*keys)[wi].Load() & s.markBits[wi].Load(); k != 0; k &= k - 1 {
+				if i := uint32(wi*64 + bits.TrailingZeros64(k)); s.ephHeads[i] != 0 {
+					panic(fmt.Sprintf("reclaim: internal error: ephemeron entries wait on %v, which is marked: a lost wake-up", s.handleAt(i)))
+				}
+			}
+		}
+	}
 }
 
 // finishEphemerons prunes the tables found this mark and resets the state.

@@ -1212,6 +1212,9 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	if f := failed.Load(); f != nil {
 		panic(f.v) // the deferred function abandons the mark
 	}
+	if invariantsBuild && ephTables {
+		h.checkEphemerons()
+	}
 	ms0 := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
 		all := roots
