@@ -18,7 +18,9 @@ import "unsafe"
 //   - Finalizers run one at a time, on one goroutine, as a mutator m that
 //     reaches a safepoint between calls (or, with
 //     Options.FinalizersAtSafepoints, on the embedder's mutators). m must not
-//     be kept or detached by f.
+//     be kept or detached by f. With FinalizersAtSafepoints, m is the
+//     mutator that reached the safepoint, and f may use it as its own; a
+//     safepoint f reaches runs no other finalizer, and Drain in f panics.
 //   - A finalizer that panics is reported through Options.OnPanic, and the
 //     queue goes on.
 //   - Weak references to the object turn nil as soon as its finalizer is

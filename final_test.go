@@ -1141,3 +1141,74 @@ func TestFinalizerDelayStats(t *testing.T) {
 		t.Fatalf("delay p50 %v, p99 %v: want 0 < p50 <= p99", st.FinalizerDelayP50, st.FinalizerDelayP99)
 	}
 }
+
+// atSafepointObj is a type no other test allocates, so that the first New
+// of it inside a finalizer takes New's slow path.
+type atSafepointObj struct{ v int }
+
+// With FinalizersAtSafepoints, a finalizer runs as the mutator that reached
+// the safepoint and may use it: allocate (slow path included), set a
+// finalizer, make a weak ref, reach a safepoint and collect. A safepoint
+// reached inside a finalizer runs no other finalizer (one at a time), and a
+// finalizer that calls Drain gets a reclaim: panic, not a hang.
+func TestFinalizersAtSafepointsUseTheirMutator(t *testing.T) {
+	var panics []string
+	var mu sync.Mutex
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, FinalizersAtSafepoints: true,
+		OnPanic: func(p *reclaim.CallbackPanic) {
+			mu.Lock()
+			panics = append(panics, fmt.Sprint(p.Value))
+			mu.Unlock()
+		}})
+	m := h.Attach()
+	defer m.Detach()
+
+	var depth, maxDepth, runs atomic.Int32
+	var made []reclaim.Weak[atSafepointObj]
+	fin := func(fm *reclaim.Mutator, r reclaim.Ref[finNode]) {
+		if fm != m {
+			t.Errorf("finalizer ran on %p, want the mutator that reached the safepoint %p", fm, m)
+		}
+		d := depth.Add(1)
+		defer depth.Add(-1)
+		if d > maxDepth.Load() {
+			maxDepth.Store(d)
+		}
+		o := reclaim.New[atSafepointObj](fm)
+		o.Get(fm).v = r.Get(fm).id
+		made = append(made, reclaim.MakeWeak(fm, o))
+		reclaim.SetFinalizer(fm, reclaim.New[finNode](fm), func(*reclaim.Mutator, reclaim.Ref[finNode]) {})
+		fm.Safepoint()
+		if r.Get(fm).id == 0 {
+			fm.Collect()
+		}
+		runs.Add(1)
+	}
+	for i := range 4 {
+		n := reclaim.New[finNode](m)
+		n.Get(m).id = i
+		reclaim.SetFinalizer(m, n, fin)
+	}
+	m.Collect() // queues the four, runs them here
+	if got := runs.Load(); got != 4 {
+		t.Errorf("%d finalizers ran to their end, want 4", got)
+	}
+	if d := maxDepth.Load(); d != 1 {
+		t.Errorf("finalizers ran %d deep; want one at a time", d)
+	}
+	if len(made) != 4 {
+		t.Errorf("finalizers made %d objects, want 4", len(made))
+	}
+
+	// Drain from a finalizer would wait for itself.
+	n := reclaim.New[finNode](m)
+	reclaim.SetFinalizer(m, n, func(fm *reclaim.Mutator, _ reclaim.Ref[finNode]) {
+		fm.Drain(context.Background())
+	})
+	m.Collect()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(panics) != 1 || !strings.Contains(panics[0], "reclaim: Drain called by a finalizer") {
+		t.Errorf("panics reported: %q; want one, from Drain", panics)
+	}
+}

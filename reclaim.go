@@ -98,7 +98,10 @@ type Options struct {
 	// FinalizersAtSafepoints runs finalizers on the embedder's own mutators
 	// at Safepoint and Collect, instead of on the finalizer goroutine, as
 	// Lua and JavaScript engines run theirs: a single-threaded interpreter
-	// never sees its objects touched from another goroutine.
+	// never sees its objects touched from another goroutine. A finalizer
+	// runs as the mutator that reached the safepoint and may allocate,
+	// set finalizers, make weak refs and collect through it; a safepoint
+	// it reaches runs no other finalizer.
 	FinalizersAtSafepoints bool
 	// FinalizerBudget bounds how many finalizers one safepoint runs in that
 	// mode; 0 means no bound. FinalizerTimeBudget bounds the time (at

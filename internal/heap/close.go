@@ -34,7 +34,7 @@ func (h *Heap) Drain(ctx context.Context) error {
 func (m *Mutator) Drain(ctx context.Context) error {
 	h := m.enter("Drain")
 	defer m.leave()
-	if m.isFing {
+	if m.isFing || m.inFinalizers {
 		panic("reclaim: Drain called by a finalizer, which would wait for itself")
 	}
 	m.yieldToCollection(h)

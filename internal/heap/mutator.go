@@ -47,10 +47,14 @@ type Mutator struct {
 
 	// busy catches a mutator used from two goroutines at once: every
 	// slow-path entry point sets it with CAS and clears it on return.
-	// It is still set while Safepoint, Collect or Drain runs queued
-	// finalizers on m (runFinalizersHere), so a finalizer that reaches
-	// one of m's slow paths fails this check.
+	// While Safepoint, Collect or Drain runs queued finalizers on m
+	// (afterSafepoint), it is clear, so that a finalizer can use m.
 	busy atomic.Int32
+	// inFinalizers is set while afterSafepoint runs queued finalizers on
+	// m, so that a safepoint a finalizer reaches does not run others
+	// inside it (finalizers run one at a time). Owned by the goroutine
+	// using m.
+	inFinalizers bool
 
 	// cfree keeps stopped cleanup records for reuse, by record type
 	// (special.go); owned by the mutator's goroutine.
@@ -223,13 +227,28 @@ func (m *Mutator) safepointSlow() {
 
 // afterSafepoint ends a safepoint (Safepoint, Collect, Drain): m's
 // allocation count goes to the heap's, and with FinalizersAtSafepoints the
-// queued finalizers run here.
-// REQUIRES: m entered (busy held).
+// queued finalizers run here, as m: busy is cleared while they run, so
+// that a finalizer may allocate, set finalizers, make weak refs, reach
+// safepoints and collect through the mutator it was given. A safepoint
+// reached by one of them runs no finalizers (one at a time).
+// REQUIRES: m entered (busy held); busy is held again on return.
 func (m *Mutator) afterSafepoint(h *Heap) {
 	m.flushStats()
-	if h.fin.atSafepoints() && !m.isFing {
-		h.runFinalizersHere(m)
+	if !h.fin.atSafepoints() || m.isFing || m.inFinalizers {
+		return
 	}
+	m.inFinalizers = true
+	m.leave()
+	defer func() {
+		m.inFinalizers = false
+		if m.heap == nil {
+			panic("reclaim: a finalizer run at a safepoint detached the mutator it ran on")
+		}
+		if !m.busy.CompareAndSwap(0, 1) {
+			panic("reclaim: mutator used from two goroutines at once (while finalizers ran on it at a safepoint)")
+		}
+	}()
+	h.runFinalizersHere(m)
 }
 
 // yieldToCollection is the safepoint proper: lead a due collection, or park
