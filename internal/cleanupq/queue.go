@@ -357,7 +357,9 @@ func (q *Queue) FlushOne(l *Local) {
 // ScanRoots appends the handles of every record whose Run has not returned:
 // in local blocks, in full blocks and in blocks being run, including the
 // record whose Run is in progress. The caller guarantees that no sweeper is
-// active and no Enqueue or Flush runs; workers keep running. locals are the
+// active and no Enqueue or Flush runs; workers keep running, and so may a
+// FlushOne of a block no sweeper fills any more (it only pushes the block,
+// which this reads under the block's mutex, wherever it is). locals are the
 // sweeping contexts' Locals; their blocks are in the arena, so they are only
 // checked to belong to q.
 func (q *Queue) ScanRoots(locals []*Local, buf []handle.Handle) []handle.Handle {

@@ -67,9 +67,7 @@ func (h *Heap) Close() error {
 
 	// Let the sweep finish, so every finalizer and cleanup the last cycle
 	// found is queued, and let the queues run.
-	var local cleanupq.Local
-	h.sweepUntilDone(&local)
-	h.cq.FlushOne(&local)
+	h.sweepOwn(h.sweepUntilDone)
 	if h.fin.hereMode {
 		// Queued finalizers wait for a mutator's safepoint, which may
 		// never come now: they are taken and run below. Wait for the

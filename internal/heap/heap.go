@@ -222,6 +222,10 @@ type Heap struct {
 		pacer     pacer.Pacer           // a plain value: every call is made with mu held
 		pins      map[handle.Handle]int // Pin counts
 		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
+		// locals are the cleanup blocks of goroutines that sweep but are
+		// not mutators (Pin, Verify, Close: sweepOwn), for the cycle's
+		// last sweeper to flush with the mutators' (sweepDone).
+		locals map[*cleanupq.Local]struct{}
 	}
 
 	// heapLive is the pacer's live-heap estimate: bytes marked by the last
@@ -281,6 +285,7 @@ func New(cfg Config) *Heap {
 	h.mu.cond.L = &h.mu.Mutex
 	h.mu.mutators = make(map[*Mutator]struct{})
 	h.mu.pins = make(map[handle.Handle]int)
+	h.mu.locals = make(map[*cleanupq.Local]struct{})
 	h.mu.pacer = pacer.New(pacer.Config{GCPercent: cfg.GCPercent, MemoryLimit: cfg.MemoryLimit, MinHeap: cfg.MinHeap})
 	h.sweepgen.Store(2)
 	h.sweep.active.state.Store(sweepDrainedMask) // nothing to sweep before the first cycle
@@ -348,10 +353,13 @@ func (h *Heap) Pin(x handle.Handle) {
 		// The last mark may have found the object unreachable: sweep its
 		// span first (as SetFinalizer does), so a dead object is never
 		// pinned. Pin may run on a goroutine that is not a mutator, so the
-		// sweep gets a cleanup block of its own, flushed at once.
-		var local cleanupq.Local
-		h.ensureSwept(s, &local)
-		h.cq.FlushOne(&local)
+		// sweep gets a cleanup block of its own (sweepOwn).
+		h.sweepOwn(func(local *cleanupq.Local) {
+			h.ensureSwept(s, local)
+			if testHookPinSwept != nil {
+				testHookPinSwept()
+			}
+		})
 		h.check(x, "Pin")
 	}
 	h.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/layout"
 )
@@ -241,4 +242,69 @@ func TestPinOfDeadUnsweptObject(t *testing.T) {
 	}()
 	h.Pin(kept[1]) // live, in a span swept by the Pin above or not: fine
 	h.Unpin(kept[1])
+}
+
+// TestPinPublishesItsSweepBeforeDone: Pin on a goroutine that is not a
+// mutator sweeps into a cleanup block of its own. When another sweeper
+// drains the list while Pin sweeps, Pin's sweep is the cycle's last, and
+// the block must be published before the sweep says it is done: else a
+// Drain in between finds the sweep done and nothing pending, and returns
+// with the cleanup Pin found unpublished.
+func TestPinPublishesItsSweepBeforeDone(t *testing.T) {
+	h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1})
+	h.bg.stop() // nothing sweeps but this test and Pin
+	a, err := m.Alloc(vnodeType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Alloc(vnodeType) // b's span is a's
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran atomic.Int64
+	addTestCleanup(m, a, &ran)
+	h.Pin(b)
+	h.collect(m, false) // a dies; nothing is swept
+	m.Detach()
+
+	// The test plays another sweeper, active while Pin sweeps b's span
+	// (the only one): it drains the list, and Pin's end is the last.
+	if !h.sweep.active.begin() {
+		t.Fatal("the sweep is already drained")
+	}
+	swept, proceed := make(chan struct{}), make(chan struct{})
+	testHookPinSwept = func() {
+		close(swept)
+		<-proceed
+	}
+	defer func() { testHookPinSwept = nil }()
+	pinned := make(chan struct{})
+	go func() {
+		defer close(pinned)
+		h.Pin(b)
+	}()
+	<-swept
+	var local cleanupq.Local
+	if h.sweepone(&local) {
+		t.Error("a span was left to sweep besides b's")
+	}
+	if h.sweep.active.end() {
+		h.sweepDone()
+	} else {
+		t.Fatal("the test's sweeper was not the last")
+	}
+	if !h.sweep.done.Load() {
+		t.Fatal("the sweep is not done after its last sweeper")
+	}
+	if h.drained() {
+		t.Error("the sweep is done and nothing is pending while Pin holds the cleanup its sweep found: Drain would return without it")
+	}
+	close(proceed)
+	<-pinned
+	if err := h.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := ran.Load(); n != 1 {
+		t.Errorf("the cleanup ran %d times, want once", n)
+	}
 }

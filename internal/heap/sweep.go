@@ -164,6 +164,30 @@ func (h *Heap) sweepUntilDone(local *cleanupq.Local) {
 	}
 }
 
+// sweepOwn runs sweep, which sweeps into a cleanup block of the calling
+// goroutine, one that is not a mutator (Pin, Verify, Close), then
+// publishes the block. The block is registered with the heap while sweep
+// runs, so that if one of its sweeps is the cycle's last, sweepDone
+// publishes it with the others before it says the sweep is done: flushed
+// only after, its cleanups would be neither pending nor run when Drain
+// found the sweep done, and Drain would return without them.
+func (h *Heap) sweepOwn(sweep func(local *cleanupq.Local)) {
+	var local cleanupq.Local
+	h.mu.Lock()
+	h.mu.locals[&local] = struct{}{}
+	h.mu.Unlock()
+	sweep(&local)
+	// Under mu, as sweepDone's Flush: whichever comes first publishes.
+	h.mu.Lock()
+	delete(h.mu.locals, &local)
+	h.cq.FlushOne(&local)
+	h.mu.Unlock()
+}
+
+// testHookPinSwept, if set, runs in Pin between its sweep and the
+// publishing of its cleanup block (a test's window on sweepOwn).
+var testHookPinSwept func()
+
 // finishSweep sweeps whatever the previous cycle left, with the world
 // stopped, like the runtime's finishsweep_m.
 func (h *Heap) finishSweep() {
@@ -175,9 +199,12 @@ func (h *Heap) finishSweep() {
 // cleanup this cycle queues is queued.
 func (h *Heap) sweepDone() {
 	h.mu.Lock()
-	locals := make([]*cleanupq.Local, 0, len(h.mu.mutators)+2)
+	locals := make([]*cleanupq.Local, 0, len(h.mu.mutators)+len(h.mu.locals)+2)
 	for m := range h.mu.mutators {
 		locals = append(locals, &m.local)
+	}
+	for l := range h.mu.locals {
+		locals = append(locals, l)
 	}
 	locals = append(locals, &h.bg.local, &h.stwLocal)
 	h.cq.Flush(locals)

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
@@ -61,9 +60,7 @@ func (v *verifier) err() error {
 // have not flushed yet) minus the objects freed.
 func (h *Heap) Verify() error {
 	if !h.sweep.done.Load() {
-		var local cleanupq.Local
-		h.sweepUntilDone(&local)
-		h.cq.FlushOne(&local)
+		h.sweepOwn(h.sweepUntilDone)
 	}
 	var v verifier
 
