@@ -166,9 +166,14 @@ func (m *Mutator) WeakValue(w handle.Weak) handle.Handle {
 	}
 	if s.sweepgen.Load() != h.sweepgen.Load() {
 		h.ensureSwept(s, &m.local)
-		if x = h.weak.load(w); x == 0 {
-			return 0
-		}
+	}
+	// The span is swept now; load the cell again, whoever swept it: a
+	// sweeper may have killed the cell since the first load (the object
+	// found dead, and kept for its finalizer with its handle unchanged, so
+	// Valid would still hold). Its sweepgen store, which the check above
+	// read, orders the kill before this load.
+	if x = h.weak.load(w); x == 0 {
+		return 0
 	}
 	if !h.Valid(x) {
 		return 0
