@@ -1315,9 +1315,6 @@ func (h *Heap) gatherRoots(buf []handle.Handle, finReferents bool) []handle.Hand
 // REQUIRES: world stopped.
 func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.Handle)) {
 	h.mu.Lock()
-	for x := range h.mu.pins {
-		add(rootPinned, 0, x)
-	}
 	spans := h.spansLocked()
 	locals := h.cleanupLocalsLocked()
 	h.mu.Unlock()
@@ -1337,6 +1334,18 @@ func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.
 	for _, x := range buf {
 		add(rootCleanupArg, 0, x)
 	}
+	// The pins last: cleanup workers run on while the world is stopped,
+	// and may Pin what their argument reaches. A Pin made after this read
+	// was made by a cleanup whose record the queue's scan above found (it
+	// ran then, or waited in a block), so what it pins is marked through
+	// the argument; read first, a Pin made between the two reads by a
+	// cleanup that returned before the queue's scan was lost, and the
+	// pinned object freed.
+	h.mu.Lock()
+	for x := range h.mu.pins {
+		add(rootPinned, 0, x)
+	}
+	h.mu.Unlock()
 	for _, s := range spans {
 		if !s.sp.any() {
 			continue
