@@ -110,11 +110,14 @@ type Options struct {
 	FinalizerTimeBudget time.Duration
 }
 
-// CallbackPanic describes a finalizer or cleanup that panicked.
+// CallbackPanic describes a finalizer or cleanup that panicked, or a
+// collection that the finalizer goroutine led between two calls and that
+// ScanRoots or a Trace method abandoned (with a panic or runtime.Goexit):
+// the goroutine has no caller to panic to, so it reports it and goes on.
 type CallbackPanic struct {
 	Value any    // what was passed to panic
 	Stack []byte // the goroutine's stack at the panic
-	Kind  string // "finalizer" or "cleanup"
+	Kind  string // "finalizer", "cleanup" or "collection"
 }
 
 // Error formats the panic as an error message.

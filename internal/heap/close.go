@@ -21,10 +21,15 @@ func (h *Heap) Drain(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("reclaim: Drain: %w (finalizers queued %d, run %d; cleanups pending %d)",
-				ctx.Err(), h.fin.queued.Load(), h.fin.executed.Load(), h.cq.Pending())
+			return h.drainError(ctx)
 		}
 	}
+}
+
+// drainError is Drain's error when ctx ends first.
+func (h *Heap) drainError(ctx context.Context) error {
+	return fmt.Errorf("reclaim: Drain: %w (finalizers queued %d, run %d; cleanups pending %d)",
+		ctx.Err(), h.fin.queued.Load(), h.fin.executed.Load(), h.cq.Pending())
 }
 
 // Drain is Heap.Drain for m's goroutine: m reaches a safepoint, then counts
@@ -38,10 +43,41 @@ func (m *Mutator) Drain(ctx context.Context) error {
 		panic("reclaim: Drain called by a finalizer, which would wait for itself")
 	}
 	m.yieldToCollection(h)
-	m.afterSafepoint(h)
-	m.block()
-	defer m.unblock()
-	return h.Drain(ctx)
+	if !h.fin.hereMode {
+		m.afterSafepoint(h)
+		m.block()
+		defer m.unblock()
+		return h.Drain(ctx)
+	}
+	// With FinalizersAtSafepoints, finalizers run only at mutators'
+	// safepoints, and m may be the only mutator: waiting for them blocked
+	// would wait for itself. So m finishes the sweep (the cycle its
+	// safepoint led queues its finalizers there), runs what is queued,
+	// and blocks only to wait for what others do (cleanups, another
+	// mutator's cycle, whose last sweeper broadcasts idle); then again.
+	for {
+		h.sweepUntilDone(&m.local)
+		m.afterSafepoint(h)
+		ch := h.idle.wait()
+		if h.drained() {
+			return nil
+		}
+		if h.fin.hasQueued() {
+			if ctx.Err() != nil {
+				return h.drainError(ctx)
+			}
+			continue // a budget left some, or a sweep queued more
+		}
+		m.block()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			m.unblock()
+			return h.drainError(ctx)
+		}
+		m.unblock()
+		m.yieldToCollection(h)
+	}
 }
 
 func (h *Heap) drained() bool {
@@ -76,22 +112,25 @@ func (h *Heap) Close() error {
 	} else {
 		_ = h.Drain(context.Background())
 	}
-	h.fin.stop()
+	h.fin.stop(h)
 
 	// Run the finalizers of objects still alive, on a mutator of Close's
-	// own, until no finalizer is left (a finalizer may set another).
+	// own, then every cleanup still registered, and again, until neither
+	// is left: a finalizer may set another finalizer or add a cleanup, and
+	// a cleanup may attach a mutator and do either (the finalizer
+	// goroutine is stopped now, and start will not start it again: Close
+	// runs those finalizers here).
 	m := h.newMutator()
 	h.attachClosing(m)
 	var err error
 	for round := 0; ; round++ {
 		recs := h.takeAllFinalizers()
 		recs = h.takeQueuedFinalizers(recs)
-		if len(recs) == 0 {
-			break
-		}
 		if round == maxCloseRounds {
-			err = fmt.Errorf("reclaim: Close: finalizers kept registering finalizers for %d rounds; %d left unrun", maxCloseRounds, len(recs))
-			h.log.Error(err.Error())
+			if len(recs) > 0 {
+				err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers left unrun", maxCloseRounds, len(recs))
+				h.log.Error(err.Error())
+			}
 			break
 		}
 		for i := range recs {
@@ -99,14 +138,10 @@ func (h *Heap) Close() error {
 			h.callFinalizer(m, &recs[i])
 			h.fin.executed.Add(1)
 		}
-	}
-	// Then every cleanup still registered. A cleanup may attach a mutator
-	// and add cleanups of its own; run rounds until none is left.
-	for round := 0; round < maxCloseRounds; round++ {
 		n := h.queueAllCleanups(&m.local)
 		h.cq.FlushOne(&m.local)
 		h.waitCleanups()
-		if n == 0 {
+		if len(recs) == 0 && n == 0 {
 			break
 		}
 	}

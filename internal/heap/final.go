@@ -157,6 +157,11 @@ type finState struct {
 	// goroutine (a replacement after runtime.Goexit starts after the old
 	// one's last write).
 	ran int64
+	// calling is set while the goroutine is inside a finalizer call, so
+	// that a runtime.Goexit is told from one in a collection the
+	// goroutine leads at its safepoint between calls (runFinqGoroutine).
+	// Owned by the goroutine, like ran.
+	calling bool
 	// hereMode is FinalizersAtSafepoints; set by New before the heap is
 	// shared, immutable after.
 	hereMode bool
@@ -195,7 +200,17 @@ func (f *finState) current() (string, bool) {
 
 // start creates the finalizer goroutine on the first SetFinalizer.
 func (f *finState) start(h *Heap) {
-	if f.hereMode || f.status.load() != fingUninitialized || !f.status.cas(fingUninitialized, fingCreated) {
+	if f.hereMode || f.status.load() != fingUninitialized {
+		return
+	}
+	// Under h.mu, against stop: once Close has begun (h.mu.closed, set
+	// before stop), no goroutine is started; Close runs the finalizers
+	// set from then on itself. A start that won the CAS before is one
+	// stop sees and waits for.
+	h.mu.Lock()
+	won := !h.mu.closed && f.status.cas(fingUninitialized, fingCreated)
+	h.mu.Unlock()
+	if !won {
 		return
 	}
 	m := h.newMutator()
@@ -360,7 +375,7 @@ func (h *Heap) runFinq(m *Mutator) {
 			}
 			for b.n > 0 {
 				if h.runBlock(m, b, &typ) {
-					m.Safepoint() // after a call that panicked
+					h.finSafepoint(m) // after a call that panicked
 				}
 			}
 			f.flushRan()
@@ -408,8 +423,16 @@ func (h *Heap) runFinqGoroutine(m *Mutator) {
 			close(f.doneC)
 			return
 		}
-		f.finishRecord(f.cur)
-		h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit", debug.Stack())
+		if f.calling {
+			f.calling = false
+			f.finishRecord(f.cur)
+			h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit", debug.Stack())
+		} else {
+			// A collection the goroutine led at a safepoint between calls
+			// (finSafepoint) ended in runtime.Goexit in ScanRoots or a
+			// Trace method: it was abandoned; no record was being run.
+			h.reportPanic("collection", "reclaim: runtime.Goexit in ScanRoots or a Trace method, in a collection the finalizer goroutine led; the collection was abandoned", debug.Stack())
+		}
 		go h.runFinqGoroutine(m)
 	}()
 	pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "finalizer"), func(context.Context) {
@@ -436,6 +459,7 @@ func (h *Heap) runBlock(m *Mutator, b *finBlock, typ **Type) (panicked bool) {
 		if v == nil {
 			return // runtime.Goexit: runFinqGoroutine retires the record
 		}
+		f.calling = false
 		h.reportPanic("finalizer", v, debug.Stack())
 		b.recs[b.n-1] = finRec{}
 		b.n--
@@ -448,15 +472,32 @@ func (h *Heap) runBlock(m *Mutator, b *finBlock, typ **Type) (panicked bool) {
 			*typ = r.typ
 			f.running.Store(r.typ)
 		}
-		calling = true
+		calling, f.calling = true, true
 		r.typ.FinCall(m, r.x, r.fn)
-		calling = false
+		calling, f.calling = false, false
 		b.recs[b.n-1] = finRec{}
 		b.n--
 		f.ran++
-		m.Safepoint()
+		if m.safepointDue() {
+			h.finSafepoint(m)
+		}
 	}
 	return false
+}
+
+// finSafepoint is the finalizer goroutine's safepoint between calls. It
+// may lead a due collection, which runs the embedder's ScanRoots and Trace
+// methods. A panic there abandons the collection (collect) and is reported
+// here, with Kind "collection", and the queue goes on; a runtime.Goexit
+// ends the goroutine, and runFinqGoroutine starts another, which retires
+// no record (f.calling is clear).
+func (h *Heap) finSafepoint(m *Mutator) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.reportPanic("collection", v, debug.Stack())
+		}
+	}()
+	m.Safepoint()
 }
 
 // callFinalizer runs one record, containing a panic.
@@ -553,10 +594,27 @@ func (f *finState) idle() bool {
 	return f.mu.q == nil && !f.mu.busy
 }
 
+// hasQueued reports whether records wait on the queue (not counting those
+// being run).
+func (f *finState) hasQueued() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for b := f.mu.q; b != nil; b = b.next {
+		if b.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // stop ends the finalizer goroutine, if it was started, and waits for it.
-func (f *finState) stop() {
+// REQUIRES: h.mu.closed set (Close), so that start starts none after.
+func (f *finState) stop(h *Heap) {
 	close(f.stopC)
-	if f.status.load() != fingUninitialized && !f.hereMode {
+	h.mu.Lock()
+	started := f.status.load() != fingUninitialized
+	h.mu.Unlock()
+	if started && !f.hereMode {
 		<-f.doneC
 	}
 }

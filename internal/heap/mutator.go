@@ -212,10 +212,17 @@ func (m *Mutator) Safepoint() {
 	if h == nil {
 		panic("reclaim: Safepoint on a detached mutator")
 	}
-	if !h.stwReq.Load() && !h.gcDue.Load() && !h.fin.atSafepoints() {
+	if !m.safepointDue() {
 		return
 	}
 	m.safepointSlow()
+}
+
+// safepointDue reports whether Safepoint has work: a collection due or
+// under way, or finalizers to run here. REQUIRES: m attached.
+func (m *Mutator) safepointDue() bool {
+	h := m.heap
+	return h.stwReq.Load() || h.gcDue.Load() || h.fin.atSafepoints()
 }
 
 func (m *Mutator) safepointSlow() {
