@@ -21,7 +21,11 @@ type Mutator struct {
 // a safepoint while it waits, so finalizers and cleanups that allocate or
 // collect do not wait for it. As at Safepoint, refs held only in Go
 // variables are not roots while Drain waits. With FinalizersAtSafepoints,
-// Drain first runs the finalizers queued for m, as Safepoint does.
+// Drain runs the queued finalizers on m itself, as Safepoint does,
+// including those of a cycle its own safepoint leads, and waits only for
+// what others run. A finalizer's Drain panics (it would wait for itself);
+// a cleanup must not call Drain either: it would wait for itself until ctx
+// ends.
 func (m *Mutator) Drain(ctx context.Context) error { return m.m.Drain(ctx) }
 
 // Detach ends m's work on its heap. Its span caches go back to the heap; a

@@ -172,14 +172,15 @@ func NewHeap(opts Options) *Heap {
 // returns, Attach panics, the heap holds none of its objects' memory (a
 // Heap value that stays referenced costs only its bookkeeping), and refs
 // into it fail as refs to freed objects do. Close returns an error if it is
-// called twice, or if finalizers kept registering new finalizers for 100
-// rounds.
+// called twice, or if finalizers and cleanups kept registering new ones for
+// 100 rounds.
 func (h *Heap) Close() error { return h.h.Close() }
 
 // Drain waits until every finalizer and cleanup queued so far has run (and
 // those they queue in turn), and the last cycle's sweep is complete. It
 // returns ctx's error if ctx ends first. With FinalizersAtSafepoints,
-// queued finalizers run only when mutators reach safepoints.
+// queued finalizers run only when mutators reach safepoints. A finalizer
+// or cleanup must not call Drain: it would wait for itself.
 //
 // Call Drain from a goroutine whose mutator is detached (or that has none);
 // a goroutine with an attached mutator calls Mutator.Drain instead. An
