@@ -157,7 +157,7 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 			return s, nil
 		}
 		h.mu.Lock()
-		if !h.mu.pacer.Fits(h.mu.spanBytes, h.external.Load(), int64(slotsFor(t.Size))*int64(t.Size)) {
+		if !h.fitsLocked(t) {
 			h.mu.Unlock()
 			if tries == 0 && !h.sweep.done.Load() {
 				// Sweeping may still give memory back: finish it and retry.
@@ -180,6 +180,25 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 		h.addLive(int64(s.nfree) * int64(s.elemSize))
 		return s, nil
 	}
+}
+
+// fitsLocked reports whether a new span of type t fits under the memory
+// limit. A spare of type t always does: reusing it adds no memory. Spares
+// count toward the limit, and are dropped before a span is refused.
+// REQUIRES: h.mu held.
+func (h *Heap) fitsLocked(t *Type) bool {
+	if len(h.mu.spares[t]) > 0 {
+		return true
+	}
+	size, ext := int64(slotsFor(t.Size))*int64(t.Size), h.external.Load()
+	if h.mu.pacer.Fits(h.mu.spanBytes+h.mu.spareBytes, ext, size) {
+		return true
+	}
+	if h.mu.spareBytes == 0 {
+		return false
+	}
+	h.trimSparesLocked(-1)
+	return h.mu.pacer.Fits(h.mu.spanBytes, ext, size)
 }
 
 // takeSpan pops a swept span with free slots from c, sweeping unswept spans

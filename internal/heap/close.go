@@ -191,6 +191,7 @@ func (h *Heap) Close() error {
 		h.releaseSpanLocked(s)
 	}
 	h.mu.allspans = nil
+	h.trimSparesLocked(-1)
 	clear(h.mu.pins) // pins name objects that are gone now
 	h.mu.Unlock()
 	h.stats.freed.Add(freed) // the objects still alive at Close go with their spans

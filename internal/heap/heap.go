@@ -222,6 +222,11 @@ type Heap struct {
 		pacer     pacer.Pacer           // a plain value: every call is made with mu held
 		pins      map[handle.Handle]int // Pin counts
 		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
+		// spares are the memory of released spans kept for new spans of
+		// the same type (span.go, keepSpareLocked), by Type; spareBytes
+		// is their slab bytes, mirrored by spareBytesA.
+		spares     map[*Type][]spare
+		spareBytes int64
 		// locals are the cleanup blocks of goroutines that sweep but are
 		// not mutators (Pin, Verify, Close: sweepOwn), for the cycle's
 		// last sweeper to flush with the mutators' (sweepDone).
@@ -243,6 +248,8 @@ type Heap struct {
 	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats; stored
 	// with mu held whenever mu.spanBytes changes.
 	spanBytesA atomic.Int64
+	// spareBytesA mirrors mu.spareBytes for Stats, stored like spanBytesA.
+	spareBytesA atomic.Int64
 
 	// The following synchronize themselves; see each type.
 	sweep sweepState      // sweep.go

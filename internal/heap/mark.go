@@ -1447,6 +1447,7 @@ func (h *Heap) flip(ms markStats) {
 	h.mu.pacer.EndCycle(ms.bytes, ext)
 	h.extBase.Store(ext)
 	h.goal.Store(h.mu.pacer.Goal())
+	h.trimSparesLocked(h.mu.pacer.Goal())
 	h.heapLive.Store(ms.bytes)
 	h.stats.endCycle(ms)
 }

@@ -371,13 +371,17 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		h.mu.idxFloor = append(h.mu.idxFloor, 1)
 	}
 	n := slotsFor(t.Size)
+	sp, reused := h.takeSpareLocked(t)
+	if !reused {
+		sp = spare{base: t.NewSlab(int(n)), hv: make([]atomic.Uint64, n)}
+	}
 	s := &span{
 		idx:       idx,
 		typ:       t,
-		base:      t.NewSlab(int(n)),
+		base:      sp.base,
 		elemSize:  t.Size,
 		nslots:    n,
-		hv:        make([]atomic.Uint64, n),
+		hv:        sp.hv,
 		allocBits: make([]uint64, (n+63)/64),
 		markBits:  make([]atomic.Uint64, (n+63)/64),
 		scanBits:  make([]atomic.Uint64, (n+63)/64),
@@ -422,14 +426,102 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	}
 	h.spans.setLocked(s.idx, nil)
 	s.released = true
+	base := s.base
 	s.base = nil
 	if maxGen+1 < handle.MaxGen {
 		h.mu.idxFloor[s.idx] = maxGen + 1
 		h.mu.freeIdx = append(h.mu.freeIdx, s.idx)
 	} // else the index is retired for good
-	h.mu.spanBytes -= int64(s.nslots) * int64(s.elemSize)
+	sz := int64(s.nslots) * int64(s.elemSize)
+	h.mu.spanBytes -= sz
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.stats.spansReleased.Add(1)
+	h.keepSpareLocked(s.typ, spare{base, s.hv}, sz)
+}
+
+// spare is the memory of a released span, kept for the next span of its
+// type: its slab (every slot zero: a span is released only when it holds
+// no object, and the sweeper zeroes what it frees) and its handle words
+// (rewritten by newSpanLocked).
+//
+// The released span's struct may still be read by a goroutine that loaded
+// it from the span table before the release: a Get through a stale ref
+// reads s.hv[i] and compares it with the ref. That read stays sound when
+// the words belong to a new span, as they do here: every word the new span
+// writes names the new span's index, so the comparison fails, as it must,
+// and nothing reads the slab before the comparison succeeds.
+//
+// This is the Go runtime's free page heap in miniature: a collection that
+// frees many spans would otherwise hand their slabs to Go's collector, and
+// the heap, growing back to its goal, would make new ones at once; the
+// freed slabs would then stay resident until Go's next collection, which
+// its own pacing puts off until Go's heap has doubled.
+type spare struct {
+	base unsafe.Pointer
+	hv   []atomic.Uint64
+}
+
+// keepSpareLocked keeps sp, the memory of a span of type t just released
+// (sz slab bytes), if span memory in use plus spares stays within the heap's goal:
+// memory the heap will use again before its next collection is due. Spares
+// count toward MemoryLimit (refill).
+// REQUIRES: h.mu held.
+func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) {
+	if h.mu.closed || sp.base == nil {
+		return
+	}
+	if goal := h.mu.pacer.Goal(); goal < 0 || h.mu.spanBytes+h.mu.spareBytes+sz > goal {
+		return
+	}
+	if h.mu.spares == nil {
+		h.mu.spares = make(map[*Type][]spare)
+	}
+	h.mu.spares[t] = append(h.mu.spares[t], sp)
+	h.mu.spareBytes += sz
+	h.spareBytesA.Store(h.mu.spareBytes)
+}
+
+// takeSpareLocked returns a spare of type t, with its slab zeroed, if there
+// is one.
+// REQUIRES: h.mu held.
+func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
+	l := h.mu.spares[t]
+	if len(l) == 0 {
+		return spare{}, false
+	}
+	sp := l[len(l)-1]
+	l[len(l)-1] = spare{}
+	h.mu.spares[t] = l[:len(l)-1]
+	sz := int64(len(sp.hv)) * int64(t.Size)
+	h.mu.spareBytes -= sz
+	h.spareBytesA.Store(h.mu.spareBytes)
+	if !t.Layout.HasPointers {
+		// Free slots are zero already; clearing a slab without Go
+		// pointers is a memclr, cheap insurance. A slab with Go pointers
+		// must not be cleared without write barriers, and is zero.
+		clear(unsafe.Slice((*byte)(sp.base), sz))
+	}
+	return sp, true
+}
+
+// trimSparesLocked drops spares until span memory plus spares is within
+// limit bytes (all of them for a negative limit), leaving their memory to
+// Go's collector.
+// REQUIRES: h.mu held.
+func (h *Heap) trimSparesLocked(limit int64) {
+	for t, l := range h.mu.spares {
+		for len(l) > 0 && (limit < 0 || h.mu.spanBytes+h.mu.spareBytes > limit) {
+			h.mu.spareBytes -= int64(len(l[len(l)-1].hv)) * int64(t.Size)
+			l[len(l)-1] = spare{}
+			l = l[:len(l)-1]
+		}
+		if len(l) == 0 {
+			delete(h.mu.spares, t)
+		} else {
+			h.mu.spares[t] = l
+		}
+	}
+	h.spareBytesA.Store(h.mu.spareBytes)
 }
 
 // span returns the span x names, by plain loads (see spanPtr): Deref's

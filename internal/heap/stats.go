@@ -53,21 +53,21 @@ func (s *heapStats) endCycle(ms markStats) {
 
 // Stats is a snapshot of the heap's counters.
 type Stats struct {
-	HeapLive, HeapObjects, HeapGoal, SpanBytes, External int64
-	Cycles                                               int64
-	PauseTotal, PauseLast, LastMark                      time.Duration
-	Allocated, Freed                                     int64
-	FinalizersQueued, FinalizersExecuted                 int64
-	CleanupsQueued, CleanupsExecuted                     int64
-	CleanupGoroutines                                    int
-	FinalizerStatus                                      uint32
-	Panics, LimitHits, SlowFinalizers                    int64
-	StaleRefsInMark, ForeignRefsInMark                   int64
-	SpansAllocated, SpansReleased                        int64
-	Marked                                               int64
-	FinalizerCycles, UnrunnableCleanups                  int64
-	FinalizerDelayP50, FinalizerDelayP99                 time.Duration
-	FinalizerDelaySamples                                uint64
+	HeapLive, HeapObjects, HeapGoal, SpanBytes, SpareBytes, External int64
+	Cycles                                                           int64
+	PauseTotal, PauseLast, LastMark                                  time.Duration
+	Allocated, Freed                                                 int64
+	FinalizersQueued, FinalizersExecuted                             int64
+	CleanupsQueued, CleanupsExecuted                                 int64
+	CleanupGoroutines                                                int
+	FinalizerStatus                                                  uint32
+	Panics, LimitHits, SlowFinalizers                                int64
+	StaleRefsInMark, ForeignRefsInMark                               int64
+	SpansAllocated, SpansReleased                                    int64
+	Marked                                                           int64
+	FinalizerCycles, UnrunnableCleanups                              int64
+	FinalizerDelayP50, FinalizerDelayP99                             time.Duration
+	FinalizerDelaySamples                                            uint64
 }
 
 // Stats returns a snapshot.
@@ -79,6 +79,7 @@ func (h *Heap) Stats() Stats {
 	st.HeapObjects = st.Allocated - st.Freed
 	st.HeapGoal = h.goal.Load()
 	st.SpanBytes = h.spanBytesA.Load()
+	st.SpareBytes = h.spareBytesA.Load()
 	st.External = h.external.Load()
 	st.Cycles = h.stats.cycles.Load()
 	h.stats.mu.Lock()

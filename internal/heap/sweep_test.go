@@ -1,8 +1,12 @@
 package heap
 
 import (
+	"errors"
+	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
 // allocGarbage allocates n vnodes and drops them.
@@ -153,4 +157,77 @@ func TestSyncAllocBits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSparesReused checks that the memory of released spans is kept, within
+// the heap's goal, and that new spans of the type take it, with every slot
+// zero again.
+func TestSparesReused(t *testing.T) {
+	h, m := testHeap(t, Config{MarkWorkers: 1})
+	per := int(slotsFor(vnodeType.Size))
+	for i := range 4 * per {
+		x, err := m.Alloc(vnodeType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		(*vnode)(m.Deref(x)).val = int64(i + 1) // dirty the slab
+	}
+	m.Collect()
+	m.Collect() // empty for a whole cycle: released
+	st := h.Stats()
+	if st.SpansReleased != 4 || st.SpareBytes != 4*int64(per)*int64(vnodeType.Size) {
+		t.Fatalf("after the spans emptied: released %d, spare bytes %d; want 4 and 4 spans' slabs kept",
+			st.SpansReleased, st.SpareBytes)
+	}
+	if st.SpanBytes+st.SpareBytes > st.HeapGoal {
+		t.Errorf("span bytes %d + spares %d exceed the goal %d", st.SpanBytes, st.SpareBytes, st.HeapGoal)
+	}
+	for range 2 * per {
+		x, err := m.Alloc(vnodeType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := *(*vnode)(m.Deref(x)); v != (vnode{}) {
+			t.Fatalf("new object %v in a reused slab is %+v, want zero", x, v)
+		}
+	}
+	if got := h.Stats().SpareBytes; got != 2*int64(per)*int64(vnodeType.Size) {
+		t.Errorf("spare bytes %d after two spans' allocations, want two spans' slabs left", got)
+	}
+}
+
+type wide struct{ a, b, c, d int64 }
+
+var wideType = newTestType[wide]()
+
+// TestSparesCountTowardLimit checks that spares count toward the memory
+// limit, and are dropped before a span of another type is refused.
+func TestSparesCountTowardLimit(t *testing.T) {
+	const spans = 6
+	limit := int64(spans * spanBytes)
+	h, m := testHeap(t, Config{MarkWorkers: 1, MemoryLimit: limit})
+	allocGarbage(t, m, 4*int(slotsFor(vnodeType.Size)))
+	m.Collect()
+	m.Collect()
+	if st := h.Stats(); st.SpareBytes == 0 {
+		t.Fatalf("no spares kept (goal %d, limit %d)", st.HeapGoal, limit)
+	}
+	var kept []handle.Handle
+	for range spans * int(slotsFor(wideType.Size)) {
+		x, err := m.Alloc(wideType)
+		if err != nil {
+			st := h.Stats()
+			t.Fatalf("allocation %d of %d refused (%v) with span bytes %d and spares %d under a limit of %d",
+				len(kept), spans*int(slotsFor(wideType.Size)), err, st.SpanBytes, st.SpareBytes, limit)
+		}
+		kept = append(kept, x)
+	}
+	st := h.Stats()
+	if st.SpanBytes+st.SpareBytes > limit {
+		t.Errorf("span bytes %d + spares %d exceed the limit %d", st.SpanBytes, st.SpareBytes, limit)
+	}
+	if _, err := m.Alloc(wideType); !errors.Is(err, ErrMemoryLimit) {
+		t.Errorf("allocation past the limit: err %v, want ErrMemoryLimit", err)
+	}
+	runtime.KeepAlive(kept)
 }
