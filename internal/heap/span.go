@@ -9,6 +9,7 @@ import (
 
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/layout"
+	"github.com/reclaimgc/reclaim/internal/osmem"
 )
 
 // spanBytes is the target size of a span's memory. A span holds
@@ -80,6 +81,7 @@ type span struct {
 	base     unsafe.Pointer // first element; immutable while in use (cleared by releaseSpanLocked, h.mu held)
 	elemSize uintptr        // immutable
 	nslots   uint32         // immutable
+	osmem    bool           // base and hv are outside the Go heap (newSpare); immutable
 
 	// hv[i] is the handle of slot i: of the object in it, or of the next
 	// object if it is free. The sweeper advances its generation when it
@@ -373,7 +375,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 	n := slotsFor(t.Size)
 	sp, reused := h.takeSpareLocked(t)
 	if !reused {
-		sp = spare{base: t.NewSlab(int(n)), hv: make([]atomic.Uint64, n)}
+		sp = newSpare(t, n)
 	}
 	s := &span{
 		idx:       idx,
@@ -382,6 +384,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		elemSize:  t.Size,
 		nslots:    n,
 		hv:        sp.hv,
+		osmem:     sp.osmem,
 		allocBits: make([]uint64, (n+63)/64),
 		markBits:  make([]atomic.Uint64, (n+63)/64),
 		scanBits:  make([]atomic.Uint64, (n+63)/64),
@@ -436,7 +439,9 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	h.mu.spanBytes -= sz
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.stats.spansReleased.Add(1)
-	h.keepSpareLocked(s.typ, spare{base, s.hv}, sz)
+	if sp := (spare{base, s.hv, s.osmem}); !h.keepSpareLocked(s.typ, sp, sz) {
+		sp.free(s.typ)
+	}
 }
 
 // spare is the memory of a released span, kept for the next span of its
@@ -457,21 +462,50 @@ func (h *Heap) releaseSpanLocked(s *span) {
 // freed slabs would then stay resident until Go's next collection, which
 // its own pacing puts off until Go's heap has doubled.
 type spare struct {
-	base unsafe.Pointer
-	hv   []atomic.Uint64
+	base  unsafe.Pointer
+	hv    []atomic.Uint64
+	osmem bool // both are outside the Go heap (newSpare)
+}
+
+// newSpare allocates the memory of a span of n slots of type t: outside
+// the Go heap (internal/osmem) for a type without Go pointers where that is
+// enabled, else on the Go heap. The slab and the handle words come from
+// separate pools, so that neither is ever reused as the other.
+func newSpare(t *Type, n uint32) spare {
+	if !t.Layout.HasPointers && t.Size > 0 && osmem.Enabled {
+		slab, words := uintptr(n)*t.Size, uintptr(n)*8
+		if base := osmem.Slabs.Alloc(slab); base != nil {
+			if hv := osmem.Words.Alloc(words); hv != nil {
+				return spare{base, unsafe.Slice((*atomic.Uint64)(hv), n), true}
+			}
+			osmem.Slabs.Free(base, slab)
+		}
+	}
+	return spare{t.NewSlab(int(n)), make([]atomic.Uint64, n), false}
+}
+
+// free gives the memory of a spare of type t outside the Go heap back to
+// the OS; Go's collector takes the rest. Nothing may read sp's slab after,
+// and only a handle check racing through a released span's struct reads
+// its handle words (they read as zeros, or as another span's, and fail).
+func (sp spare) free(t *Type) {
+	if sp.osmem {
+		osmem.Slabs.Free(sp.base, uintptr(len(sp.hv))*t.Size)
+		osmem.Words.Free(unsafe.Pointer(unsafe.SliceData(sp.hv)), uintptr(len(sp.hv))*8)
+	}
 }
 
 // keepSpareLocked keeps sp, the memory of a span of type t just released
-// (sz slab bytes), if span memory in use plus spares stays within the heap's goal:
+// (sz slab bytes), and reports true, if span memory in use plus spares stays within the heap's goal:
 // memory the heap will use again before its next collection is due. Spares
 // count toward MemoryLimit (refill).
 // REQUIRES: h.mu held.
-func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) {
+func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) bool {
 	if h.mu.closed || sp.base == nil {
-		return
+		return false
 	}
 	if goal := h.mu.pacer.Goal(); goal < 0 || h.mu.spanBytes+h.mu.spareBytes+sz > goal {
-		return
+		return false
 	}
 	if h.mu.spares == nil {
 		h.mu.spares = make(map[*Type][]spare)
@@ -479,6 +513,7 @@ func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) {
 	h.mu.spares[t] = append(h.mu.spares[t], sp)
 	h.mu.spareBytes += sz
 	h.spareBytesA.Store(h.mu.spareBytes)
+	return true
 }
 
 // takeSpareLocked returns a spare of type t, with its slab zeroed, if there
@@ -505,13 +540,14 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 }
 
 // trimSparesLocked drops spares until span memory plus spares is within
-// limit bytes (all of them for a negative limit), leaving their memory to
-// Go's collector.
+// limit bytes (all of them for a negative limit), giving their memory
+// back (spare.free).
 // REQUIRES: h.mu held.
 func (h *Heap) trimSparesLocked(limit int64) {
 	for t, l := range h.mu.spares {
 		for len(l) > 0 && (limit < 0 || h.mu.spanBytes+h.mu.spareBytes > limit) {
 			h.mu.spareBytes -= int64(len(l[len(l)-1].hv)) * int64(t.Size)
+			l[len(l)-1].free(t)
 			l[len(l)-1] = spare{}
 			l = l[:len(l)-1]
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/osmem"
 )
 
 // allocGarbage allocates n vnodes and drops them.
@@ -230,4 +231,44 @@ func TestSparesCountTowardLimit(t *testing.T) {
 		t.Errorf("allocation past the limit: err %v, want ErrMemoryLimit", err)
 	}
 	runtime.KeepAlive(kept)
+}
+
+type withPointer struct{ p *int }
+
+var withPointerType = newTestType[withPointer]()
+
+// TestPointerFreeSpansOutsideGoHeap checks that spans of a type without Go
+// pointers take their memory outside the Go heap and give it back when the
+// heap closes, and that spans of a type with Go pointers stay on it.
+func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
+	if !osmem.Enabled {
+		t.Skip("memory outside the Go heap is not used in this build (race detector, or not Linux)")
+	}
+	slabs0, _ := osmem.Slabs.Usage()
+	words0, _ := osmem.Words.Usage()
+	h := New(Config{MarkWorkers: 1})
+	m := NewMutator()
+	h.Attach(m)
+	per := int(slotsFor(vnodeType.Size))
+	allocGarbage(t, m, 4*per)
+	for range slotsFor(withPointerType.Size) * 2 {
+		if _, err := m.Alloc(withPointerType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slabs, _ := osmem.Slabs.Usage()
+	words, _ := osmem.Words.Usage()
+	if want := uintptr(4 * spanBytes); slabs-slabs0 != want {
+		t.Errorf("slab memory outside the Go heap grew by %d, want %d (four spans of a pointer-free type, none of the other)", slabs-slabs0, want)
+	}
+	if want := uintptr(4 * per * 8); words-words0 != want {
+		t.Errorf("handle-word memory outside the Go heap grew by %d, want %d", words-words0, want)
+	}
+	m.Detach()
+	h.Close()
+	slabs, _ = osmem.Slabs.Usage()
+	words, _ = osmem.Words.Usage()
+	if slabs != slabs0 || words != words0 {
+		t.Errorf("after Close: %d slab and %d handle-word bytes outside the Go heap, want %d and %d", slabs, words, slabs0, words0)
+	}
 }
