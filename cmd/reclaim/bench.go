@@ -412,7 +412,7 @@ func (r *runner) runWorkload(w workload.Workload) report.Workload {
 	if w.Go != nil {
 		gom = &measure{m: report.Measurement{System: "go"}}
 	}
-	rss := w.Name == "binary-trees"
+	rss := strings.HasPrefix(w.Name, "binary-trees")
 	for i := range r.cfg.count {
 		if r.ctx.Err() != nil {
 			break

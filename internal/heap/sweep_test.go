@@ -244,8 +244,8 @@ func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
 	if !osmem.Enabled {
 		t.Skip("memory outside the Go heap is not used in this build (race detector, or not Linux)")
 	}
-	slabs0, _ := osmem.Slabs.Usage()
-	words0, _ := osmem.Words.Usage()
+	slabs0, _, _ := osmem.Slabs.Usage()
+	words0, _, _ := osmem.Words.Usage()
 	h := New(Config{MarkWorkers: 1})
 	m := NewMutator()
 	h.Attach(m)
@@ -256,8 +256,8 @@ func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	slabs, _ := osmem.Slabs.Usage()
-	words, _ := osmem.Words.Usage()
+	slabs, _, _ := osmem.Slabs.Usage()
+	words, _, _ := osmem.Words.Usage()
 	if want := uintptr(4 * spanBytes); slabs-slabs0 != want {
 		t.Errorf("slab memory outside the Go heap grew by %d, want %d (four spans of a pointer-free type, none of the other)", slabs-slabs0, want)
 	}
@@ -266,8 +266,8 @@ func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
 	}
 	m.Detach()
 	h.Close()
-	slabs, _ = osmem.Slabs.Usage()
-	words, _ = osmem.Words.Usage()
+	slabs, _, _ = osmem.Slabs.Usage()
+	words, _, _ = osmem.Words.Usage()
 	if slabs != slabs0 || words != words0 {
 		t.Errorf("after Close: %d slab and %d handle-word bytes outside the Go heap, want %d and %d", slabs, words, slabs0, words0)
 	}

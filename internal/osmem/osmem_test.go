@@ -3,6 +3,7 @@ package osmem
 import (
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -45,8 +46,12 @@ func TestReuseIsZeroed(t *testing.T) {
 			b[i] = byte(i) | 1
 		}
 		p.Free(a, n)
-		if in, _ := p.Usage(); in != 0 {
-			t.Errorf("after Free(%d): %d bytes in use, want 0", n, in)
+		if roundPage(n) >= flushBytes {
+			// A batch by itself: the scavenger returns it; wait for that.
+			p.Flush()
+		} else if in, pend, _ := p.Usage(); in != 0 || pend != roundPage(n) {
+			// Below a batch: it waits, resident, for the next Alloc.
+			t.Errorf("after Free(%d): %d bytes in use, %d pending; want 0 and %d", n, in, pend, roundPage(n))
 		}
 		c := p.Alloc(n)
 		if c != a {
@@ -55,7 +60,7 @@ func TestReuseIsZeroed(t *testing.T) {
 		if !allZero(bytesOf(c, n)) {
 			t.Errorf("Alloc(%d): reused block not zero", n)
 		}
-		if in, mapped := p.Usage(); in != roundPage(n) || mapped < in {
+		if in, _, mapped := p.Usage(); in != roundPage(n) || mapped < in {
 			t.Errorf("Usage after one Alloc(%d) = %d in use, %d mapped", n, in, mapped)
 		}
 	}
@@ -124,4 +129,76 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	p.Flush()
+	if in, pend, _ := p.Usage(); in != 0 || pend != 0 {
+		t.Errorf("everything freed and flushed: %d bytes in use, %d pending; want 0 and 0", in, pend)
+	}
+	for sz, l := range p.free {
+		for _, b := range l {
+			if !allZero(bytesOf(b, sz)) {
+				t.Fatalf("a returned block of %d bytes is not zero", sz)
+			}
+		}
+	}
+}
+
+// TestScavengerReturnsMemory frees flushBytes of blocks and checks that
+// the scavenger returns the batch to the OS by itself (the freed memory,
+// still mapped, reads as zeros), that the blocks are handed out again, and
+// that Flush returns what is left below a batch.
+func TestScavengerReturnsMemory(t *testing.T) {
+	needEnabled(t)
+	var p Pool
+	const n = 16 << 10
+	count := 2 * flushBytes / n
+	var blocks []unsafe.Pointer
+	for range count {
+		b := p.Alloc(n)
+		for i := range bytesOf(b, n) {
+			bytesOf(b, n)[i] = 0xa5
+		}
+		blocks = append(blocks, b)
+	}
+	batch := blocks[:flushBytes/n]
+	for _, b := range batch { // exactly flushBytes: the scavenger starts
+		p.Free(b, n)
+	}
+	// Liveness, not speed: the scavenger must finish; the deadline only
+	// keeps a hang from hanging the test.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p.mu.Lock()
+		done := !p.scavenging && p.pendingBytes == 0
+		p.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scavenger did not return the batch within a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i, b := range batch {
+		if !allZero(bytesOf(b, n)) {
+			t.Fatalf("freed block %d still holds its contents after the scavenger ran: not returned to the OS", i)
+		}
+	}
+	reused := map[unsafe.Pointer]bool{}
+	for range batch {
+		reused[p.Alloc(n)] = true
+	}
+	for i, b := range batch {
+		if !reused[b] {
+			t.Errorf("returned block %d (%p) not handed out again", i, b)
+		}
+	}
+	last := blocks[len(blocks)-1]
+	p.Free(last, n)
+	if _, pend, _ := p.Usage(); pend != n {
+		t.Errorf("one block freed below a batch: %d bytes pending, want %d", pend, n)
+	}
+	p.Flush()
+	if _, pend, _ := p.Usage(); pend != 0 || !allZero(bytesOf(last, n)) {
+		t.Errorf("after Flush: %d bytes pending, or the block not returned", pend)
+	}
 }

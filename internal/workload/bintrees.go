@@ -30,20 +30,31 @@ type gtnode struct {
 }
 
 // BinaryTrees returns the binary-trees workload at depth (the Benchmarks
-// Game runs 18; at least 4). One op is one whole run. Reclaim's side reaches
-// a safepoint after each tree it drops, with the long-lived tree pinned,
-// and reports the peak of Stats.SpanBytes, sampled before each safepoint,
-// as "span-MB", and its collections per run ("cycles") and their total
-// stop-the-world time ("pause-ms"). On Linux both sides also report "peak-RSS-MB", the
-// process's peak resident set during the runs (see peakRSS). Both sides
-// report the node count as "nodes" (the same on both, or the run fails).
-func BinaryTrees(depth int) Workload {
+// Game runs 18; at least 4), with both sides at the collectors' default
+// pacing when gcPercent is 0 ("binary-trees"), else with reclaim's
+// Options.GCPercent and Go's GOGC both at gcPercent ("binary-trees-gcN"):
+// the same trade of memory for time on both sides. One op is one whole
+// run. Reclaim's side reaches a safepoint after each tree it drops, with
+// the long-lived tree pinned, and reports the peak of Stats.SpanBytes,
+// sampled as the run goes, as "span-MB", and its collections per run
+// ("cycles") and their total stop-the-world time ("pause-ms"). On Linux
+// both sides also report "peak-RSS-MB", the process's peak resident set
+// during the runs (see peakRSS). Both sides report the node count as
+// "nodes" (the same on both, or the run fails).
+func BinaryTrees(depth, gcPercent int) Workload {
 	if depth < 4 {
 		panic("reclaim: workload.BinaryTrees: depth must be at least 4")
 	}
+	if gcPercent < 0 {
+		panic("reclaim: workload.BinaryTrees: gcPercent must be 0 (the default) or positive")
+	}
+	name, pacing := "binary-trees", "default pacing"
+	if gcPercent != 0 {
+		name, pacing = fmt.Sprintf("binary-trees-gc%d", gcPercent), fmt.Sprintf("GCPercent and GOGC %d", gcPercent)
+	}
 	return Workload{
-		Name:  "binary-trees",
-		Doc:   fmt.Sprintf("one binary-trees run at depth %d, single-threaded; reports span-MB (reclaim's peak span bytes), peak-RSS-MB (the process's) and nodes", depth),
+		Name:  name,
+		Doc:   fmt.Sprintf("one binary-trees run at depth %d, single-threaded, %s; reports span-MB (reclaim's peak span bytes), peak-RSS-MB (the process's) and nodes", depth, pacing),
 		Peer:  "binary-trees",
 		PeerN: depth,
 		Reclaim: func(b *testing.B) {
@@ -54,7 +65,7 @@ func BinaryTrees(depth int) Workload {
 			rss := startPeakRSS()
 			for i := 0; i < b.N; i++ {
 				var st reclaim.Stats
-				nodes, peak, st = ReclaimTrees(depth)
+				nodes, peak, st = ReclaimTrees(depth, gcPercent)
 				pause += st.PauseTotal
 				cycles += st.Cycles
 			}
@@ -70,6 +81,9 @@ func BinaryTrees(depth int) Workload {
 		Go: func(b *testing.B) {
 			var nodes int
 			rss := startPeakRSS()
+			if gcPercent != 0 {
+				defer debug.SetGCPercent(debug.SetGCPercent(gcPercent))
+			}
 			for i := 0; i < b.N; i++ {
 				nodes = GoTrees(depth)
 			}
@@ -82,11 +96,12 @@ func BinaryTrees(depth int) Workload {
 	}
 }
 
-// ReclaimTrees runs binary-trees at depth on a new reclaim heap and returns
-// the nodes it counted, the peak of the heap's span bytes, and the heap's
-// Stats at the end of the run (its collections and their pauses).
-func ReclaimTrees(depth int) (nodes int, peakSpanBytes int64, st reclaim.Stats) {
-	h := reclaim.NewHeap(reclaim.Options{})
+// ReclaimTrees runs binary-trees at depth on a new reclaim heap with
+// Options.GCPercent gcPercent (0: the default) and returns the nodes it
+// counted, the peak of the heap's span bytes, and the heap's Stats at the
+// end of the run (its collections and their pauses).
+func ReclaimTrees(depth, gcPercent int) (nodes int, peakSpanBytes int64, st reclaim.Stats) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: gcPercent})
 	m := h.Attach()
 	defer func() {
 		m.Detach()

@@ -38,7 +38,8 @@ import (
 // Workload is one benchmark, measured on reclaim and on the Go runtime.
 type Workload struct {
 	// Name is the workload's stable id, used on the command line and in
-	// reports: "new", "get", "binary-trees", "mark-1w", "mark-2w",
+	// reports: "new", "get", "binary-trees", "binary-trees-gc200",
+	// "mark-1w", "mark-2w",
 	// "finalizer-setclear", "finalizer-run", "cleanup-run", "cleanup-stop",
 	// "cleanup-burst-1w", "cleanup-burst-2w", "weak", "graph-churn".
 	Name string
@@ -63,12 +64,15 @@ const (
 	runN         = 100000 // objects per batch in the run workloads (the peers' N)
 	treesDepth   = 18     // binary-trees, as the Benchmarks Game runs it
 	treesShort   = 14
-	markNodes    = 1 << 20 // the mark workloads' graph
-	markShort    = 1 << 17
-	churnNodes   = 4 << 20 // graph-churn's long-lived graph
-	churnShort   = 1 << 20
-	burstN       = 1 << 20 // cleanups in one burst
-	burstShort   = 1 << 16
+	// treesGCPercent is the pacing of binary-trees' second run: memory
+	// for time, on both sides.
+	treesGCPercent = 200
+	markNodes      = 1 << 20 // the mark workloads' graph
+	markShort      = 1 << 17
+	churnNodes     = 4 << 20 // graph-churn's long-lived graph
+	churnShort     = 1 << 20
+	burstN         = 1 << 20 // cleanups in one burst
+	burstShort     = 1 << 16
 )
 
 // All returns every workload, in a stable order. Under testing.Short the
@@ -84,7 +88,8 @@ func All() []Workload {
 	return []Workload{
 		newWorkload(),
 		getWorkload(),
-		BinaryTrees(pick(treesDepth, treesShort)),
+		BinaryTrees(pick(treesDepth, treesShort), 0),
+		BinaryTrees(pick(treesDepth, treesShort), treesGCPercent),
 		Mark(1, pick(markNodes, markShort)),
 		Mark(2, pick(markNodes, markShort)),
 		finalizerSetClear(batchDefault),

@@ -4,13 +4,14 @@ import (
 	"flag"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/reclaimgc/reclaim"
 )
 
 func TestAllNames(t *testing.T) {
-	want := []string{"new", "get", "binary-trees", "mark-1w", "mark-2w", "finalizer-setclear",
+	want := []string{"new", "get", "binary-trees", "binary-trees-gc200", "mark-1w", "mark-2w", "finalizer-setclear",
 		"finalizer-run", "cleanup-run", "cleanup-stop", "cleanup-burst-1w", "cleanup-burst-2w",
 		"weak", "graph-churn"}
 	peers := map[string]bool{"finalizer-setclear": true, "finalizer-run": true, "cleanup-run": true,
@@ -46,7 +47,7 @@ func TestTreesNodes(t *testing.T) {
 		if got := GoTrees(depth); got != want {
 			t.Errorf("GoTrees(%d) = %d, want %d", depth, got, want)
 		}
-		got, peak, st := ReclaimTrees(depth)
+		got, peak, st := ReclaimTrees(depth, 0)
 		if got != want {
 			t.Errorf("ReclaimTrees(%d) = %d, want %d", depth, got, want)
 		}
@@ -104,7 +105,8 @@ func small() []Workload {
 	return []Workload{
 		newWorkload(),
 		getWorkload(),
-		BinaryTrees(6),
+		BinaryTrees(6, 0),
+		BinaryTrees(6, 200),
 		Mark(1, 2000),
 		Mark(2, 2000),
 		finalizerSetClear(100),
@@ -129,7 +131,7 @@ func TestWorkloadsRun(t *testing.T) {
 	results := map[string]testing.BenchmarkResult{}
 	for _, w := range small() {
 		iters := "200x"
-		if w.Name == "binary-trees" {
+		if strings.HasPrefix(w.Name, "binary-trees") {
 			iters = "3x"
 		}
 		if err := flag.Set("test.benchtime", iters); err != nil {
