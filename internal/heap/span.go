@@ -391,9 +391,15 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		noScan:    t.Layout.NoRefs && t.EphEach == nil,
 		nfree:     n,
 	}
+	// The words are published with the span (h.spans.setLocked below);
+	// the one reader that can race with these stores is a Get through a
+	// stale ref that loaded a released span whose words these were (a
+	// spare's), which fails its compare whatever it reads. So they are
+	// plain stores where storeFreedGen's are (1024 locked instructions
+	// a span otherwise).
 	floor := h.mu.idxFloor[idx]
 	for i := range s.hv {
-		s.hv[i].Store(uint64(handle.Pack(h.id, idx, uint32(i), floor)))
+		storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, idx, uint32(i), floor)))
 	}
 	s.sweepgen.Store(h.sweepgen.Load())
 	h.spans.setLocked(idx, s)
