@@ -21,6 +21,17 @@ func mapAnon(n uintptr) unsafe.Pointer {
 	return unsafe.Pointer(unsafe.SliceData(b))
 }
 
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14), which the
+// syscall package does not name.
+const madvPopulateWrite = 23
+
+// populate faults the pages of b in for writing, in one system call. On a
+// kernel without MADV_POPULATE_WRITE it does nothing: the pages fault in
+// as they are touched.
+func populate(b unsafe.Pointer, n uintptr) {
+	_ = syscall.Madvise(unsafe.Slice((*byte)(b), n), madvPopulateWrite)
+}
+
 // release gives the pages of b back to the OS; they read as zeros after.
 func release(b unsafe.Pointer, n uintptr) {
 	if err := syscall.Madvise(unsafe.Slice((*byte)(b), n), syscall.MADV_DONTNEED); err != nil {

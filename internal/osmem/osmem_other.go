@@ -11,6 +11,8 @@ const pageSize = 4096
 
 func mapAnon(uintptr) unsafe.Pointer { return nil }
 
+func populate(unsafe.Pointer, uintptr) {}
+
 func release(unsafe.Pointer, uintptr) {
 	panic("reclaim: internal error: osmem.Free with osmem disabled")
 }

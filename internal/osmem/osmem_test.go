@@ -46,12 +46,8 @@ func TestReuseIsZeroed(t *testing.T) {
 			b[i] = byte(i) | 1
 		}
 		p.Free(a, n)
-		if roundPage(n) >= flushBytes {
-			// A batch by itself: the scavenger returns it; wait for that.
-			p.Flush()
-		} else if in, pend, _ := p.Usage(); in != 0 || pend != roundPage(n) {
-			// Below a batch: it waits, resident, for the next Alloc.
-			t.Errorf("after Free(%d): %d bytes in use, %d pending; want 0 and %d", n, in, pend, roundPage(n))
+		if in, _, _ := p.Usage(); in != 0 {
+			t.Errorf("after Free(%d): %d bytes in use, want 0", n, in)
 		}
 		c := p.Alloc(n)
 		if c != a {
@@ -130,9 +126,11 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	p.Flush()
-	if in, pend, _ := p.Usage(); in != 0 || pend != 0 {
-		t.Errorf("everything freed and flushed: %d bytes in use, %d pending; want 0 and 0", in, pend)
+	if in, dirty, _ := p.Usage(); in != 0 || dirty != 0 {
+		t.Errorf("everything freed and flushed: %d bytes in use, %d dirty; want 0 and 0", in, dirty)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for sz, l := range p.free {
 		for _, b := range l {
 			if !allZero(bytesOf(b, sz)) {
@@ -142,25 +140,24 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// TestScavengerReturnsMemory frees flushBytes of blocks and checks that
-// the scavenger returns the batch to the OS by itself (the freed memory,
-// still mapped, reads as zeros), that the blocks are handed out again, and
-// that Flush returns what is left below a batch.
+// TestScavengerReturnsMemory frees blocks and checks that the scavenger
+// returns them to the OS by itself (the freed memory, still mapped, reads
+// as zeros), that they are handed out again, and that Flush returns a
+// freed block at once.
 func TestScavengerReturnsMemory(t *testing.T) {
 	needEnabled(t)
 	var p Pool
 	const n = 16 << 10
-	count := 2 * flushBytes / n
 	var blocks []unsafe.Pointer
-	for range count {
+	for range 64 {
 		b := p.Alloc(n)
 		for i := range bytesOf(b, n) {
 			bytesOf(b, n)[i] = 0xa5
 		}
 		blocks = append(blocks, b)
 	}
-	batch := blocks[:flushBytes/n]
-	for _, b := range batch { // exactly flushBytes: the scavenger starts
+	batch := blocks[:48]
+	for _, b := range batch {
 		p.Free(b, n)
 	}
 	// Liveness, not speed: the scavenger must finish; the deadline only
@@ -168,15 +165,18 @@ func TestScavengerReturnsMemory(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		p.mu.Lock()
-		done := !p.scavenging && p.pendingBytes == 0
+		done := !p.scavenging
 		p.mu.Unlock()
 		if done {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the scavenger did not return the batch within a minute")
+			t.Fatal("the scavenger did not return the freed blocks within a minute")
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, dirty, _ := p.Usage(); dirty != 0 {
+		t.Fatalf("the scavenger exited with %d dirty bytes left", dirty)
 	}
 	for i, b := range batch {
 		if !allZero(bytesOf(b, n)) {
@@ -194,11 +194,8 @@ func TestScavengerReturnsMemory(t *testing.T) {
 	}
 	last := blocks[len(blocks)-1]
 	p.Free(last, n)
-	if _, pend, _ := p.Usage(); pend != n {
-		t.Errorf("one block freed below a batch: %d bytes pending, want %d", pend, n)
-	}
 	p.Flush()
-	if _, pend, _ := p.Usage(); pend != 0 || !allZero(bytesOf(last, n)) {
-		t.Errorf("after Flush: %d bytes pending, or the block not returned", pend)
+	if _, dirty, _ := p.Usage(); dirty != 0 || !allZero(bytesOf(last, n)) {
+		t.Errorf("after Flush: %d bytes dirty, or the block not returned", dirty)
 	}
 }
