@@ -253,11 +253,25 @@ func (f *finState) flush(fb *finFill) {
 // one acquisition of fin.mu for both.
 func (f *finState) publish(b *finBlock, another bool) *finBlock {
 	var nb *finBlock
-	f.mu.Lock()
 	nq, n := 0, int64(0)
 	if b != nil {
-		// b is the goroutine's once linked: read its count first.
+		// Counted before it is linked: once linked, b is the finalizer
+		// goroutine's, which may run its records and count them as
+		// executed at once; no snapshot may show more executed than
+		// queued (Stats reads executed first).
+		// Likewise pending, in FinalizersAtSafepoints mode, which
+		// mutators at safepoints decrement as they run records: added
+		// after the link, a mutator running another block's last record
+		// could bring it to zero with this block queued, and a Drain
+		// waiting for idle would return early.
 		n = int64(b.n)
+		f.queued.Add(n)
+		if f.hereMode {
+			f.pending.Add(n)
+		}
+	}
+	f.mu.Lock()
+	if b != nil {
 		b.next = f.mu.q
 		b.queuedAt = nanotime()
 		f.mu.q = b
@@ -271,15 +285,16 @@ func (f *finState) publish(b *finBlock, another bool) *finBlock {
 		}
 	}
 	f.mu.Unlock()
+	if b != nil && testHookFinPublished != nil {
+		testHookFinPublished(f)
+	}
 	if another && nb == nil {
 		nb = new(finBlock)
 	}
 	if b == nil {
 		return nb
 	}
-	f.queued.Add(n)
 	if f.hereMode {
-		f.pending.Add(n)
 		return nb
 	}
 	f.status.or(fingWake)
@@ -288,6 +303,10 @@ func (f *finState) publish(b *finBlock, another bool) *finBlock {
 	}
 	return nb
 }
+
+// testHookFinPublished, if set, runs in publish once a block of records is
+// linked where the finalizer goroutine takes them.
+var testHookFinPublished func(f *finState)
 
 // finWakeEarly is the number of queued blocks at which a sweeper wakes
 // the finalizer goroutine itself, without waiting for the end of the

@@ -86,8 +86,10 @@ func (h *Heap) Stats() Stats {
 	st.PauseTotal, st.PauseLast = h.stats.mu.pauseTotal, h.stats.mu.pauseLast
 	h.stats.mu.Unlock()
 	st.LastMark = time.Duration(h.stats.lastMark.Load())
-	st.FinalizersQueued = h.fin.queued.Load()
+	// Executed first: a record is counted queued before it can run, so
+	// this order never shows more executed than queued.
 	st.FinalizersExecuted = h.fin.executed.Load()
+	st.FinalizersQueued = h.fin.queued.Load()
 	cq := h.cq.Stats()
 	st.CleanupsQueued = int64(cq.Queued)
 	st.CleanupsExecuted = int64(cq.Executed)
