@@ -321,3 +321,51 @@ func TestWeakValueDuringSweep(t *testing.T) {
 		t.Errorf("Weak.Value returned an object, then nil with no safepoint in between (%d times in %d non-nil reads)", bad, tries)
 	}
 }
+
+// TestDrainWaitsForWorkThatWorkStarts runs cleanups that each start a
+// collection which queues a finalizer, and checks after every Drain that
+// nothing it should have waited for is left: Drain read the sweep, the
+// finalizers and the cleanups one after another, and once saw the sweep
+// done before a cleanup started a cycle and the cleanup done after.
+func TestDrainWaitsForWorkThatWorkStarts(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, CleanupWorkers: 2})
+	defer h.Close()
+	var fins atomic.Int64
+	fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) { fins.Add(1) }
+	cleanup := func(int) {
+		cm := h.Attach()
+		defer cm.Detach()
+		reclaim.SetFinalizer(cm, reclaim.New[finNode](cm), fin)
+		cm.Collect()
+	}
+	m := h.Attach()
+	defer m.Detach()
+	rounds := 300
+	if testing.Short() {
+		rounds = 60
+	}
+	for round := range rounds {
+		for i := range 4 {
+			reclaim.AddCleanup(m, reclaim.New[finNode](m), cleanup, i)
+		}
+		m.Collect()
+		if err := m.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		st := h.Stats()
+		if st.CleanupsExecuted != st.CleanupsQueued || st.FinalizersExecuted != st.FinalizersQueued {
+			t.Fatalf("round %d: Drain returned with cleanups %d of %d run, finalizers %d of %d run",
+				round, st.CleanupsExecuted, st.CleanupsQueued, st.FinalizersExecuted, st.FinalizersQueued)
+		}
+	}
+	// Every cleanup's finalizable object died in a later collection:
+	// each round's own, or the next cleanup's. The last round's wait for
+	// one more.
+	m.Collect()
+	if err := m.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fins.Load(), int64(4*rounds); got != want {
+		t.Errorf("%d finalizers ran, want %d", got, want)
+	}
+}

@@ -80,8 +80,42 @@ func (m *Mutator) Drain(ctx context.Context) error {
 	}
 }
 
+// drained reports whether, at one moment, nothing was left to sweep, no
+// finalizer was queued or running and no cleanup was pending. The three
+// are read one after another, and work in one can start work in another
+// (a cleanup that collects, a finalizer that adds a cleanup): read alone,
+// the sweep could be seen done before a cleanup started a cycle, and the
+// cleanup seen finished after. So the counters that move whenever any of
+// them starts or finishes work (the sweep generation at each flip, the
+// queued and executed counts of finalizers and cleanups, each bumped
+// before the state it reports becomes visible) are read before and after,
+// and a change in between answers false. The caller then waits for the
+// idle event it took before the first read: whatever moved a counter ends
+// with a broadcast after it, so the wait cannot outlast the work.
 func (h *Heap) drained() bool {
-	return h.sweep.done.Load() && h.fin.idle() && h.cq.Pending() == 0
+	e := h.drainEpoch()
+	if !h.sweep.done.Load() || !h.fin.idle() || h.cq.Pending() != 0 {
+		return false
+	}
+	return h.drainEpoch() == e
+}
+
+// drainEpoch is the counters drained compares.
+type drainEpoch struct {
+	sweepgen                   uint32
+	finQueued, finExecuted     int64
+	cleanQueued, cleanExecuted uint64
+}
+
+func (h *Heap) drainEpoch() drainEpoch {
+	cq := h.cq.Stats()
+	return drainEpoch{
+		sweepgen:      h.sweepgen.Load(),
+		finQueued:     h.fin.queued.Load(),
+		finExecuted:   h.fin.executed.Load(),
+		cleanQueued:   cq.Queued,
+		cleanExecuted: cq.Executed,
+	}
 }
 
 // maxCloseRounds bounds how often Close re-runs finalizers that register
