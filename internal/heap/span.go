@@ -81,7 +81,9 @@ type span struct {
 	base     unsafe.Pointer // first element; immutable while in use (cleared by releaseSpanLocked, h.mu held)
 	elemSize uintptr        // immutable
 	nslots   uint32         // immutable
-	osmem    bool           // base and hv are outside the Go heap (newSpare); immutable
+	// slabOS and wordsOS say that base and hv are outside the Go heap
+	// (newSpare); immutable.
+	slabOS, wordsOS bool
 
 	// hv[i] is the handle of slot i: of the object in it, or of the next
 	// object if it is free. The sweeper advances its generation when it
@@ -384,7 +386,8 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		elemSize:  t.Size,
 		nslots:    n,
 		hv:        sp.hv,
-		osmem:     sp.osmem,
+		slabOS:    sp.slabOS,
+		wordsOS:   sp.wordsOS,
 		allocBits: make([]uint64, (n+63)/64),
 		markBits:  make([]atomic.Uint64, (n+63)/64),
 		scanBits:  make([]atomic.Uint64, (n+63)/64),
@@ -445,7 +448,7 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	h.mu.spanBytes -= sz
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.stats.spansReleased.Add(1)
-	if sp := (spare{base, s.hv, s.osmem}); !h.keepSpareLocked(s.typ, sp, sz) {
+	if sp := (spare{base, s.hv, s.slabOS, s.wordsOS}); !h.keepSpareLocked(s.typ, sp, sz) {
 		sp.free(s.typ)
 	}
 }
@@ -468,26 +471,35 @@ func (h *Heap) releaseSpanLocked(s *span) {
 // freed slabs would then stay resident until Go's next collection, which
 // its own pacing puts off until Go's heap has doubled.
 type spare struct {
-	base  unsafe.Pointer
-	hv    []atomic.Uint64
-	osmem bool // both are outside the Go heap (newSpare)
+	base            unsafe.Pointer
+	hv              []atomic.Uint64
+	slabOS, wordsOS bool // base, hv are outside the Go heap (newSpare)
 }
 
-// newSpare allocates the memory of a span of n slots of type t: outside
-// the Go heap (internal/osmem) for a type without Go pointers where that is
-// enabled, else on the Go heap. The slab and the handle words come from
-// separate pools, so that neither is ever reused as the other.
+// newSpare allocates the memory of a span of n slots of type t. The handle
+// words, which hold no Go pointer whatever t is, are taken outside the Go
+// heap (internal/osmem) where that is enabled; the slab too for a type
+// without Go pointers. The two come from separate pools, so that neither
+// is ever reused as the other. What osmem refuses comes from the Go heap.
 func newSpare(t *Type, n uint32) spare {
-	if !t.Layout.HasPointers && t.Size > 0 && osmem.Enabled {
-		slab, words := uintptr(n)*t.Size, uintptr(n)*8
-		if base := osmem.Slabs.Alloc(slab); base != nil {
-			if hv := osmem.Words.Alloc(words); hv != nil {
-				return spare{base, unsafe.Slice((*atomic.Uint64)(hv), n), true}
+	var sp spare
+	if osmem.Enabled {
+		if hv := osmem.Words.Alloc(uintptr(n) * 8); hv != nil {
+			sp.hv, sp.wordsOS = unsafe.Slice((*atomic.Uint64)(hv), n), true
+		}
+		if !t.Layout.HasPointers && t.Size > 0 {
+			if base := osmem.Slabs.Alloc(uintptr(n) * t.Size); base != nil {
+				sp.base, sp.slabOS = base, true
 			}
-			osmem.Slabs.Free(base, slab)
 		}
 	}
-	return spare{t.NewSlab(int(n)), make([]atomic.Uint64, n), false}
+	if !sp.wordsOS {
+		sp.hv = make([]atomic.Uint64, n)
+	}
+	if !sp.slabOS {
+		sp.base = t.NewSlab(int(n))
+	}
+	return sp
 }
 
 // free gives the memory of a spare of type t outside the Go heap back to
@@ -495,8 +507,10 @@ func newSpare(t *Type, n uint32) spare {
 // and only a handle check racing through a released span's struct reads
 // its handle words (they read as zeros, or as another span's, and fail).
 func (sp spare) free(t *Type) {
-	if sp.osmem {
+	if sp.slabOS {
 		osmem.Slabs.Free(sp.base, uintptr(len(sp.hv))*t.Size)
+	}
+	if sp.wordsOS {
 		osmem.Words.Free(unsafe.Pointer(unsafe.SliceData(sp.hv)), uintptr(len(sp.hv))*8)
 	}
 }
