@@ -117,3 +117,20 @@ func TestQueuedBlockIsNotIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonedMessage checks that an abandoned collection's panic says
+// whose code failed.
+func TestAbandonedMessage(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{"boom", "reclaim: collection abandoned, the heap unchanged: the mark's ScanRoots or a Trace method panicked: boom"},
+		{"reclaim: internal error: x", "reclaim: collection abandoned, the heap unchanged: internal error: x"},
+		{goexitInMark{}, "reclaim: collection abandoned, the heap unchanged: " + goexitInMark{}.String()},
+	} {
+		if got := abandonedMessage(c.v); got != c.want {
+			t.Errorf("abandonedMessage(%#v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}

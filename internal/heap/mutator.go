@@ -3,6 +3,7 @@ package heap
 import (
 	"fmt"
 	"runtime/trace"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -10,6 +11,21 @@ import (
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
+
+// abandonedMessage is the panic value of a collection abandoned by a panic
+// with value v in its mark: a runtime.Goexit in a Trace method on a mark
+// worker (goexitInMark), a failed check of reclaim's own ("reclaim:
+// internal error"), or else the embedder's ScanRoots or Trace panicking.
+func abandonedMessage(v any) string {
+	const prefix = "reclaim: collection abandoned, the heap unchanged: "
+	if g, ok := v.(goexitInMark); ok {
+		return fmt.Sprintf(prefix+"%v", g)
+	}
+	if msg, ok := v.(string); ok && strings.HasPrefix(msg, "reclaim: internal error") {
+		return prefix + strings.TrimPrefix(msg, "reclaim: ")
+	}
+	return fmt.Sprintf(prefix+"the mark's ScanRoots or a Trace method panicked: %v", v)
+}
 
 // Mutator is one goroutine's handle on a heap. See heap.go for its part in
 // the cycle.
@@ -358,10 +374,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		if v == nil {
 			return // runtime.Goexit in ScanRoots or a Trace method on this goroutine: let it go on
 		}
-		if g, ok := v.(goexitInMark); ok {
-			panic(fmt.Sprintf("reclaim: collection abandoned, the heap unchanged: %v", g))
-		}
-		panic(fmt.Sprintf("reclaim: collection abandoned, the heap unchanged: the mark's ScanRoots or a Trace method panicked: %v", v))
+		panic(abandonedMessage(v))
 	}()
 
 	// The world is stopped: no mutator runs until mu.stw is cleared. The
