@@ -12,7 +12,7 @@ type Stats struct {
 	HeapLiveBytes int64 // the pacer's live heap: bytes marked by the last cycle plus span bytes handed to allocators since
 	HeapObjects   int64 // objects allocated and not yet freed
 	HeapGoal      int64 // live bytes at which the next collection is due; -1 when automatic collection is off
-	SpanBytes     int64 // memory held by spans
+	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size; each slot's 8-byte handle word is not counted)
 	// SpareBytes is the memory of emptied spans kept for new spans of
 	// their type, up to the heap's goal (as the Go runtime keeps free
 	// pages), instead of being left to Go's collector. It counts toward
