@@ -59,8 +59,9 @@ type Options struct {
 	// MemoryLimit caps the heap's span memory plus external bytes, in
 	// bytes. 0 means none. Span memory is the spans' slabs (slots times
 	// the type's size, Stats.SpanBytes) and the emptied spans kept for
-	// reuse (Stats.SpareBytes); each slot's 8-byte handle word and three
-	// bits of bitmaps come on top and are not counted.
+	// reuse (Stats.SpareBytes, handle words included); each slot's 8-byte
+	// handle word and three bits of bitmaps in spans in use come on top
+	// and are not counted.
 	MemoryLimit int64
 	// MarkWorkers is the number of goroutines that mark in parallel. 0
 	// means GOMAXPROCS.

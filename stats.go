@@ -13,10 +13,11 @@ type Stats struct {
 	HeapObjects   int64 // objects allocated and not yet freed
 	HeapGoal      int64 // live bytes at which the next collection is due; -1 when automatic collection is off
 	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size; each slot's 8-byte handle word is not counted)
-	// SpareBytes is the memory of emptied spans kept for new spans of
-	// their type, up to the heap's goal (as the Go runtime keeps free
-	// pages), instead of being left to Go's collector. It counts toward
-	// MemoryLimit; spares are dropped before an allocation is refused.
+	// SpareBytes is the memory of emptied spans (slabs and handle words)
+	// kept for new spans of their type, up to the heap's goal (as the Go
+	// runtime keeps free pages), instead of being given back. It counts
+	// toward MemoryLimit; spares are dropped before an allocation is
+	// refused.
 	SpareBytes    int64
 	ExternalBytes int64 // AddExternal total
 

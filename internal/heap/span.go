@@ -448,7 +448,7 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	h.mu.spanBytes -= sz
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.stats.spansReleased.Add(1)
-	if sp := (spare{base, s.hv, s.slabOS, s.wordsOS}); !h.keepSpareLocked(s.typ, sp, sz) {
+	if sp := (spare{base, s.hv, s.slabOS, s.wordsOS}); !h.keepSpareLocked(s.typ, sp) {
 		sp.free(s.typ)
 	}
 }
@@ -515,15 +515,17 @@ func (sp spare) free(t *Type) {
 	}
 }
 
-// keepSpareLocked keeps sp, the memory of a span of type t just released
-// (sz slab bytes), and reports true, if span memory in use plus spares stays within the heap's goal:
-// memory the heap will use again before its next collection is due. Spares
-// count toward MemoryLimit (refill).
+// keepSpareLocked keeps sp, the memory of a span of type t just released,
+// and reports true, if span memory in use plus spares (their handle words
+// included: spare.bytes) stays within the heap's goal: memory the heap will
+// use again before its next collection is due. Spares count toward
+// MemoryLimit (refill).
 // REQUIRES: h.mu held.
-func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) bool {
+func (h *Heap) keepSpareLocked(t *Type, sp spare) bool {
 	if h.mu.closed || sp.base == nil {
 		return false
 	}
+	sz := sp.bytes(t)
 	if goal := h.mu.pacer.Goal(); goal < 0 || h.mu.spanBytes+h.mu.spareBytes+sz > goal {
 		return false
 	}
@@ -536,6 +538,11 @@ func (h *Heap) keepSpareLocked(t *Type, sp spare, sz int64) bool {
 	return true
 }
 
+// bytes is the memory sp holds for type t: its slab and its handle words.
+// The words count too, so that a spare of a zero-size type, whose slab has
+// no bytes, still counts toward the goal and the limit.
+func (sp spare) bytes(t *Type) int64 { return int64(len(sp.hv)) * (int64(t.Size) + 8) }
+
 // takeSpareLocked returns a spare of type t, with its slab zeroed, if there
 // is one.
 // REQUIRES: h.mu held.
@@ -547,14 +554,13 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	sp := l[len(l)-1]
 	l[len(l)-1] = spare{}
 	h.mu.spares[t] = l[:len(l)-1]
-	sz := int64(len(sp.hv)) * int64(t.Size)
-	h.mu.spareBytes -= sz
+	h.mu.spareBytes -= sp.bytes(t)
 	h.spareBytesA.Store(h.mu.spareBytes)
 	if !t.Layout.HasPointers {
 		// Free slots are zero already; clearing a slab without Go
 		// pointers is a memclr, cheap insurance. A slab with Go pointers
 		// must not be cleared without write barriers, and is zero.
-		clear(unsafe.Slice((*byte)(sp.base), sz))
+		clear(unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size))
 	}
 	return sp, true
 }
@@ -566,7 +572,7 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 func (h *Heap) trimSparesLocked(limit int64) {
 	for t, l := range h.mu.spares {
 		for len(l) > 0 && (limit < 0 || h.mu.spanBytes+h.mu.spareBytes > limit) {
-			h.mu.spareBytes -= int64(len(l[len(l)-1].hv)) * int64(t.Size)
+			h.mu.spareBytes -= l[len(l)-1].bytes(t)
 			l[len(l)-1].free(t)
 			l[len(l)-1] = spare{}
 			l = l[:len(l)-1]

@@ -176,9 +176,10 @@ func TestSparesReused(t *testing.T) {
 	m.Collect()
 	m.Collect() // empty for a whole cycle: released
 	st := h.Stats()
-	if st.SpansReleased != 4 || st.SpareBytes != 4*int64(per)*int64(vnodeType.Size) {
-		t.Fatalf("after the spans emptied: released %d, spare bytes %d; want 4 and 4 spans' slabs kept",
-			st.SpansReleased, st.SpareBytes)
+	perSpan := int64(per) * (int64(vnodeType.Size) + 8) // slab and handle words
+	if st.SpansReleased != 4 || st.SpareBytes != 4*perSpan {
+		t.Fatalf("after the spans emptied: released %d, spare bytes %d; want 4 and 4 spans' memory (%d) kept",
+			st.SpansReleased, st.SpareBytes, 4*perSpan)
 	}
 	if st.SpanBytes+st.SpareBytes > st.HeapGoal {
 		t.Errorf("span bytes %d + spares %d exceed the goal %d", st.SpanBytes, st.SpareBytes, st.HeapGoal)
@@ -192,7 +193,7 @@ func TestSparesReused(t *testing.T) {
 			t.Fatalf("new object %v in a reused slab is %+v, want zero", x, v)
 		}
 	}
-	if got := h.Stats().SpareBytes; got != 2*int64(per)*int64(vnodeType.Size) {
+	if got := h.Stats().SpareBytes; got != 2*perSpan {
 		t.Errorf("spare bytes %d after two spans' allocations, want two spans' slabs left", got)
 	}
 }
@@ -271,5 +272,33 @@ func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
 	words, _, _ = osmem.Words.Usage()
 	if slabs != slabs0 || words != words0 {
 		t.Errorf("after Close: %d slab and %d handle-word bytes outside the Go heap, want %d and %d", slabs, words, slabs0, words0)
+	}
+}
+
+type zeroSized struct{}
+
+var zeroSizedType = newTestType[zeroSized]()
+
+// TestZeroSizeSparesBounded checks that spares of a zero-size type, whose
+// slabs have no bytes, are bounded by the goal like any other: their
+// handle words count.
+func TestZeroSizeSparesBounded(t *testing.T) {
+	h, m := testHeap(t, Config{MarkWorkers: 1, MinHeap: 64 << 10})
+	const spans = 200
+	for range spans * int(slotsFor(0)) {
+		if _, err := m.Alloc(zeroSizedType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Collect()
+	m.Collect() // empty a whole cycle: released
+	h.mu.Lock()
+	kept := int64(len(h.mu.spares[zeroSizedType]))
+	h.mu.Unlock()
+	st := h.Stats()
+	words := kept * int64(slotsFor(0)) * 8
+	if st.SpareBytes != words || st.SpanBytes+st.SpareBytes > st.HeapGoal {
+		t.Errorf("%d spares of a zero-size type hold %d bytes of handle words; Stats.SpareBytes %d, span bytes %d, goal %d: want the words counted and within the goal",
+			kept, words, st.SpareBytes, st.SpanBytes, st.HeapGoal)
 	}
 }
