@@ -322,3 +322,74 @@ func TestStressFinalizerWakeups(t *testing.T) {
 	close(stop)
 	<-bgDone
 }
+
+// churnCell is pointer-free: on Linux its spans live outside the Go heap.
+type churnCell struct {
+	Next  reclaim.Ref[churnCell]
+	Owner uint64
+	Seq   uint64
+}
+
+// TestStressHeapChurn makes and closes heaps on several goroutines at once,
+// each building, cutting and checking a chain of pointer-free objects, so
+// that span memory goes back and forth between heaps through the pools
+// outside the Go heap (and their scavenger) while other heaps use it: every
+// object must keep what its heap wrote, and a new object must be zero.
+func TestStressHeapChurn(t *testing.T) {
+	goroutines, heaps, n := 4, 12, 20000
+	if testing.Short() {
+		heaps, n = 4, 5000
+	}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range heaps {
+				owner := uint64(g)<<32 | uint64(k)
+				h := reclaim.NewHeap(reclaim.Options{MarkWorkers: 1})
+				m := h.Attach()
+				var head reclaim.Ref[churnCell]
+				dirty := 0
+				for i := range n {
+					c := reclaim.New[churnCell](m)
+					p := c.Get(m)
+					if *p != (churnCell{}) && dirty == 0 {
+						dirty++
+						t.Errorf("heap %x: new object %d holds %+v", owner, i, *p)
+					}
+					p.Next, p.Owner, p.Seq = head, owner, uint64(i)
+					head = c
+				}
+				h.Pin(head.Object())
+				m.Collect()
+				// Cut the chain in half: the tail becomes garbage.
+				r := head
+				for range n/2 - 1 {
+					r = r.Get(m).Next
+				}
+				r.Get(m).Next = reclaim.Ref[churnCell]{}
+				m.Collect()
+				m.Collect()
+				seq, count := uint64(n-1), 0
+				for r := head; !r.IsNil(); r = r.Get(m).Next {
+					if p := r.Get(m); p.Owner != owner || p.Seq != seq {
+						t.Errorf("heap %x: object %d holds owner %x seq %d", owner, count, p.Owner, p.Seq)
+						break
+					}
+					seq--
+					count++
+				}
+				if count != n/2 {
+					t.Errorf("heap %x: chain of %d after the cut, want %d", owner, count, n/2)
+				}
+				h.Unpin(head.Object())
+				m.Detach()
+				if err := h.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
