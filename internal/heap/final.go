@@ -142,11 +142,14 @@ type finState struct {
 	running atomic.Pointer[Type]
 
 	// queued counts records ever queued: added to by sweepers as they
-	// publish a block, after it is linked, and by Close. executed counts
-	// the calls made: added to by the finalizer goroutine (flushRan), by
-	// mutators at safepoints, and by Close. Both atomic, read by Stats and
-	// Drain; since a record may run before its publisher adds it to
-	// queued, executed may pass queued for a moment.
+	// publish a block, before it is linked (publish), and by Close.
+	// executed counts the calls made: added to by the finalizer goroutine
+	// (flushRan, before it clears fin.mu.busy), by mutators at safepoints
+	// (before they lower pending), and by Close. Both atomic. A record is
+	// counted queued before anyone can run it, so executed <= queued for
+	// a reader that loads executed first (Stats); and each is bumped
+	// before the state it reports is visible, which Drain's epoch relies
+	// on (drained, models/drain.pml).
 	queued   atomic.Int64
 	executed atomic.Int64
 	// delay samples the queue's delay once per block (delay.go): recorded
@@ -166,10 +169,11 @@ type finState struct {
 	// shared, immutable after.
 	hereMode bool
 	// pending counts queued records in hereMode; atomic, read at every
-	// safepoint. Added to by sweepers after they link a block (publish),
-	// subtracted from by mutators after a call and by Close. A mutator
-	// may run a record before its publisher adds it, so pending may be
-	// short of the truth (even negative) for a moment.
+	// safepoint and by idle. Added to by sweepers before they link a block
+	// (publish), subtracted from by mutators after a call and by Close. No
+	// record can be run before it is counted, so pending is never short of
+	// the records queued or running: it reaches 0 only when none is left
+	// (idle, and so Drain, rely on it).
 	pending atomic.Int64
 
 	// m is the goroutine's mutator: set by start, which won the status

@@ -224,7 +224,11 @@ type Heap struct {
 		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
 		// spares are the memory of released spans kept for new spans of
 		// the same type (span.go, keepSpareLocked), by Type; spareBytes
-		// is their slab bytes, mirrored by spareBytesA.
+		// is the memory they hold, slabs and handle words (spare.bytes),
+		// mirrored by spareBytesA (addSpareBytesLocked). A spare is kept
+		// only while spanBytes+spareBytes stays within the goal
+		// (keepSpareLocked); the flip trims them to its new goal, and
+		// allocation past the goal may then outgrow that bound.
 		spares     map[*Type][]spare
 		spareBytes int64
 		// locals are the cleanup blocks of goroutines that sweep but are

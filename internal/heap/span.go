@@ -533,9 +533,15 @@ func (h *Heap) keepSpareLocked(t *Type, sp spare) bool {
 		h.mu.spares = make(map[*Type][]spare)
 	}
 	h.mu.spares[t] = append(h.mu.spares[t], sp)
-	h.mu.spareBytes += sz
-	h.spareBytesA.Store(h.mu.spareBytes)
+	h.addSpareBytesLocked(sz)
 	return true
+}
+
+// addSpareBytesLocked adds d to spareBytes and its mirror for Stats.
+// REQUIRES: h.mu held.
+func (h *Heap) addSpareBytesLocked(d int64) {
+	h.mu.spareBytes += d
+	h.spareBytesA.Store(h.mu.spareBytes)
 }
 
 // bytes is the memory sp holds for type t: its slab and its handle words.
@@ -543,8 +549,10 @@ func (h *Heap) keepSpareLocked(t *Type, sp spare) bool {
 // no bytes, still counts toward the goal and the limit.
 func (sp spare) bytes(t *Type) int64 { return int64(len(sp.hv)) * (int64(t.Size) + 8) }
 
-// takeSpareLocked returns a spare of type t, with its slab zeroed, if there
-// is one.
+// takeSpareLocked returns a spare of type t, if there is one. Its slab is
+// zero already: a span is released only when it holds no object, and the
+// sweeper zeroed every object it freed (clearDead), so it is not cleared
+// again here, with h.mu held; the invariants build checks it.
 // REQUIRES: h.mu held.
 func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	l := h.mu.spares[t]
@@ -554,13 +562,13 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	sp := l[len(l)-1]
 	l[len(l)-1] = spare{}
 	h.mu.spares[t] = l[:len(l)-1]
-	h.mu.spareBytes -= sp.bytes(t)
-	h.spareBytesA.Store(h.mu.spareBytes)
-	if !t.Layout.HasPointers {
-		// Free slots are zero already; clearing a slab without Go
-		// pointers is a memclr, cheap insurance. A slab with Go pointers
-		// must not be cleared without write barriers, and is zero.
-		clear(unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size))
+	h.addSpareBytesLocked(-sp.bytes(t))
+	if invariantsBuild {
+		for _, b := range unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size) {
+			if b != 0 {
+				panic(fmt.Sprintf("reclaim: internal error: a spare slab of %s is not zero", t.Name))
+			}
+		}
 	}
 	return sp, true
 }
@@ -572,7 +580,7 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 func (h *Heap) trimSparesLocked(limit int64) {
 	for t, l := range h.mu.spares {
 		for len(l) > 0 && (limit < 0 || h.mu.spanBytes+h.mu.spareBytes > limit) {
-			h.mu.spareBytes -= l[len(l)-1].bytes(t)
+			h.addSpareBytesLocked(-l[len(l)-1].bytes(t))
 			l[len(l)-1].free(t)
 			l[len(l)-1] = spare{}
 			l = l[:len(l)-1]
@@ -583,7 +591,6 @@ func (h *Heap) trimSparesLocked(limit int64) {
 			h.mu.spares[t] = l
 		}
 	}
-	h.spareBytesA.Store(h.mu.spareBytes)
 }
 
 // span returns the span x names, by plain loads (see spanPtr): Deref's
