@@ -301,3 +301,46 @@ func goexitInTrace(t *testing.T, workers, rounds int) map[string]int {
 	}
 	return outcomes
 }
+
+// TestCollectAbandonedInFinalizerPhase: a Trace method that panics while
+// the mark scans an unreached finalizable object as a root (the mark's
+// second phase, after the other roots are traced) abandons the collection
+// like one in the first phase; the next collection queues the object's
+// finalizer and keeps what the object reaches, and the rest of the heap
+// is intact.
+func TestCollectAbandonedInFinalizerPhase(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			var panicking atomic.Bool
+			h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: workers})
+			m := h.Attach()
+			defer m.Detach()
+			head := abChain(m, 500)
+			h.Pin(head.Object())
+			var ran atomic.Int64
+			var reached reclaim.Ref[abNode]
+			tr := reclaim.New[abTracer](m)
+			tr.Get(m).panicking = &panicking
+			tr.Get(m).next = abChain(m, 20)
+			reclaim.SetFinalizer(m, tr, func(fm *reclaim.Mutator, r reclaim.Ref[abTracer]) {
+				reached = r.Get(fm).next
+				ran.Add(1)
+			})
+			tr = reclaim.Ref[abTracer]{}
+
+			panicking.Store(true)
+			wantPanic(t, m.Collect, "collection abandoned", "trace failed")
+			panicking.Store(false)
+			collectDrain(t, m, h)
+			if n := ran.Load(); n != 1 {
+				t.Fatalf("the finalizer ran %d times, want once", n)
+			}
+			abCheckChain(t, m, head, 500)
+			abCheckChain(t, m, reached, 20)
+			if got := h.FinalizerRoots(); got != 1 {
+				t.Errorf("the mark scanned %d finalizable objects as roots, want 1", got)
+			}
+			h.Unpin(head.Object())
+		})
+	}
+}

@@ -21,3 +21,7 @@ func (h *Heap) HeapID() uint32 { return h.h.ID() }
 // UncheckedRef returns o as a Ref[T] without As's checks, so that tests can
 // see what Get does with a stale or mistyped handle.
 func UncheckedRef[T any](o Object) Ref[T] { return Ref[T]{o.h} }
+
+// FinalizerRoots returns the number of finalizable objects the last mark
+// scanned as roots: those its other roots did not reach.
+func (h *Heap) FinalizerRoots() int64 { return h.h.Stats().FinalizerRoots }

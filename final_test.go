@@ -311,6 +311,69 @@ func TestFinalizerDependencyOrder(t *testing.T) {
 	}
 }
 
+// TestFinalizableObjectsReachedAreNotRoots checks the mark's second phase:
+// a finalizable object that the other roots reach is marked and scanned as
+// any object is, and only the finalizable objects they do not reach are
+// scanned as roots of what they point to. What either kind points to
+// survives the cycle, and only the unreached ones' finalizers run.
+func TestFinalizableObjectsReachedAreNotRoots(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: workers})
+			m := h.Attach()
+			defer m.Detach()
+			var ran atomic.Int64
+			fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) { ran.Add(1) }
+
+			// A pinned chain of finalizable nodes, whose last points
+			// to a plain one.
+			const live, dead = 300, 200
+			chain := make([]reclaim.Ref[finNode], live)
+			for i := range chain {
+				chain[i] = reclaim.New[finNode](m)
+				reclaim.SetFinalizer(m, chain[i], fin)
+				if i > 0 {
+					chain[i-1].Get(m).next = chain[i]
+				}
+			}
+			tail := reclaim.New[finNode](m)
+			chain[live-1].Get(m).next = tail
+			h.Pin(chain[0].Object())
+			// Unreached finalizable nodes, each pointing to a plain one
+			// that only it keeps alive.
+			held := make([]reclaim.Ref[finNode], dead)
+			for i := range held {
+				f := reclaim.New[finNode](m)
+				held[i] = reclaim.New[finNode](m)
+				f.Get(m).next = held[i]
+				reclaim.SetFinalizer(m, f, fin)
+			}
+
+			collectDrain(t, m, h)
+			if got := h.FinalizerRoots(); got != dead {
+				t.Errorf("the mark scanned %d finalizable objects as roots, want %d (the unreached ones only)", got, dead)
+			}
+			if n := ran.Load(); n != dead {
+				t.Errorf("%d finalizers ran, want %d", n, dead)
+			}
+			if !isLive(tail) {
+				t.Errorf("the object at the end of the live chain was freed")
+			}
+			for i, r := range held {
+				if !isLive(r) {
+					t.Fatalf("the object that unreached finalizable node %d points to was freed in the cycle that queued its finalizer", i)
+				}
+			}
+			for i, r := range chain {
+				if !isLive(r) {
+					t.Fatalf("live chain node %d was freed", i)
+				}
+			}
+			h.Unpin(chain[0].Object())
+		})
+	}
+}
+
 // Resurrection: "This makes obj reachable again, but now without an
 // associated finalizer." A finalizer that stores its object somewhere keeps
 // it alive with its contents; a finalizer set again from inside the

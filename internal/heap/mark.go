@@ -130,7 +130,8 @@ type markStats struct {
 	stale          int64 // handles to freed objects found in live ones
 	foreign        int64 // handles of another heap found in live ones
 	roots          int
-	pruned         int // ephemeron entries deleted
+	finRoots       int64 // finalizable objects scanned as roots: those the other roots did not reach
+	pruned         int   // ephemeron entries deleted
 	duration       time.Duration
 }
 
@@ -395,8 +396,10 @@ func (e *markSpan) markWord(wi uint32) *atomic.Uint64 {
 // others on goroutines it starts), and reads st and the buffers back
 // (keepBuffers) after every worker has ended (wg.Wait); in between, every
 // field is owned by the worker's goroutine, except that tab is shared
-// (see markSpan) and pool synchronizes itself. h, pool, id, nw, solo,
-// ownPlain, ownMask and tab are not changed during the mark.
+// (see markSpan) and pool synchronizes itself. h, id, nw, solo,
+// ownPlain, ownMask and tab are not changed during the mark; pool is set
+// by the leader before each of the mark's two phases starts its workers
+// (the go statements order the write before their reads).
 type markWorker struct {
 	h    *Heap
 	pool *workPool
@@ -1035,12 +1038,24 @@ func (w *markWorker) giveAway(k int) {
 }
 
 // scanFinRoots greys the referents of the finalizable objects in the
-// spans w owns: each such object is scanned as a root of what it points
-// to, and not marked itself (seed 003). The finalizer tables are only read:
-// the world is stopped, and no sweeper runs during a mark.
+// spans w owns that the mark has not reached: each such object is scanned
+// as a root of what it points to, and not marked itself (seed 003). It
+// runs once the other roots have been traced (the mark's second phase), so
+// a finalizable object that they reach, marked and scanned already, is
+// skipped: the runtime, whose mark runs beside the mutator and cannot wait
+// for that, scans every finalizer's object as a root (markrootSpans), and
+// a heap of live finalizable objects pays twice for each at every cycle.
+// The set marked is the same either way: marking is monotone, and every
+// object a finalizable one reaches is marked, scanned from it here or from
+// the object itself in the first phase. A skipped object's mark bit was
+// set in the first phase, which ended (wg.Wait) before this began.
+//
+// The finalizer tables are only read: the world is stopped, and no
+// sweeper runs during a mark.
 func (w *markWorker) scanFinRoots() {
 	for idx := w.id; idx < len(w.tab); idx += w.nw {
-		s := w.tab[idx].s
+		e := &w.tab[idx]
+		s := e.s
 		if s == nil || s.typ.Layout.NoRefs {
 			continue
 		}
@@ -1051,9 +1066,10 @@ func (w *markWorker) scanFinRoots() {
 		lay := s.typ.Layout
 		offs, fixed := lay.Fixed()
 		for i, fn := range fin.fn {
-			if fn == nil {
+			if fn == nil || e.markWord(uint32(i)/64).Load()&(1<<(i%64)) != 0 {
 				continue
 			}
+			w.st.finRoots++
 			if fixed {
 				w.refs = scanFixed(slices.Grow(w.refs, len(offs)), s.ptr(uint32(i)), offs)
 			} else {
@@ -1119,13 +1135,14 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	tab = tab[:n]
 	clear(tab)
 	h.markReuse.tab = tab
-	ephTables := false
+	ephTables, finTables := false, false
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
 			continue
 		}
 		ephTables = ephTables || s.typ.EphEach != nil
+		finTables = finTables || !s.typ.Layout.NoRefs && s.sp.fin.Load() != nil
 		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
@@ -1142,9 +1159,12 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		}
 	}
 	// The referents of finalizable objects are roots too, but each worker
-	// finds those of its own spans (scanFinRoots): scanning every object
+	// finds those of its own spans (scanFinRoots), in a second phase: the
+	// first traces from the other roots, and the second scans the
+	// finalizable objects the first did not reach. Scanning every object
 	// that has a finalizer is most of the roots' cost when there are many,
-	// as the runtime's markrootSpans, which its workers share in shards.
+	// as the runtime's markrootSpans, which its workers share in shards;
+	// scanning only those not reached makes live ones cost nothing more.
 	roots := h.gatherRoots(nil, false)
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
@@ -1177,7 +1197,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// waiting, and the world stopped, for ever.
 	var failed atomic.Pointer[markFailure]
 	var wg sync.WaitGroup
-	work := func(w *markWorker) {
+	work := func(w *markWorker, finPhase bool) {
 		done := false
 		defer func() {
 			if !done { // a panic, or runtime.Goexit
@@ -1186,10 +1206,12 @@ func (h *Heap) mark(ctx context.Context) markStats {
 					v = goexitInMark{}
 				}
 				failed.CompareAndSwap(nil, &markFailure{v})
-				pool.abort()
+				w.pool.abort()
 			}
 		}()
-		w.scanFinRoots()
+		if finPhase {
+			w.scanFinRoots()
+		}
 		w.drain()
 		done = true
 	}
@@ -1200,17 +1222,31 @@ func (h *Heap) mark(ctx context.Context) markStats {
 			h.abandonMark(tab)
 		}
 	}()
-	for _, w := range workers[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) { work(w) })
-		}()
+	// phase runs the workers until the pool finds them all waiting with
+	// nothing left: the mark's termination, reached once per phase.
+	phase := func(finPhase bool) {
+		for _, w := range workers[1:] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) { work(w, finPhase) })
+			}()
+		}
+		work(w0, finPhase)
+		wg.Wait()
+		if f := failed.Load(); f != nil {
+			panic(f.v) // the deferred function abandons the mark
+		}
 	}
-	work(w0)
-	wg.Wait()
-	if f := failed.Load(); f != nil {
-		panic(f.v) // the deferred function abandons the mark
+	phase(false)
+	if finTables {
+		// Every worker has drained and sent all it found, so the first
+		// pool is done; the second starts empty.
+		pool = newWorkPool(nw)
+		for _, w := range workers {
+			w.pool = pool
+		}
+		phase(true)
 	}
 	if invariantsBuild && ephTables {
 		h.checkEphemerons()
@@ -1231,6 +1267,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		ms.bytes += w.st.bytes
 		ms.stale += w.st.stale
 		ms.foreign += w.st.foreign
+		ms.finRoots += w.st.finRoots
 	}
 	ms.roots = len(roots)
 	ms.pruned = ms0

@@ -392,7 +392,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	h.startTheWorld()
 	h.bg.wake()
 	task.End()
-	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "pause", pause)
+	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "finalizer_roots", ms.finRoots, "pause", pause)
 	if full {
 		trace.WithRegion(ctx, "reclaim.sweep", func() { h.sweepUntilDone(&m.local) })
 	}

@@ -25,6 +25,7 @@ type heapStats struct {
 	lastMark       atomic.Int64 // ns; the leader, in the flip
 	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles); the leader, world stopped
 	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles); likewise
+	finRoots       atomic.Int64 // finalizable objects the last mark scanned as roots; the leader, in the flip
 
 	// mu protects the pause times: written by the leader just before it
 	// restarts the world (recordPause), read by Stats.
@@ -49,6 +50,7 @@ func (s *heapStats) endCycle(ms markStats) {
 	s.staleInMark.Add(ms.stale)
 	s.foreignInMark.Add(ms.foreign)
 	s.lastMark.Store(int64(ms.duration))
+	s.finRoots.Store(ms.finRoots)
 }
 
 // Stats is a snapshot of the heap's counters.
@@ -68,6 +70,9 @@ type Stats struct {
 	FinalizerCycles, UnrunnableCleanups                              int64
 	FinalizerDelayP50, FinalizerDelayP99                             time.Duration
 	FinalizerDelaySamples                                            uint64
+	// FinalizerRoots is the number of finalizable objects the last mark
+	// scanned as roots: those its other roots did not reach.
+	FinalizerRoots int64
 }
 
 // Stats returns a snapshot.
@@ -105,6 +110,7 @@ func (h *Heap) Stats() Stats {
 	st.Marked = h.stats.markedObjects.Load()
 	st.FinalizerCycles = h.stats.finCycles.Load()
 	st.UnrunnableCleanups = h.stats.badCleanups.Load()
+	st.FinalizerRoots = h.stats.finRoots.Load()
 	st.FinalizerDelayP50, st.FinalizerDelaySamples = h.fin.delay.quantile(0.50)
 	st.FinalizerDelayP99, _ = h.fin.delay.quantile(0.99)
 	return st

@@ -125,3 +125,70 @@ func Mark(workers, n int) Workload {
 		},
 	}
 }
+
+// finEvery is how often a node of the mark-fin graph has a finalizer: one
+// node in finEvery.
+const finEvery = 4
+
+// MarkFinalizable returns the mark-fin workload: the mark workload's
+// n-node graph with a finalizer on one node in finEvery, all of them
+// live, collected with the default mark workers (GOMAXPROCS on both
+// sides). It is the heap of a runtime whose objects hold resources (Lua's
+// userdata with __gc, JavaScript objects in a FinalizationRegistry): a
+// collection must keep what each finalizable object reaches alive, whether
+// or not the object itself is reachable. One op is one full collection;
+// both sides report ms per collection ("gc-ms"), reclaim also its pause.
+func MarkFinalizable(n int) Workload {
+	return Workload{
+		Name: "mark-fin",
+		Doc: fmt.Sprintf("one full collection of a live %d-node graph, one node in %d with a finalizer; reports gc-ms, pause-ms",
+			n, finEvery),
+		Reclaim: func(b *testing.B) {
+			h, m := newHeap(b, reclaim.Options{GCPercent: -1})
+			refs := buildGraph(h, m, n)
+			ran := 0
+			fin := func(*reclaim.Mutator, reclaim.Ref[gnode]) { ran++ }
+			for i := 0; i < n; i += finEvery {
+				reclaim.SetFinalizer(m, refs[i], fin)
+			}
+			refs = nil
+			m.Collect()
+			var pause time.Duration
+			var marked int64
+			iters := 0
+			start := time.Now()
+			for b.Loop() {
+				m.Collect()
+				st := h.Stats()
+				pause += st.PauseLast
+				marked += st.ObjectsMarked
+				iters++
+			}
+			elapsed := time.Since(start)
+			if marked != int64(iters)*int64(n) {
+				b.Fatalf("marked %d objects in %d collections of a %d-node graph", marked, iters, n)
+			}
+			b.ReportMetric(elapsed.Seconds()*1e3/float64(iters), "gc-ms")
+			b.ReportMetric(pause.Seconds()*1e3/float64(iters), "pause-ms")
+		},
+		Go: func(b *testing.B) {
+			ptrs := buildGoGraph(n)
+			fin := func(*ggnode) {}
+			for i := 0; i < n; i += finEvery {
+				runtime.SetFinalizer(ptrs[i], fin)
+			}
+			root := ptrs[0]
+			ptrs = nil
+			runtime.GC()
+			iters := 0
+			start := time.Now()
+			for b.Loop() {
+				runtime.GC()
+				iters++
+			}
+			elapsed := time.Since(start)
+			runtime.KeepAlive(root)
+			b.ReportMetric(elapsed.Seconds()*1e3/float64(iters), "gc-ms")
+		},
+	}
+}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestAllNames(t *testing.T) {
-	want := []string{"new", "get", "binary-trees", "binary-trees-gc200", "mark-1w", "mark-2w", "finalizer-setclear",
+	want := []string{"new", "get", "binary-trees", "binary-trees-gc200", "mark-1w", "mark-2w", "mark-fin", "finalizer-setclear",
 		"finalizer-run", "cleanup-run", "cleanup-stop", "cleanup-burst-1w", "cleanup-burst-2w",
 		"weak", "graph-churn"}
 	peers := map[string]bool{"finalizer-setclear": true, "finalizer-run": true, "cleanup-run": true,
@@ -155,6 +155,11 @@ func TestWorkloadsRun(t *testing.T) {
 	for _, name := range []string{"mark-1w/reclaim", "mark-2w/reclaim", "mark-1w/go", "mark-2w/go"} {
 		if r, ok := results[name]; ok && !(r.Extra["Mobj/s"] > 0) {
 			t.Errorf("%s: Mobj/s = %v", name, r.Extra["Mobj/s"])
+		}
+	}
+	for _, name := range []string{"mark-fin/reclaim", "mark-fin/go"} {
+		if r, ok := results[name]; ok && !(r.Extra["gc-ms"] > 0) {
+			t.Errorf("%s: gc-ms = %v", name, r.Extra["gc-ms"])
 		}
 	}
 	rc, ok1 := results["graph-churn/reclaim"]
