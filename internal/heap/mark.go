@@ -442,7 +442,11 @@ type markWorker struct {
 	// in the scan's own pass (see scanSpan).
 	local bool
 	loc   []handle.Handle // scanSpan's handles into the span it scans, with local
-	q     spanQueue
+	// locSpans, locSeen and locHit are localWorth's counts: spans asked
+	// about, and handles found in the spans scanned with local, of them
+	// those naming the span scanned.
+	locSpans, locSeen, locHit uint32
+	q                         spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when
 	// full, when another worker waits, and before this one waits; free
 	// holds emptied buffers for reuse.
@@ -767,7 +771,7 @@ func (w *markWorker) scanSpan(s *span) {
 	lay := s.typ.Layout
 	isTable := s.typ.EphEach != nil
 	offs, fixed := lay.Fixed()
-	local := plain && w.local
+	local := plain && w.local && w.localWorth()
 	again := false // local marked an object in a word the pass has left
 	var fresh int64
 pass:
@@ -822,6 +826,7 @@ pass:
 				// A fixed layout's are in loc already (scanSplit);
 				// Scan's are moved there from w.refs. A handle that fails the
 				// check goes back to w.refs, for greyAll to count.
+				w.locSeen += uint32(len(w.refs)-n0) + uint32(len(loc))
 				if !fixed {
 					refs := w.refs
 					k := n0
@@ -835,6 +840,7 @@ pass:
 					}
 					w.refs = refs[:k]
 				}
+				w.locHit += uint32(len(loc))
 				for _, x := range loc {
 					if j := x.Slot(); j < uint32(len(s.hv)) && s.hv[j].Load() == uint64(x) {
 						jw, bit := int(j/64), uint64(1)<<(j%64)
@@ -1202,6 +1208,24 @@ func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.H
 		}
 	}
 	return buf[:n]
+}
+
+// localProbe is how often localWorth says yes whatever the counts: one
+// span in localProbe, to measure again.
+const localProbe = 32
+
+// localWorth reports whether scanSpan should mark the handles into the
+// span it scans itself (markWorker.local) in the next span: when a
+// quarter or more of the handles found in the spans scanned so then
+// named their own span (trees, lists), and in one span of localProbe
+// whatever the counts. Splitting the handles costs a random graph, where
+// hardly any name their own span, a tenth of its mark.
+func (w *markWorker) localWorth() bool {
+	w.locSpans++
+	if w.locSeen >= 1<<14 { // forget the distant past
+		w.locSeen, w.locHit = w.locSeen/2, w.locHit/2
+	}
+	return w.locSpans%localProbe == 0 || w.locHit*4 >= w.locSeen
 }
 
 // scanSplit scans the objects of s that grey names in its mark word wi,
