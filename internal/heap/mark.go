@@ -116,9 +116,10 @@ import (
 // grey objects, scanned before any handle they hold is marked, so that
 // their reads overlap: marked as soon as found, a tree's nodes were
 // scanned one after the other, each waiting for its parent's loads. With
-// this, binary-trees' collections took a third less time; a random graph,
-// whose handles seldom name the span they are found in, marks as fast as
-// before.
+// this, binary-trees' collections took a third less time. A random graph,
+// whose handles seldom name the span they are found in, would pay a tenth
+// of its mark for splitting them; localWorth turns the split off while
+// few do.
 //
 // Balancing is the runtime's gcWork pattern at span granularity: a worker
 // whose queue holds two spans or more while another waits gives the newest
