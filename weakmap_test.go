@@ -171,6 +171,56 @@ func TestWeakMapFinalizableKey(t *testing.T) {
 	}
 }
 
+// TestWeakMapFinalizableTable: an unreachable table with a finalizer
+// survives the cycle that queues its finalizer, and so do the values of
+// its live keys, which the finalizer may read: the mark scans such a
+// table as a root the way it scans a reachable one (its entries), not
+// only its layout, which holds no refs. A value whose key is dead is not
+// kept.
+func TestWeakMapFinalizableTable(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+			m := h.Attach()
+			defer m.Detach()
+			k, v := newKey(m, 1), newKey(m, 2)
+			h.Pin(k.Object())
+			defer h.Unpin(k.Object())
+			dk, dv := newKey(m, 3), newKey(m, 4)
+			tab := reclaim.New[reclaim.WeakMap[Key, reclaim.Ref[Key]]](m)
+			tab.Get(m).Set(k, v)
+			tab.Get(m).Set(dk, dv)
+			wv, wdv := reclaim.MakeWeak(m, v), reclaim.MakeWeak(m, dv)
+			var got reclaim.Ref[Key]
+			var id int
+			reclaim.SetFinalizer(m, tab, func(fm *reclaim.Mutator, r reclaim.Ref[reclaim.WeakMap[Key, reclaim.Ref[Key]]]) {
+				got, _ = r.Get(fm).Get(k)
+				if !got.IsNil() {
+					id = got.Get(fm).ID
+				}
+			})
+			tab, dk, dv = reclaim.Ref[reclaim.WeakMap[Key, reclaim.Ref[Key]]]{}, reclaim.Ref[Key]{}, reclaim.Ref[Key]{}
+			m.Collect()
+			if wv.Value(m).IsNil() {
+				t.Fatal("the value of a live key in an unreachable finalizable table was freed in the cycle that queued the table's finalizer")
+			}
+			if !wdv.Value(m).IsNil() {
+				t.Error("the value of a dead key in an unreachable finalizable table survived")
+			}
+			if err := h.Drain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got != v || id != 2 {
+				t.Fatalf("the finalizer read %v (id %d) for the live key, want %v (id 2)", got, id, v)
+			}
+			m.Collect()
+			if !wv.Value(m).IsNil() {
+				t.Error("the value outlived its table once the table's finalizer had run")
+			}
+		})
+	}
+}
+
 func TestWeakMapAPI(t *testing.T) {
 	_, m, hold := setupWeakMap(t)
 	tab := hold.Get(m).Table.Get(m)

@@ -149,7 +149,7 @@ type markStats struct {
 	stale          int64 // handles to freed objects found in live ones
 	foreign        int64 // handles of another heap found in live ones
 	roots          int
-	finRoots       int64 // finalizable objects scanned as roots: those the other roots did not reach
+	finRoots       int64 // finalizable objects scanned as roots: those unmarked when scanFinRoots came to them
 	pruned         int   // ephemeron entries deleted
 	duration       time.Duration
 }
@@ -823,7 +823,8 @@ pass:
 				// neighbours, allocated together) are marked here:
 				// one in this word joins the next wave, one in a
 				// later word is scanned when the loop reads that
-				// word, and one in an earlier word queues s again.
+				// word, and one in an earlier word makes another pass
+				// over s (again).
 				// A fixed layout's are in loc already (scanSplit);
 				// Scan's are moved there from w.refs. A handle that fails the
 				// check goes back to w.refs, for greyAll to count.
@@ -1157,13 +1158,18 @@ func (w *markWorker) giveAway(k int) {
 // the object itself in the first phase. A skipped object's mark bit was
 // set in the first phase, which ended (wg.Wait) before this began.
 //
+// An ephemeron table (a WeakMap) is scanned as scanSpan scans one: its
+// entries are registered (scanTable), so that the values of its live keys
+// are marked and survive the cycle that queues its finalizer, which may
+// read them.
+//
 // The finalizer tables are only read: the world is stopped, and no
 // sweeper runs during a mark.
 func (w *markWorker) scanFinRoots() {
 	for idx := w.id; idx < len(w.tab); idx += w.nw {
 		e := &w.tab[idx]
 		s := e.s
-		if s == nil || s.typ.Layout.NoRefs {
+		if s == nil || s.noScan {
 			continue
 		}
 		fin := s.sp.fin.Load()
@@ -1171,15 +1177,20 @@ func (w *markWorker) scanFinRoots() {
 			continue
 		}
 		lay := s.typ.Layout
+		isTable := s.typ.EphEach != nil
 		offs, fixed := lay.Fixed()
 		for i, fn := range fin.fn {
 			if fn == nil || e.markWord(uint32(i)/64).Load()&(1<<(i%64)) != 0 {
 				continue
 			}
 			w.st.finRoots++
-			if fixed {
+			if isTable {
+				w.scanTable(s.handleAt(uint32(i)), s)
+			}
+			switch {
+			case fixed:
 				w.refs = scanFixed(slices.Grow(w.refs, len(offs)), s.ptr(uint32(i)), offs)
-			} else {
+			case !lay.NoRefs:
 				w.refs = lay.Scan(s.ptr(uint32(i)), w.refs)
 			}
 			if len(w.refs) >= greyBatch {
@@ -1298,7 +1309,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 			continue
 		}
 		ephTables = ephTables || s.typ.EphEach != nil
-		finTables = finTables || !s.typ.Layout.NoRefs && s.sp.fin.Load() != nil
+		finTables = finTables || !s.noScan && s.sp.fin.Load() != nil
 		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
@@ -1410,11 +1421,18 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	ms0 := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
 		all := roots
-		var buf []handle.Handle
+		var buf, finTabs []handle.Handle
 		for _, s := range h.spanSnapshot() {
 			buf = eachFinReferent(s, buf, func(_ string, _, x handle.Handle) { all = append(all, x) })
+			if fin := s.sp.fin.Load(); fin != nil && s.typ.EphEach != nil {
+				for i, fn := range fin.fn {
+					if fn != nil {
+						finTabs = append(finTabs, s.handleAt(uint32(i)))
+					}
+				}
+			}
 		}
-		remarkCheck(h, all)
+		remarkCheck(h, all, finTabs)
 	}
 
 	var ms markStats

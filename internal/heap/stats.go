@@ -25,7 +25,7 @@ type heapStats struct {
 	lastMark       atomic.Int64 // ns; the leader, in the flip
 	finCycles      atomic.Int64 // finalizable cycles reported (DebugCycles); the leader, world stopped
 	badCleanups    atomic.Int64 // cleanups that can never run, reported (DebugCycles); likewise
-	finRoots       atomic.Int64 // finalizable objects the last mark scanned as roots; the leader, in the flip
+	finRoots       atomic.Int64 // finalizable objects the last mark scanned as roots (Stats.FinalizerRoots); the leader, in the flip
 
 	// mu protects the pause times: written by the leader just before it
 	// restarts the world (recordPause), read by Stats.
@@ -71,7 +71,10 @@ type Stats struct {
 	FinalizerDelayP50, FinalizerDelayP99                             time.Duration
 	FinalizerDelaySamples                                            uint64
 	// FinalizerRoots is the number of finalizable objects the last mark
-	// scanned as roots: those its other roots did not reach.
+	// scanned as roots: those neither its other roots nor, before their
+	// turn came, another finalizable object had reached (so with
+	// finalizable objects reaching one another, the count depends on the
+	// order of the scan and on the number of workers).
 	FinalizerRoots int64
 }
 

@@ -329,7 +329,9 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 }
 
 // remarkCheck, when set, is called by mark once marking is complete, with
-// the world still stopped and the roots the mark started from. The
+// the world still stopped, the roots the mark started from (the referents
+// of finalizable objects among them) and the finalizable ephemeron tables,
+// whose entries are traced as a reachable table's are. The
 // invariants build tag sets it to the re-mark verifier
 // (verify_invariants.go); otherwise it is nil. Set before any heap exists.
-var remarkCheck func(h *Heap, roots []handle.Handle)
+var remarkCheck func(h *Heap, roots, finTables []handle.Handle)

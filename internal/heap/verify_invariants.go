@@ -21,9 +21,12 @@ func init() { remarkCheck = (*Heap).verifyMark }
 // verifyMark re-traces the heap from roots and panics if an object is
 // reachable but unmarked, or marked but unreachable.
 // REQUIRES: world stopped, marking complete (ephemeron tables pruned).
-func (h *Heap) verifyMark(roots []handle.Handle) {
+func (h *Heap) verifyMark(roots, finTables []handle.Handle) {
 	seen := make(map[handle.Handle]bool)
-	var stack, tables []handle.Handle
+	var stack []handle.Handle
+	// A finalizable table's entries are traced whether or not the table is
+	// reachable: it survives the cycle for its finalizer (scanFinRoots).
+	tables := append([]handle.Handle(nil), finTables...)
 	push := func(x handle.Handle) {
 		if x != 0 && h.Valid(x) && !seen[x] {
 			seen[x] = true

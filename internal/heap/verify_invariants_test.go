@@ -14,10 +14,10 @@ import (
 func TestRemarkVerifierDisagrees(t *testing.T) {
 	h, m, kept := verifyHeap(t, 100)
 	m.Collect() // sweep done: no mark bits set
-	h.verifyMark(nil)
+	h.verifyMark(nil, nil)
 	v, ok := func() (v any, ok bool) {
 		defer func() { v = recover(); ok = v != nil }()
-		h.verifyMark([]handle.Handle{kept[0]})
+		h.verifyMark([]handle.Handle{kept[0]}, nil)
 		return nil, false
 	}()
 	if !ok || !strings.Contains(v.(string), "marked false, reachable true") {
