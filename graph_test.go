@@ -237,14 +237,20 @@ func must[T any](r reclaim.Ref[T], ok bool) reclaim.Ref[T] {
 	return r
 }
 
-// randomEdge sets or clears a random slot of a random node.
+// randomEdge sets or clears a random slot of a random node. Half the
+// edges go to a node allocated near it, as a list's or a tree's do, so
+// that marks find refs into the span they scan, ahead and behind.
 func (g *graphTest) randomEdge() {
-	from := g.pick()
-	if from == nil {
+	if len(g.ids) == 0 {
 		return
 	}
+	fi := g.rng.IntN(len(g.ids))
+	from := g.model.nodes[g.ids[fi]]
 	slot := g.rng.IntN(slotsOf(from.kind))
 	to := g.pick()
+	if g.rng.IntN(2) == 0 {
+		to = g.model.nodes[g.ids[min(max(fi+g.rng.IntN(129)-64, 0), len(g.ids)-1)]]
+	}
 	if g.rng.IntN(5) == 0 {
 		to = nil
 	}

@@ -3,6 +3,7 @@ package reclaim_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/reclaimgc/reclaim"
@@ -165,6 +166,163 @@ func TestMarkListsWithinSpans(t *testing.T) {
 					t.Fatalf("the list is longer than %d cells", n)
 				}
 			})
+		}
+	}
+}
+
+// locNode and locTracer are the nodes of TestMarkLocalGraphs: fixed
+// offsets, and refs a Trace method reports.
+type locNode struct {
+	a, b, c reclaim.Ref[locNode]
+	id      int
+}
+
+type locTracer struct {
+	a, b reclaim.Ref[locTracer]
+}
+
+func (p *locTracer) Trace(visit func(reclaim.Object)) {
+	visit(p.a.Object())
+	visit(p.b.Object())
+}
+
+// TestMarkLocalGraphs: random graphs whose edges mostly go to nodes
+// allocated nearby, ahead or behind (so to the span being scanned, into
+// its current, later and earlier mark words), some anywhere, with one
+// node in twenty finalizable or none. With one to four workers, the mark
+// marks exactly what a breadth-first search of a model finds: the roots'
+// closure plus that of the finalizable nodes' referents, and the
+// finalizable nodes it scanned as roots are those the roots did not
+// reach, at most.
+func TestMarkLocalGraphs(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		for _, workers := range []int{1, 2, 3, 4} {
+			for _, withFin := range []bool{false, true} {
+				t.Run(fmt.Sprintf("seed=%d/workers=%d/fin=%v", seed, workers, withFin), func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(seed, 99))
+					h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+					m := h.Attach()
+					defer m.Detach()
+					n := 2000 + rng.IntN(6000)
+					near := func(i, n int) int {
+						switch rng.IntN(4) {
+						case 0:
+							return rng.IntN(n)
+						case 1:
+							return max(0, i-1-rng.IntN(200))
+						default:
+							return min(n-1, i+1+rng.IntN(200))
+						}
+					}
+					// edges of the model: node i -> adj[i]; tracer i -> tadj[i]
+					build := func(count, fields int, set func(i, k, j int)) [][]int {
+						adj := make([][]int, count)
+						for i := range count {
+							for k := range fields {
+								if rng.IntN(3) == 0 {
+									continue
+								}
+								j := near(i, count)
+								adj[i] = append(adj[i], j)
+								set(i, k, j)
+							}
+						}
+						return adj
+					}
+					nodes := make([]reclaim.Ref[locNode], n)
+					for i := range nodes {
+						nodes[i] = reclaim.New[locNode](m)
+						nodes[i].Get(m).id = i
+					}
+					trs := make([]reclaim.Ref[locTracer], n/2)
+					for i := range trs {
+						trs[i] = reclaim.New[locTracer](m)
+					}
+					adj := build(n, 3, func(i, k, j int) {
+						p := nodes[i].Get(m)
+						*[]*reclaim.Ref[locNode]{&p.a, &p.b, &p.c}[k] = nodes[j]
+					})
+					tadj := build(len(trs), 2, func(i, k, j int) {
+						p := trs[i].Get(m)
+						*[]*reclaim.Ref[locTracer]{&p.a, &p.b}[k] = trs[j]
+					})
+					var fins []int
+					if withFin {
+						for i := range nodes {
+							if rng.IntN(20) == 0 {
+								fins = append(fins, i)
+								reclaim.SetFinalizer(m, nodes[i], func(*reclaim.Mutator, reclaim.Ref[locNode]) {})
+							}
+						}
+					}
+					var roots []int
+					for range 1 + rng.IntN(5) {
+						roots = append(roots, rng.IntN(n))
+					}
+					troot := rng.IntN(len(trs))
+					for _, r := range roots {
+						h.Pin(nodes[r].Object())
+					}
+					h.Pin(trs[troot].Object())
+
+					closure := func(adj [][]int, reach []bool, from []int) {
+						st := slices.Clone(from)
+						for len(st) > 0 {
+							x := st[len(st)-1]
+							st = st[:len(st)-1]
+							for _, y := range adj[x] {
+								if !reach[y] {
+									reach[y] = true
+									st = append(st, y)
+								}
+							}
+						}
+					}
+					reach := make([]bool, n)
+					for _, r := range roots {
+						reach[r] = true
+					}
+					closure(adj, reach, roots)
+					unreached := 0
+					for _, i := range fins {
+						if !reach[i] {
+							unreached++
+						}
+					}
+					closure(adj, reach, fins) // the referents of every finalizable node
+					treach := make([]bool, len(trs))
+					treach[troot] = true
+					closure(tadj, treach, []int{troot})
+					want := 0
+					for _, r := range append(reach, treach...) {
+						if r {
+							want++
+						}
+					}
+
+					m.Collect()
+					if got := h.Stats().ObjectsMarked; got != int64(want) {
+						t.Fatalf("marked %d objects, want %d", got, want)
+					}
+					if got := h.FinalizerRoots(); got > int64(unreached) {
+						t.Errorf("%d finalizable objects scanned as roots, want at most the %d the roots do not reach", got, unreached)
+					}
+					for i := range nodes {
+						if reach[i] && !isLive(nodes[i]) {
+							t.Fatalf("node %d was freed", i)
+						}
+					}
+					for i := range trs {
+						if treach[i] && !isLive(trs[i]) {
+							t.Fatalf("tracer %d was freed", i)
+						}
+					}
+					for _, r := range roots {
+						h.Unpin(nodes[r].Object())
+					}
+					h.Unpin(trs[troot].Object())
+				})
+			}
 		}
 	}
 }
