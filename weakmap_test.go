@@ -3,6 +3,7 @@ package reclaim_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/reclaimgc/reclaim"
@@ -218,6 +219,56 @@ func TestWeakMapFinalizableTable(t *testing.T) {
 				t.Error("the value outlived its table once the table's finalizer had run")
 			}
 		})
+	}
+}
+
+// holderOf is a value that refers back to its table.
+type holderOf struct {
+	Table reclaim.Ref[reclaim.WeakMap[Key, reclaim.Ref[holderOf]]]
+}
+
+// TestWeakMapFinalizableCycleReported: a finalizable table whose live
+// key's value refers back to the table keeps itself alive (the value is a
+// referent of the table, so the table is marked at every cycle) and its
+// finalizer never runs. With Debug on, that cycle is reported, like one
+// through fields.
+func TestWeakMapFinalizableCycleReported(t *testing.T) {
+	logs, logger := newLogBuffer()
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, Debug: true, Logger: logger})
+	m := h.Attach()
+	defer m.Detach()
+	k := newKey(m, 1)
+	h.Pin(k.Object())
+	defer h.Unpin(k.Object())
+	tab := reclaim.New[reclaim.WeakMap[Key, reclaim.Ref[holderOf]]](m)
+	v := reclaim.New[holderOf](m)
+	v.Get(m).Table = tab
+	tab.Get(m).Set(k, v)
+	ran := 0
+	reclaim.SetFinalizer(m, tab, func(*reclaim.Mutator, reclaim.Ref[reclaim.WeakMap[Key, reclaim.Ref[holderOf]]]) { ran++ })
+	for range 3 {
+		m.Collect()
+		if err := h.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ran != 0 {
+		t.Fatalf("the finalizer of a table on a cycle through its own entry ran %d times", ran)
+	}
+	if st := h.Stats(); st.FinalizerCycles != 1 {
+		t.Errorf("Stats.FinalizerCycles = %d, want 1: the cycle through the table's entry", st.FinalizerCycles)
+	}
+	if out := logs.String(); !strings.Contains(out, "reclaim_test.holderOf") {
+		t.Errorf("the Debug log does not name the value on the cycle:\n%s", out)
+	}
+	// Break it: drop the value's ref to the table.
+	v.Get(m).Table = reclaim.Ref[reclaim.WeakMap[Key, reclaim.Ref[holderOf]]]{}
+	m.Collect()
+	if err := h.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ran != 1 {
+		t.Fatalf("after the cycle was broken the finalizer ran %d times, want 1", ran)
 	}
 }
 

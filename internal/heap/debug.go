@@ -19,7 +19,9 @@ import (
 const maxDebugVisit = 1 << 20
 
 // pathTo reports whether target is reachable from the handles in from, and
-// the chain of type names that leads there.
+// the chain of type names that leads there. A WeakMap leads to the values
+// of its entries whose keys are live (marked, or finalizable), as in the
+// mark that has just ended: pathTo runs after it, with the world stopped.
 func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, bool) {
 	type item struct {
 		x      handle.Handle
@@ -43,6 +45,7 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 			return names, true
 		}
 		buf = h.scanInto(q[i].x, buf[:0])
+		buf = h.liveEntryValues(q[i].x, buf)
 		for _, c := range buf {
 			if h.Valid(c) && !seen[c] {
 				seen[c] = true
@@ -51,6 +54,22 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 		}
 	}
 	return nil, false
+}
+
+// liveEntryValues appends to buf the handles held by the values of the
+// entries of x, if x is a WeakMap, whose keys are live (keyLive): what the
+// mark traced from it. Only valid after a mark, before the sweep.
+func (h *Heap) liveEntryValues(x handle.Handle, buf []handle.Handle) []handle.Handle {
+	s := h.spans.get(x.Span())
+	if s == nil || s.typ.EphEach == nil {
+		return buf
+	}
+	s.typ.EphEach(s.ptr(x.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+		if !lay.NoRefs && h.keyLive(key) {
+			buf = lay.Scan(val, buf)
+		}
+	})
+	return buf
 }
 
 // reportFinalizerCycles logs every finalizable object that can reach itself
@@ -74,7 +93,7 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				x := s.handleAt(uint32(i))
-				path, ok := h.pathTo(h.scanInto(x, nil), x)
+				path, ok := h.pathTo(h.liveEntryValues(x, h.scanInto(x, nil)), x)
 				if !ok || !firstReport(fins, h.debugReported.fins, x) {
 					continue
 				}
