@@ -772,6 +772,8 @@ func (w *markWorker) scanSpan(s *span) {
 	lay := s.typ.Layout
 	isTable := s.typ.EphEach != nil
 	offs, fixed := lay.Fixed()
+	// w.local implies a heap without ephemeron tables, so isTable is false
+	// whenever local is set: scanSplit need not register tables.
 	local := plain && w.local && w.localWorth()
 	again := false // local marked an object in a word the pass has left
 	var fresh int64
@@ -819,50 +821,11 @@ pass:
 			}
 			grey = 0
 			if local {
-				// Handles into s itself (a tree's or a list's
-				// neighbours, allocated together) are marked here:
-				// one in this word joins the next wave, one in a
-				// later word is scanned when the loop reads that
-				// word, and one in an earlier word makes another pass
-				// over s (again).
-				// A fixed layout's are in loc already (scanSplit);
-				// Scan's are moved there from w.refs. A handle that fails the
-				// check goes back to w.refs, for greyAll to count.
-				w.locSeen += uint32(len(w.refs)-n0) + uint32(len(loc))
-				if !fixed {
-					refs := w.refs
-					k := n0
-					for _, x := range refs[n0:] {
-						if x.Span() == s.idx {
-							loc = append(loc, x)
-							continue
-						}
-						refs[k] = x
-						k++
-					}
-					w.refs = refs[:k]
-				}
-				w.locHit += uint32(len(loc))
-				for _, x := range loc {
-					if j := x.Slot(); j < uint32(len(s.hv)) && s.hv[j].Load() == uint64(x) {
-						jw, bit := int(j/64), uint64(1)<<(j%64)
-						mw := &s.markBits[jw]
-						if old := mw.Load(); old&bit == 0 {
-							plainStore(mw, old|bit)
-							fresh++
-							switch {
-							case jw > wi:
-							case jw == wi:
-								grey |= bit
-							default:
-								again = true
-							}
-						}
-						continue
-					}
-					w.refs = append(w.refs, x)
-				}
-				w.loc = loc[:0]
+				var back bool
+				var n int64
+				grey, back, n = w.markLocal(s, wi, n0, loc, fixed)
+				again = again || back
+				fresh += n
 				if grey != 0 {
 					plainStore(sb, sb.Load()|grey)
 				}
@@ -1220,6 +1183,56 @@ func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.H
 		}
 	}
 	return buf[:n]
+}
+
+// markLocal marks the handles into s, the span scanSpan is scanning, that
+// the wave it has just scanned in mark word wi found: those in loc, and,
+// for a layout without fixed offsets, those in w.refs from n0 on, which it
+// moves to loc. It returns the slots of word wi it marked (the next wave),
+// whether it marked one in an earlier word (another pass), and how many
+// objects it marked. A handle that fails the check against hv goes to
+// w.refs, for greyAll to count. One in this word joins the next wave; one
+// in a later word is scanned when scanSpan's loop reads that word.
+// REQUIRES: scanSpan's local (plain stores on s are this worker's alone).
+func (w *markWorker) markLocal(s *span, wi, n0 int, loc []handle.Handle, fixed bool) (grey uint64, again bool, fresh int64) {
+	w.locSeen += uint32(len(w.refs)-n0) + uint32(len(loc))
+	if !fixed {
+		refs := w.refs
+		k := n0
+		for _, x := range refs[n0:] {
+			if x.Span() == s.idx {
+				loc = append(loc, x)
+				continue
+			}
+			refs[k] = x
+			k++
+		}
+		w.refs = refs[:k]
+	}
+	w.locHit += uint32(len(loc))
+	for _, x := range loc {
+		j := x.Slot()
+		if j >= uint32(len(s.hv)) || s.hv[j].Load() != uint64(x) {
+			w.refs = append(w.refs, x)
+			continue
+		}
+		jw, bit := int(j/64), uint64(1)<<(j%64)
+		mw := &s.markBits[jw]
+		old := mw.Load()
+		if old&bit != 0 {
+			continue
+		}
+		plainStore(mw, old|bit)
+		fresh++
+		switch {
+		case jw == wi:
+			grey |= bit
+		case jw < wi:
+			again = true
+		}
+	}
+	w.loc = loc[:0]
+	return grey, again, fresh
 }
 
 // localProbe is how often localWorth says yes whatever the counts: one
