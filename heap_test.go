@@ -569,6 +569,47 @@ func TestMemoryLimit(t *testing.T) {
 	roots = nil
 }
 
+// TestMemoryLimitCountsHandleWords: the limit counts each object's handle
+// word and bitmaps, not only its slot, so a heap of small objects holds no
+// more memory than the limit: at most limit/16 of 8-byte objects, where
+// counting slots alone allowed limit/8.
+func TestMemoryLimitCountsHandleWords(t *testing.T) {
+	const limit = 1 << 20
+	type small struct{ V int64 } // 8 bytes a slot, 8 bytes a handle word
+	var roots []reclaim.Object
+	h := newTestHeap(t, reclaim.Options{MemoryLimit: limit, GCPercent: -1, ScanRoots: func(visit func(reclaim.Object)) {
+		for _, o := range roots {
+			visit(o)
+		}
+	}})
+	m := h.Attach()
+	defer m.Detach()
+	for {
+		r, err := reclaim.TryNew[small](m)
+		if errors.Is(err, reclaim.ErrMemoryLimit) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, r.Object())
+		if len(roots) > limit/8 {
+			t.Fatalf("%d objects of 8 bytes allocated under a %d-byte limit", len(roots), limit)
+		}
+	}
+	st := h.Stats()
+	if held := st.SpanBytes + st.MetaBytes + st.SpareBytes; held > limit {
+		t.Errorf("slabs %d + metadata %d + spares %d = %d bytes, past the limit %d", st.SpanBytes, st.MetaBytes, st.SpareBytes, held, limit)
+	}
+	if st.MetaBytes < st.HeapObjects*8 {
+		t.Errorf("MetaBytes %d counts less than a handle word for each of %d objects", st.MetaBytes, st.HeapObjects)
+	}
+	if n := len(roots); n > limit/16 || n < limit/16*3/4 {
+		t.Errorf("%d objects of 8 bytes fit under a %d-byte limit; want at most %d (slot and handle word) and at least three quarters of that", n, limit, limit/16)
+	}
+	roots = nil
+}
+
 func TestAddExternalLimit(t *testing.T) {
 	h := newTestHeap(t, reclaim.Options{MemoryLimit: 1 << 20})
 	m := h.Attach()

@@ -28,3 +28,46 @@ func TestExternalPacing(t *testing.T) {
 	}
 	h.AddExternal(-129 << 20)
 }
+
+// pNode is a 16-byte list cell: a slot of 16 bytes and a handle word of 8.
+type pNode struct {
+	Next reclaim.Ref[pNode]
+	V    int64
+}
+
+// TestLimitPacingCountsMetadata: under a memory limit, the goal leaves room
+// for the spans' handle words, so a program whose live heap fits churns
+// garbage with collections at its safepoints and is never refused. With
+// small objects the metadata is a third of the memory: a goal capped at
+// the limit in object bytes alone was reached only after the limit, and
+// allocation failed with garbage waiting to be collected.
+func TestLimitPacingCountsMetadata(t *testing.T) {
+	const limit = 8 << 20
+	h := newTestHeap(t, reclaim.Options{MemoryLimit: limit})
+	m := h.Attach()
+	defer m.Detach()
+	// About 3 MiB of live cells (4.5 MiB with their handle words): a goal
+	// of twice that in object bytes passes the limit, its metadata counted.
+	var head reclaim.Ref[pNode]
+	for range 3 << 20 / 16 {
+		n := reclaim.New[pNode](m)
+		n.Get(m).Next = head
+		head = n
+	}
+	h.Pin(head.Object())
+	m.Collect()
+	for i := range 4 * limit / 16 {
+		if _, err := reclaim.TryNew[pNode](m); err != nil {
+			st := h.Stats()
+			t.Fatalf("allocation %d of garbage refused (%v): goal %d, slabs %d, metadata %d, spares %d, cycles %d",
+				i, err, st.HeapGoal, st.SpanBytes, st.MetaBytes, st.SpareBytes, st.Cycles)
+		}
+		if i%1024 == 0 {
+			m.Safepoint()
+		}
+	}
+	if st := h.Stats(); st.Cycles < 3 {
+		t.Errorf("%d cycles while allocating four times the limit in garbage", st.Cycles)
+	}
+	h.Unpin(head.Object())
+}

@@ -56,12 +56,15 @@ type Options struct {
 	// (with a 4 MiB floor). 0 means 100; negative turns automatic
 	// collection off (Collect still works).
 	GCPercent int
-	// MemoryLimit caps the heap's span memory plus external bytes, in
-	// bytes. 0 means none. Span memory is the spans' slabs (slots times
-	// the type's size, Stats.SpanBytes) and the emptied spans kept for
-	// reuse (Stats.SpareBytes, handle words included); each slot's 8-byte
-	// handle word and three bits of bitmaps in spans in use come on top
-	// and are not counted.
+	// MemoryLimit caps the memory the heap holds for its objects plus
+	// external bytes, in bytes. 0 means none. That memory is the spans'
+	// slabs (slots times the type's size, Stats.SpanBytes), each slot's
+	// 8-byte handle word and three bits of bitmaps (Stats.MetaBytes), and
+	// the emptied spans kept for reuse (Stats.SpareBytes): a limit of L
+	// holds at most L/24 live objects of 16 bytes. The heap's bookkeeping
+	// outside its spans (a span's struct and table entries, some 350
+	// bytes a span, 2% of a 16 KiB span; queues and special records) is
+	// not counted.
 	MemoryLimit int64
 	// MarkWorkers is the number of goroutines that mark in parallel. 0
 	// means GOMAXPROCS.

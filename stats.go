@@ -12,7 +12,12 @@ type Stats struct {
 	HeapLiveBytes int64 // the pacer's live heap: bytes marked by the last cycle plus span bytes handed to allocators since
 	HeapObjects   int64 // objects allocated and not yet freed
 	HeapGoal      int64 // live bytes at which the next collection is due; -1 when automatic collection is off
-	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size; each slot's 8-byte handle word is not counted)
+	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size)
+	// MetaBytes is the memory the spans in use hold besides their slabs:
+	// an 8-byte handle word per slot and three bits of bitmaps. It counts
+	// toward MemoryLimit but not toward HeapGoal, as the Go runtime's
+	// metadata counts toward GOMEMLIMIT but not toward GOGC's goal.
+	MetaBytes int64
 	// SpareBytes is the memory of emptied spans (slabs and handle words)
 	// kept for new spans of their type, up to the heap's goal (as the Go
 	// runtime keeps free pages), instead of being given back. It counts
@@ -72,6 +77,7 @@ func (h *Heap) Stats() Stats {
 		HeapGoal:              s.HeapGoal,
 		SpanBytes:             s.SpanBytes,
 		SpareBytes:            s.SpareBytes,
+		MetaBytes:             s.MetaBytes,
 		ExternalBytes:         s.External,
 		Cycles:                s.Cycles,
 		PauseTotal:            s.PauseTotal,

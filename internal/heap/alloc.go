@@ -183,22 +183,28 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 }
 
 // fitsLocked reports whether a new span of type t fits under the memory
-// limit. A spare of type t always does: reusing it adds no memory. Spares
-// count toward the limit, and are dropped before a span is refused.
+// limit, which counts the slabs of the spans in use, their handle words and
+// bitmaps (spanMeta), the spares and the external bytes: all the memory the
+// heap holds for its objects, as GOMEMLIMIT counts the runtime's metadata
+// too. Reusing a spare of type t adds only the new span's bitmaps (its
+// slab and handle words are counted already). Spares are dropped before a
+// span is refused.
 // REQUIRES: h.mu held.
 func (h *Heap) fitsLocked(t *Type) bool {
+	n := slotsFor(t.Size)
+	inUse, ext := h.mu.spanBytes+h.mu.metaBytes, h.external.Load()
 	if len(h.mu.spares[t]) > 0 {
-		return true
+		return h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, spanMeta(n)-int64(n)*8)
 	}
-	size, ext := int64(slotsFor(t.Size))*int64(t.Size), h.external.Load()
-	if h.mu.pacer.Fits(h.mu.spanBytes+h.mu.spareBytes, ext, size) {
+	size := int64(n)*int64(t.Size) + spanMeta(n)
+	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true
 	}
 	if h.mu.spareBytes == 0 {
 		return false
 	}
 	h.trimSparesLocked(-1)
-	return h.mu.pacer.Fits(h.mu.spanBytes, ext, size)
+	return h.mu.pacer.Fits(inUse, ext, size)
 }
 
 // takeSpan pops a swept span with free slots from c, sweeping unswept spans

@@ -221,7 +221,11 @@ type Heap struct {
 
 		pacer     pacer.Pacer           // a plain value: every call is made with mu held
 		pins      map[handle.Handle]int // Pin counts
-		spanBytes int64                 // memory held by spans; mirrored by spanBytesA
+		spanBytes int64                 // memory held by spans' slabs; mirrored by spanBytesA
+		// metaBytes is the memory of the handle words and bitmaps of the
+		// spans in use (spanMeta), mirrored by metaBytesA. MemoryLimit
+		// counts it; the pacer's goal, like GOGC's, counts objects only.
+		metaBytes int64
 		// spares are the memory of released spans kept for new spans of
 		// the same type (span.go, keepSpareLocked), by Type; spareBytes
 		// is the memory they hold, slabs and handle words (spare.bytes),
@@ -252,8 +256,10 @@ type Heap struct {
 	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats; stored
 	// with mu held whenever mu.spanBytes changes.
 	spanBytesA atomic.Int64
-	// spareBytesA mirrors mu.spareBytes for Stats, stored like spanBytesA.
+	// spareBytesA mirrors mu.spareBytes for Stats, stored like spanBytesA;
+	// so does metaBytesA mu.metaBytes.
 	spareBytesA atomic.Int64
+	metaBytesA  atomic.Int64
 
 	// The following synchronize themselves; see each type.
 	sweep sweepState      // sweep.go
@@ -349,7 +355,7 @@ func (h *Heap) AddExternal(n int64) {
 		h.mu.Lock()
 		// The goal already allows for the external bytes the last cycle
 		// saw; only their growth since counts against it.
-		due := h.mu.pacer.Due(h.heapLive.Load()+v-h.extBase.Load()) || !h.mu.pacer.Fits(h.mu.spanBytes, v, 0)
+		due := h.mu.pacer.Due(h.heapLive.Load()+v-h.extBase.Load()) || !h.mu.pacer.Fits(h.mu.spanBytes+h.mu.metaBytes, v, 0)
 		h.mu.Unlock()
 		if due {
 			h.gcDue.Store(true)

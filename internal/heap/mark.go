@@ -1716,7 +1716,7 @@ func (h *Heap) flip(ms markStats) {
 	h.sweep.active.state.Store(0)
 
 	ext := h.external.Load()
-	h.mu.pacer.EndCycle(ms.bytes, ext)
+	h.mu.pacer.EndCycle(ms.bytes, ext, h.mu.spanBytes, h.mu.metaBytes)
 	h.extBase.Store(ext)
 	h.goal.Store(h.mu.pacer.Goal())
 	h.trimSparesLocked(h.mu.pacer.Goal())

@@ -184,6 +184,18 @@ type span struct {
 	wasEmpty bool
 }
 
+// spanMeta is the memory a span of n slots holds besides its slab: a
+// handle word per slot and three bitmaps (allocBits, markBits, scanBits).
+// MemoryLimit counts it (Heap.fitsLocked).
+func spanMeta(n uint32) int64 { return int64(n)*8 + 3*8*int64((n+63)/64) }
+
+// addMetaBytesLocked adds d to metaBytes and its mirror for Stats.
+// REQUIRES: h.mu held.
+func (h *Heap) addMetaBytesLocked(d int64) {
+	h.mu.metaBytes += d
+	h.metaBytesA.Store(h.mu.metaBytes)
+}
+
 func slotsFor(size uintptr) uint32 {
 	if size == 0 {
 		return handle.MaxSlots
@@ -410,6 +422,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 	sz := int64(n) * int64(t.Size)
 	h.mu.spanBytes += sz
 	h.spanBytesA.Store(h.mu.spanBytes)
+	h.addMetaBytesLocked(spanMeta(n))
 	h.stats.spansAllocated.Add(1)
 	return s
 }
@@ -447,6 +460,7 @@ func (h *Heap) releaseSpanLocked(s *span) {
 	sz := int64(s.nslots) * int64(s.elemSize)
 	h.mu.spanBytes -= sz
 	h.spanBytesA.Store(h.mu.spanBytes)
+	h.addMetaBytesLocked(-spanMeta(s.nslots))
 	h.stats.spansReleased.Add(1)
 	if sp := (spare{base, s.hv, s.slabOS, s.wordsOS}); !h.keepSpareLocked(s.typ, sp) {
 		sp.free(s.typ)

@@ -55,21 +55,21 @@ func (s *heapStats) endCycle(ms markStats) {
 
 // Stats is a snapshot of the heap's counters.
 type Stats struct {
-	HeapLive, HeapObjects, HeapGoal, SpanBytes, SpareBytes, External int64
-	Cycles                                                           int64
-	PauseTotal, PauseLast, LastMark                                  time.Duration
-	Allocated, Freed                                                 int64
-	FinalizersQueued, FinalizersExecuted                             int64
-	CleanupsQueued, CleanupsExecuted                                 int64
-	CleanupGoroutines                                                int
-	FinalizerStatus                                                  uint32
-	Panics, LimitHits, SlowFinalizers                                int64
-	StaleRefsInMark, ForeignRefsInMark                               int64
-	SpansAllocated, SpansReleased                                    int64
-	Marked                                                           int64
-	FinalizerCycles, UnrunnableCleanups                              int64
-	FinalizerDelayP50, FinalizerDelayP99                             time.Duration
-	FinalizerDelaySamples                                            uint64
+	HeapLive, HeapObjects, HeapGoal, SpanBytes, MetaBytes, SpareBytes, External int64
+	Cycles                                                                      int64
+	PauseTotal, PauseLast, LastMark                                             time.Duration
+	Allocated, Freed                                                            int64
+	FinalizersQueued, FinalizersExecuted                                        int64
+	CleanupsQueued, CleanupsExecuted                                            int64
+	CleanupGoroutines                                                           int
+	FinalizerStatus                                                             uint32
+	Panics, LimitHits, SlowFinalizers                                           int64
+	StaleRefsInMark, ForeignRefsInMark                                          int64
+	SpansAllocated, SpansReleased                                               int64
+	Marked                                                                      int64
+	FinalizerCycles, UnrunnableCleanups                                         int64
+	FinalizerDelayP50, FinalizerDelayP99                                        time.Duration
+	FinalizerDelaySamples                                                       uint64
 	// FinalizerRoots is the number of finalizable objects the last mark
 	// scanned as roots: those neither its other roots nor, before their
 	// turn came, another finalizable object had reached (so with
@@ -88,6 +88,7 @@ func (h *Heap) Stats() Stats {
 	st.HeapGoal = h.goal.Load()
 	st.SpanBytes = h.spanBytesA.Load()
 	st.SpareBytes = h.spareBytesA.Load()
+	st.MetaBytes = h.metaBytesA.Load()
 	st.External = h.external.Load()
 	st.Cycles = h.stats.cycles.Load()
 	h.stats.mu.Lock()

@@ -205,8 +205,10 @@ var wideType = newTestType[wide]()
 // TestSparesCountTowardLimit checks that spares count toward the memory
 // limit, and are dropped before a span of another type is refused.
 func TestSparesCountTowardLimit(t *testing.T) {
+	// The limit holds six spans of wideType, slabs and metadata.
 	const spans = 6
-	limit := int64(spans * spanBytes)
+	wn := slotsFor(wideType.Size)
+	limit := spans * (int64(wn)*int64(wideType.Size) + spanMeta(wn))
 	h, m := testHeap(t, Config{MarkWorkers: 1, MemoryLimit: limit})
 	allocGarbage(t, m, 4*int(slotsFor(vnodeType.Size)))
 	m.Collect()
@@ -219,14 +221,14 @@ func TestSparesCountTowardLimit(t *testing.T) {
 		x, err := m.Alloc(wideType)
 		if err != nil {
 			st := h.Stats()
-			t.Fatalf("allocation %d of %d refused (%v) with span bytes %d and spares %d under a limit of %d",
-				len(kept), spans*int(slotsFor(wideType.Size)), err, st.SpanBytes, st.SpareBytes, limit)
+			t.Fatalf("allocation %d of %d refused (%v) with span bytes %d, metadata %d and spares %d under a limit of %d",
+				len(kept), spans*int(slotsFor(wideType.Size)), err, st.SpanBytes, st.MetaBytes, st.SpareBytes, limit)
 		}
 		kept = append(kept, x)
 	}
 	st := h.Stats()
-	if st.SpanBytes+st.SpareBytes > limit {
-		t.Errorf("span bytes %d + spares %d exceed the limit %d", st.SpanBytes, st.SpareBytes, limit)
+	if st.SpanBytes+st.MetaBytes+st.SpareBytes > limit {
+		t.Errorf("span bytes %d + metadata %d + spares %d exceed the limit %d", st.SpanBytes, st.MetaBytes, st.SpareBytes, limit)
 	}
 	if _, err := m.Alloc(wideType); !errors.Is(err, ErrMemoryLimit) {
 		t.Errorf("allocation past the limit: err %v, want ErrMemoryLimit", err)

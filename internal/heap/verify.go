@@ -70,7 +70,7 @@ func (h *Heap) Verify() error {
 		return errors.New("reclaim: Verify called while a collection holds the world stopped")
 	}
 	spans := h.spansLocked()
-	spanBytesLocked := h.mu.spanBytes
+	spanBytesLocked, metaBytesLocked := h.mu.spanBytes, h.mu.metaBytes
 	pins := make([]handle.Handle, 0, len(h.mu.pins))
 	for x, n := range h.mu.pins {
 		if n <= 0 {
@@ -135,7 +135,7 @@ func (h *Heap) Verify() error {
 		}
 	}
 
-	var liveBytes, liveObjects int64
+	var liveBytes, liveObjects, metaBytes int64
 	seen := make(map[*span]bool, len(spans))
 	seenIdx := make(map[uint32]*span, len(spans))
 	for _, s := range spans {
@@ -158,6 +158,7 @@ func (h *Heap) Verify() error {
 		}
 		seenIdx[s.idx] = s
 		liveBytes += int64(s.nslots) * int64(s.elemSize)
+		metaBytes += spanMeta(s.nslots)
 		liveObjects += h.verifySpan(&v, s, hg, floors)
 
 		_, cached := cachedBy[s]
@@ -186,6 +187,12 @@ func (h *Heap) Verify() error {
 	}
 	if a := h.spanBytesA.Load(); a != spanBytesLocked {
 		v.fail("span bytes: lock-free mirror %d, locked count %d", a, spanBytesLocked)
+	}
+	if metaBytes != metaBytesLocked {
+		v.fail("span metadata bytes: heap counts %d, spans in use hold %d", metaBytesLocked, metaBytes)
+	}
+	if a := h.metaBytesA.Load(); a != metaBytesLocked {
+		v.fail("span metadata bytes: lock-free mirror %d, locked count %d", a, metaBytesLocked)
 	}
 	for _, x := range pins {
 		if !h.Valid(x) {

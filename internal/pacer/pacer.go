@@ -8,19 +8,32 @@
 // The math, after the Go runtime's gcControllerState.heapGoal:
 //
 //	goal = max(marked + (marked+external) * GCPercent/100, MinHeap)
-//	goal = min(goal, MemoryLimit - external)        when a limit is set
+//	goal = min(goal, (MemoryLimit - external) * slab/(slab+meta) * 97%)
+//	                                                 when a limit is set
 //	due  = live + external >= goal + external        (i.e. live >= goal)
 //
 // where marked is what the last mark found live, live is what the heap holds
 // now (marked plus what was allocated since), and external is memory held
 // outside the heap on its objects' behalf (Heap.AddExternal). External bytes
 // count toward the goal's growth and toward the limit, as a C buffer owned by
-// a script object is the script's memory.
+// a script object is the script's memory. The limit also counts the spans'
+// metadata (handle words and bitmaps, meta bytes for slab bytes of slabs in
+// the spans in use), which the goal, like GOGC's, does not: so that a
+// collection is due before an allocation is refused, the cap on the goal is
+// the part of the limit left for objects, in the heap's present proportion
+// of metadata to slabs, less 3% of headroom for the allocation between a
+// collection's becoming due and the mutators' next safepoints.
 //
 // A negative GCPercent turns automatic collection off; the memory limit still
 // applies (allocation past it fails), and a limit hit still makes a
 // collection due.
 package pacer
+
+// limitHeadroomPercent is the part of the memory limit's share for objects
+// that the goal leaves free, so that a collection is due while the
+// mutators still have room to reach a safepoint (the runtime's
+// memoryLimitHeapGoalHeadroomPercent).
+const limitHeadroomPercent = 3
 
 // DefaultMinHeap is the goal floor, like the Go runtime's 4 MB heapMinimum.
 const DefaultMinHeap = 4 << 20
@@ -28,7 +41,7 @@ const DefaultMinHeap = 4 << 20
 // Config is the pacer's fixed input.
 type Config struct {
 	GCPercent   int   // 0 means 100; negative turns pacing off
-	MemoryLimit int64 // bytes of span memory plus external; 0 means none
+	MemoryLimit int64 // bytes of span memory (slabs and metadata) plus external; 0 means none
 	MinHeap     int64 // goal floor; 0 means DefaultMinHeap
 }
 
@@ -50,7 +63,7 @@ func New(cfg Config) Pacer {
 		cfg.MinHeap = DefaultMinHeap
 	}
 	p := Pacer{cfg: cfg}
-	p.goal = p.computeGoal(0, 0)
+	p.goal = p.computeGoal(0, 0, 0, 0)
 	return p
 }
 
@@ -66,7 +79,7 @@ func (p *Pacer) SetGCPercent(pct int) {
 	p.cfg.GCPercent = pct
 }
 
-func (p *Pacer) computeGoal(marked, external int64) int64 {
+func (p *Pacer) computeGoal(marked, external, slab, meta int64) int64 {
 	if p.cfg.GCPercent < 0 {
 		return -1
 	}
@@ -75,7 +88,12 @@ func (p *Pacer) computeGoal(marked, external int64) int64 {
 		goal = p.cfg.MinHeap
 	}
 	if p.cfg.MemoryLimit > 0 {
-		if lim := p.cfg.MemoryLimit - external; goal > lim {
+		lim := p.cfg.MemoryLimit - external
+		if slab > 0 && meta > 0 {
+			lim = int64(float64(lim) * float64(slab) / float64(slab+meta))
+		}
+		lim -= lim * limitHeadroomPercent / 100
+		if goal > lim {
 			goal = lim
 		}
 	}
@@ -83,8 +101,11 @@ func (p *Pacer) computeGoal(marked, external int64) int64 {
 }
 
 // EndCycle records what a mark found live and sets the goal for the next
-// cycle.
-func (p *Pacer) EndCycle(marked, external int64) { p.goal = p.computeGoal(marked, external) }
+// cycle. slab and meta are the bytes of the spans' slabs and of their
+// metadata now; with a memory limit, they set its share left for objects.
+func (p *Pacer) EndCycle(marked, external, slab, meta int64) {
+	p.goal = p.computeGoal(marked, external, slab, meta)
+}
 
 // Goal returns the live-heap size at which the next collection is due, or -1
 // when automatic collection is off.
@@ -93,8 +114,9 @@ func (p *Pacer) Goal() int64 { return p.goal }
 // Due reports whether a collection is due with live bytes in the heap.
 func (p *Pacer) Due(live int64) bool { return p.goal >= 0 && live >= p.goal }
 
-// Fits reports whether size more bytes of span memory fit under the memory
-// limit, given the span memory in use now and the external bytes.
+// Fits reports whether size more bytes of span memory (slabs and metadata)
+// fit under the memory limit, given the span memory in use now and the
+// external bytes.
 func (p *Pacer) Fits(inUse, external, size int64) bool {
 	return p.cfg.MemoryLimit <= 0 || inUse+external+size <= p.cfg.MemoryLimit
 }

@@ -8,19 +8,23 @@ func TestGoalTable(t *testing.T) {
 		name             string
 		cfg              Config
 		marked, external int64
+		slab, meta       int64
 		want             int64
 	}{
-		{"floor", Config{}, 1 * MB, 0, 4 * MB},
-		{"double", Config{}, 10 * MB, 0, 20 * MB},
-		{"external grows goal", Config{}, 10 * MB, 10 * MB, 30 * MB},
-		{"gcpercent 50", Config{GCPercent: 50}, 10 * MB, 0, 15 * MB},
-		{"limit caps", Config{MemoryLimit: 16 * MB}, 10 * MB, 0, 16 * MB},
-		{"limit minus external", Config{MemoryLimit: 16 * MB}, 10 * MB, 4 * MB, 12 * MB},
-		{"off", Config{GCPercent: -1}, 10 * MB, 0, -1},
-		{"custom floor", Config{MinHeap: MB}, 100, 0, MB},
+		{"floor", Config{}, 1 * MB, 0, 0, 0, 4 * MB},
+		{"double", Config{}, 10 * MB, 0, 0, 0, 20 * MB},
+		{"external grows goal", Config{}, 10 * MB, 10 * MB, 0, 0, 30 * MB},
+		{"gcpercent 50", Config{GCPercent: 50}, 10 * MB, 0, 0, 0, 15 * MB},
+		{"limit caps", Config{MemoryLimit: 16 * MB}, 10 * MB, 0, 0, 0, 16*MB - 16*MB*3/100},
+		{"limit minus external", Config{MemoryLimit: 16 * MB}, 10 * MB, 4 * MB, 0, 0, 12*MB - 12*MB*3/100},
+		{"metadata ignored without a limit", Config{}, 10 * MB, 0, 16 * MB, 8 * MB, 20 * MB},
+		{"limit's share for objects", Config{MemoryLimit: 24 * MB}, 10 * MB, 0, 16 * MB, 8 * MB, 16*MB - 16*MB*3/100},
+		{"share after external", Config{MemoryLimit: 28 * MB}, 10 * MB, 4 * MB, 16 * MB, 8 * MB, 16*MB - 16*MB*3/100},
+		{"off", Config{GCPercent: -1}, 10 * MB, 0, 0, 0, -1},
+		{"custom floor", Config{MinHeap: MB}, 100, 0, 0, 0, MB},
 	} {
 		p := New(c.cfg)
-		p.EndCycle(c.marked, c.external)
+		p.EndCycle(c.marked, c.external, c.slab, c.meta)
 		if got := p.Goal(); got != c.want {
 			t.Errorf("%s: goal %d, want %d", c.name, got, c.want)
 		}
@@ -46,7 +50,7 @@ func TestSimulatedCycles(t *testing.T) {
 				}
 				cycles++
 				live = min(live, steady) // everything above the steady state is garbage
-				p.EndCycle(live, 0)
+				p.EndCycle(live, 0, 0, 0)
 				want := live + live*int64(pct)/100
 				if p.Goal() != max(want, 1<<20) {
 					t.Fatalf("pct %d: goal %d, want %d", pct, p.Goal(), want)
