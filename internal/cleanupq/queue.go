@@ -407,6 +407,13 @@ func (q *Queue) Stats() Stats {
 // run: callers flush the Locals first. Enqueue after Close panics; so do
 // Flush and FlushOne if they have a record to push. Close may be called more
 // than once.
+//
+// REQUIRES: no Enqueue, Flush or FlushOne runs concurrently with Close. One
+// that passed its closed check before Close began could publish a block
+// after the workers have gone, and its records would be neither run nor
+// refused. The heap's Close calls Close once no sweep can run (the sweep
+// is finished and no cycle starts once it has begun), and only sweeps and
+// Close itself queue cleanups.
 func (q *Queue) Close() {
 	q.closed.Store(true)
 	q.mu.Lock()
