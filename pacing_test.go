@@ -71,3 +71,26 @@ func TestLimitPacingCountsMetadata(t *testing.T) {
 	}
 	h.Unpin(head.Object())
 }
+
+// TestLimitPacingBeforeFirstCycle: TestLimitPacingCountsMetadata before
+// any cycle has ended. The goal's cap follows the spans' proportion of
+// metadata to slabs as they are made (pacer.Spans); with the floor goal of
+// a new heap (4 MiB of objects, 6 with their handle words) a program
+// churning 16-byte garbage under a 5 MiB limit was refused before its
+// first collection was due.
+func TestLimitPacingBeforeFirstCycle(t *testing.T) {
+	const limit = 5 << 20
+	h := newTestHeap(t, reclaim.Options{MemoryLimit: limit})
+	m := h.Attach()
+	defer m.Detach()
+	for i := range 4 * limit / 16 {
+		if _, err := reclaim.TryNew[pNode](m); err != nil {
+			st := h.Stats()
+			t.Fatalf("allocation %d of garbage refused (%v): goal %d, slabs %d, metadata %d, spares %d, cycles %d",
+				i, err, st.HeapGoal, st.SpanBytes, st.MetaBytes, st.SpareBytes, st.Cycles)
+		}
+		if i%1024 == 0 {
+			m.Safepoint()
+		}
+	}
+}

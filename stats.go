@@ -14,7 +14,8 @@ type Stats struct {
 	HeapGoal      int64 // live bytes at which the next collection is due; -1 when automatic collection is off
 	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size)
 	// MetaBytes is the memory the spans in use hold besides their slabs:
-	// an 8-byte handle word per slot and three bits of bitmaps. It counts
+	// an 8-byte handle word per slot and three bitmaps of a bit per slot,
+	// in whole 64-bit words (spans of few large objects round up). It counts
 	// toward MemoryLimit but not toward HeapGoal, as the Go runtime's
 	// metadata counts toward GOMEMLIMIT but not toward GOGC's goal.
 	MetaBytes int64

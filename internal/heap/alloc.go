@@ -187,24 +187,30 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 // bitmaps (spanMeta), the spares and the external bytes: all the memory the
 // heap holds for its objects, as GOMEMLIMIT counts the runtime's metadata
 // too. Reusing a spare of type t adds only the new span's bitmaps (its
-// slab and handle words are counted already). Spares are dropped before a
-// span is refused.
+// slab and handle words are counted already). Before a span is refused,
+// the spares of other types are dropped, and type t's too if it has none
+// to reuse.
 // REQUIRES: h.mu held.
 func (h *Heap) fitsLocked(t *Type) bool {
 	n := slotsFor(t.Size)
 	inUse, ext := h.mu.spanBytes+h.mu.metaBytes, h.external.Load()
-	if len(h.mu.spares[t]) > 0 {
-		return h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, spanMeta(n)-int64(n)*8)
-	}
+	kept := h.mu.spares[t]
 	size := int64(n)*int64(t.Size) + spanMeta(n)
+	if len(kept) > 0 {
+		size = spanMeta(n) - int64(n)*8
+	}
 	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true
 	}
 	if h.mu.spareBytes == 0 {
 		return false
 	}
+	delete(h.mu.spares, t) // kept out of the trim, and put back
 	h.trimSparesLocked(-1)
-	return h.mu.pacer.Fits(inUse, ext, size)
+	if len(kept) > 0 {
+		h.mu.spares[t] = kept
+	}
+	return h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size)
 }
 
 // takeSpan pops a swept span with free slots from c, sweeping unswept spans

@@ -271,8 +271,9 @@ type Heap struct {
 	stats heapStats       // stats.go
 	idle  event           // broadcast when queues may have drained (Drain waits on it)
 	// goal is the pacer's goal, mirrored for lock-free reads by allocators
-	// (addLive); stored with mu held in the flip (and by New, before the
-	// heap is shared).
+	// (addLive); stored with mu held in the flip, and, under a memory
+	// limit, when a span is made or released moves the goal's cap
+	// (addMetaBytesLocked); and by New, before the heap is shared.
 	goal atomic.Int64
 
 	// stwLocal is the cleanup block of the leader's sweeping in

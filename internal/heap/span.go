@@ -189,11 +189,19 @@ type span struct {
 // MemoryLimit counts it (Heap.fitsLocked).
 func spanMeta(n uint32) int64 { return int64(n)*8 + 3*8*int64((n+63)/64) }
 
-// addMetaBytesLocked adds d to metaBytes and its mirror for Stats.
+// addMetaBytesLocked adds d to metaBytes and its mirror for Stats, after a
+// span was made or released (spanBytes already moved), and under a memory
+// limit caps the goal again for the new proportion of metadata to slabs
+// (pacer.Spans): before the first cycle ends, the goal of a heap of small
+// objects would otherwise pass the limit. An allocator that made the span
+// checks the new goal when it accounts for the span (refill's addLive).
 // REQUIRES: h.mu held.
 func (h *Heap) addMetaBytesLocked(d int64) {
 	h.mu.metaBytes += d
 	h.metaBytesA.Store(h.mu.metaBytes)
+	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
+		h.goal.Store(h.mu.pacer.Goal())
+	}
 }
 
 func slotsFor(size uintptr) uint32 {
@@ -613,7 +621,11 @@ func (h *Heap) trimSparesLocked(limit int64) {
 // name emptySpan, which has no slots), so it needs no check; the shifts are
 // handle.Handle's layout.
 func (t *spanTable) span(x handle.Handle) *span {
-	return (*span)((*spanChunk)(t.dir[x>>54].p)[uint32(x>>44)&(1<<spanChunkBits-1)].p)
+	// The chunk's entry at index (x>>44)&(1<<spanChunkBits-1), 8 bytes
+	// apart, addressed by unsafe.Add: indexing a *spanChunk costs an
+	// explicit nil check on every Get (a load from an index register may
+	// fault far from the zero page); the load from the sum needs none.
+	return *(**span)(unsafe.Add(t.dir[x>>54].p, uintptr(x>>41)&((1<<spanChunkBits-1)<<3)))
 }
 
 // spanPtr and chunkPtr are pointer cells written atomically and read either

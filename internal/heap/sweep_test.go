@@ -236,6 +236,45 @@ func TestSparesCountTowardLimit(t *testing.T) {
 	runtime.KeepAlive(kept)
 }
 
+// TestSpareReusedAfterDroppingOthers: when the bitmaps of a spare of the
+// wanted type do not fit, the spares of other types are dropped to make
+// room before the allocation is refused.
+func TestSpareReusedAfterDroppingOthers(t *testing.T) {
+	const limit = 1 << 20
+	h, m := testHeap(t, Config{MarkWorkers: 1, MemoryLimit: limit})
+	allocGarbage(t, m, 4*int(slotsFor(vnodeType.Size)))
+	for range 2 * slotsFor(wideType.Size) {
+		if _, err := m.Alloc(wideType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Collect()
+	m.Collect() // empty for a whole cycle: released, kept as spares
+	wn := slotsFor(wideType.Size)
+	h.mu.Lock()
+	nw, nv := len(h.mu.spares[wideType]), len(h.mu.spares[vnodeType])
+	var vsp int64
+	for _, sp := range h.mu.spares[vnodeType] {
+		vsp += sp.bytes(vnodeType)
+	}
+	held := h.mu.spanBytes + h.mu.metaBytes + h.mu.spareBytes
+	h.mu.Unlock()
+	if nw == 0 || nv == 0 {
+		t.Fatalf("spares: %d of wide, %d of vnode; want some of each", nw, nv)
+	}
+	bitmaps := spanMeta(wn) - int64(wn)*8
+	// External bytes that leave room for the wide spare's bitmaps only if
+	// the vnode spares (vsp bytes) are dropped.
+	ext := limit - (held + bitmaps) + 1
+	h.AddExternal(ext)
+	if _, err := m.Alloc(wideType); err != nil {
+		st := h.Stats()
+		t.Fatalf("allocation refused (%v) with %d bytes of droppable vnode spares: slabs %d, metadata %d, spares %d, external %d, limit %d (needs %d bytes of bitmaps)",
+			err, vsp, st.SpanBytes, st.MetaBytes, st.SpareBytes, st.External, limit, bitmaps)
+	}
+	h.AddExternal(-ext)
+}
+
 type withPointer struct{ p *int }
 
 var withPointerType = newTestType[withPointer]()

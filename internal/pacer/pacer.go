@@ -8,7 +8,7 @@
 // The math, after the Go runtime's gcControllerState.heapGoal:
 //
 //	goal = max(marked + (marked+external) * GCPercent/100, MinHeap)
-//	goal = min(goal, (MemoryLimit - external) * slab/(slab+meta) * 97%)
+//	goal = max(min(goal, (MemoryLimit - external) * slab/(slab+meta) * 97%), 0)
 //	                                                 when a limit is set
 //	due  = live + external >= goal + external        (i.e. live >= goal)
 //
@@ -21,8 +21,9 @@
 // the spans in use), which the goal, like GOGC's, does not: so that a
 // collection is due before an allocation is refused, the cap on the goal is
 // the part of the limit left for objects, in the heap's present proportion
-// of metadata to slabs, less 3% of headroom for the allocation between a
-// collection's becoming due and the mutators' next safepoints.
+// of metadata to slabs (EndCycle, and Spans as spans come and go), less 3%
+// of headroom for the allocation between a collection's becoming due and
+// the mutators' next safepoints.
 //
 // A negative GCPercent turns automatic collection off; the memory limit still
 // applies (allocation past it fails), and a limit hit still makes a
@@ -41,7 +42,7 @@ const DefaultMinHeap = 4 << 20
 // Config is the pacer's fixed input.
 type Config struct {
 	GCPercent   int   // 0 means 100; negative turns pacing off
-	MemoryLimit int64 // bytes of span memory (slabs and metadata) plus external; 0 means none
+	MemoryLimit int64 // bytes of span memory (slabs, metadata and spares) plus external; 0 means none
 	MinHeap     int64 // goal floor; 0 means DefaultMinHeap
 }
 
@@ -49,8 +50,11 @@ type Config struct {
 // synchronization of its own: its owner serializes every call (the heap
 // keeps it in Heap.mu and calls it with that lock held).
 type Pacer struct {
-	cfg  Config // defaults applied by New; changed only by SetGCPercent
-	goal int64  // set by New and EndCycle
+	cfg Config // defaults applied by New; changed only by SetGCPercent
+	// grown is the goal before the limit's cap, and external the external
+	// bytes, as of the last EndCycle (New: the floor, and 0).
+	grown, external int64
+	goal            int64 // grown, capped by the limit: set by New, EndCycle and Spans
 }
 
 // New returns a pacer for a heap that has not collected yet: the goal is the
@@ -63,7 +67,7 @@ func New(cfg Config) Pacer {
 		cfg.MinHeap = DefaultMinHeap
 	}
 	p := Pacer{cfg: cfg}
-	p.goal = p.computeGoal(0, 0, 0, 0)
+	p.EndCycle(0, 0, 0, 0)
 	return p
 }
 
@@ -79,32 +83,45 @@ func (p *Pacer) SetGCPercent(pct int) {
 	p.cfg.GCPercent = pct
 }
 
-func (p *Pacer) computeGoal(marked, external, slab, meta int64) int64 {
-	if p.cfg.GCPercent < 0 {
-		return -1
-	}
-	goal := marked + (marked+external)*int64(p.cfg.GCPercent)/100
-	if goal < p.cfg.MinHeap {
-		goal = p.cfg.MinHeap
-	}
-	if p.cfg.MemoryLimit > 0 {
-		lim := p.cfg.MemoryLimit - external
-		if slab > 0 && meta > 0 {
-			lim = int64(float64(lim) * float64(slab) / float64(slab+meta))
-		}
-		lim -= lim * limitHeadroomPercent / 100
-		if goal > lim {
-			goal = lim
-		}
-	}
-	return goal
-}
-
 // EndCycle records what a mark found live and sets the goal for the next
 // cycle. slab and meta are the bytes of the spans' slabs and of their
 // metadata now; with a memory limit, they set its share left for objects.
 func (p *Pacer) EndCycle(marked, external, slab, meta int64) {
-	p.goal = p.computeGoal(marked, external, slab, meta)
+	p.grown, p.external = -1, external
+	if p.cfg.GCPercent >= 0 {
+		p.grown = max(marked+(marked+external)*int64(p.cfg.GCPercent)/100, p.cfg.MinHeap)
+	}
+	p.goal = p.capped(slab, meta)
+}
+
+// Spans caps the goal again for the spans' slab and meta bytes now, and
+// reports whether it moved. With a memory limit, the heap calls it as its
+// spans come and go, so that the cap follows the proportion of metadata
+// to slabs from the first span on, not only from the first cycle's end.
+func (p *Pacer) Spans(slab, meta int64) bool {
+	if p.cfg.MemoryLimit <= 0 {
+		return false
+	}
+	g := p.capped(slab, meta)
+	moved := g != p.goal
+	p.goal = g
+	return moved
+}
+
+// capped is grown capped by the limit's share for objects, less the
+// headroom.
+func (p *Pacer) capped(slab, meta int64) int64 {
+	if p.grown < 0 || p.cfg.MemoryLimit <= 0 {
+		return p.grown
+	}
+	lim := p.cfg.MemoryLimit - p.external
+	if slab > 0 && meta > 0 {
+		lim = int64(float64(lim) * float64(slab) / float64(slab+meta))
+	}
+	lim -= lim / 100 * limitHeadroomPercent // lim*3/100 overflows past MaxInt64/3
+	// Never negative (external bytes past the limit): a negative goal
+	// would mean automatic collection off.
+	return max(min(p.grown, lim), 0)
 }
 
 // Goal returns the live-heap size at which the next collection is due, or -1

@@ -15,11 +15,11 @@ func TestGoalTable(t *testing.T) {
 		{"double", Config{}, 10 * MB, 0, 0, 0, 20 * MB},
 		{"external grows goal", Config{}, 10 * MB, 10 * MB, 0, 0, 30 * MB},
 		{"gcpercent 50", Config{GCPercent: 50}, 10 * MB, 0, 0, 0, 15 * MB},
-		{"limit caps", Config{MemoryLimit: 16 * MB}, 10 * MB, 0, 0, 0, 16*MB - 16*MB*3/100},
-		{"limit minus external", Config{MemoryLimit: 16 * MB}, 10 * MB, 4 * MB, 0, 0, 12*MB - 12*MB*3/100},
+		{"limit caps", Config{MemoryLimit: 16 * MB}, 10 * MB, 0, 0, 0, 16*MB - 16*MB/100*3},
+		{"limit minus external", Config{MemoryLimit: 16 * MB}, 10 * MB, 4 * MB, 0, 0, 12*MB - 12*MB/100*3},
 		{"metadata ignored without a limit", Config{}, 10 * MB, 0, 16 * MB, 8 * MB, 20 * MB},
-		{"limit's share for objects", Config{MemoryLimit: 24 * MB}, 10 * MB, 0, 16 * MB, 8 * MB, 16*MB - 16*MB*3/100},
-		{"share after external", Config{MemoryLimit: 28 * MB}, 10 * MB, 4 * MB, 16 * MB, 8 * MB, 16*MB - 16*MB*3/100},
+		{"limit's share for objects", Config{MemoryLimit: 24 * MB}, 10 * MB, 0, 16 * MB, 8 * MB, 16*MB - 16*MB/100*3},
+		{"share after external", Config{MemoryLimit: 28 * MB}, 10 * MB, 4 * MB, 16 * MB, 8 * MB, 16*MB - 16*MB/100*3},
 		{"off", Config{GCPercent: -1}, 10 * MB, 0, 0, 0, -1},
 		{"custom floor", Config{MinHeap: MB}, 100, 0, 0, 0, MB},
 	} {
@@ -70,5 +70,53 @@ func TestFits(t *testing.T) {
 	}
 	if q := New(Config{}); !q.Fits(1<<60, 1<<60, 1<<60) {
 		t.Fatal("no limit must always fit")
+	}
+}
+
+// TestSpansRecapsGoal: the cap follows the spans' proportion of metadata to
+// slabs as it changes, before any cycle has ended, and Spans reports
+// whether the goal moved.
+func TestSpansRecapsGoal(t *testing.T) {
+	const MB = 1 << 20
+	p := New(Config{MemoryLimit: 6 * MB})
+	if g := p.Goal(); g != DefaultMinHeap {
+		t.Fatalf("goal %d before any span, want the floor %d", g, DefaultMinHeap)
+	}
+	// 16-byte objects: 8 bytes of handle word for 16 of slab, a third of
+	// the memory. The limit's share for objects is 4 MiB less 3%.
+	if !p.Spans(2*MB, 1*MB) {
+		t.Fatal("Spans did not report the goal moving under the cap")
+	}
+	if g, want := p.Goal(), int64(4*MB-4*MB/100*3); g != want {
+		t.Fatalf("goal %d with a third of the memory metadata, want %d", g, want)
+	}
+	if p.Spans(4*MB, 2*MB) {
+		t.Fatal("Spans reported a move for the same proportion")
+	}
+	if !p.Spans(8*MB, 0) || p.Goal() != DefaultMinHeap {
+		t.Fatalf("goal %d with no metadata, want the floor %d again", p.Goal(), DefaultMinHeap)
+	}
+	if q := New(Config{}); q.Spans(MB, MB) || q.Goal() != DefaultMinHeap {
+		t.Fatal("Spans moved the goal of a pacer without a limit")
+	}
+}
+
+// TestHeadroomNoOverflow: the headroom of a limit near MaxInt64 does not
+// overflow into a cap above the limit.
+func TestHeadroomNoOverflow(t *testing.T) {
+	const limit = 4_000_000_000_000_000_000
+	p := New(Config{MemoryLimit: limit, MinHeap: limit + 1})
+	if g, want := p.Goal(), int64(limit-limit/100*3); g != want {
+		t.Fatalf("goal %d under a limit of %d: want %d (3%% headroom)", g, int64(limit), want)
+	}
+}
+
+// TestExternalPastLimit: external bytes past the limit make the goal 0 (a
+// collection always due), never negative (automatic collection off).
+func TestExternalPastLimit(t *testing.T) {
+	p := New(Config{MemoryLimit: 1 << 20})
+	p.EndCycle(1<<10, 2<<20, 0, 0)
+	if g := p.Goal(); g != 0 || !p.Due(0) {
+		t.Fatalf("goal %d with external bytes past the limit: want 0, always due", g)
 	}
 }
