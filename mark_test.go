@@ -326,3 +326,115 @@ func TestMarkLocalGraphs(t *testing.T) {
 		}
 	}
 }
+
+// oddNode is 24 bytes: 682 slots a span, so a span's last mark word is
+// partly beyond its slots.
+type oddNode struct{ a, b, c reclaim.Ref[oddNode] }
+
+// TestMarkLinearOddSpans: the scan of a span that marks the handles into it
+// (scanLinear) on spans whose slot count is not a multiple of 64, with
+// self edges, duplicate edges, edges ahead and behind in the same word and
+// into other words and spans, and stale refs in live objects: after each
+// collection exactly the objects a reachability model finds survive, each
+// marked once, and each stale ref is counted once.
+func TestMarkLinearOddSpans(t *testing.T) {
+	for seed := uint64(1); seed <= 6; seed++ {
+		for _, workers := range []int{1, 2, 3} {
+			t.Run(fmt.Sprintf("seed=%d/workers=%d", seed, workers), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 7))
+				h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+				m := h.Attach()
+				defer m.Detach()
+				n := 3000 + rng.IntN(3000)
+				nodes := make([]reclaim.Ref[oddNode], n)
+				var dead []reclaim.Ref[oddNode] // freed below, to make stale refs
+				for i := range nodes {
+					if rng.IntN(15) == 0 {
+						dead = append(dead, reclaim.New[oddNode](m))
+					}
+					nodes[i] = reclaim.New[oddNode](m)
+				}
+				adj := make([][]int, n)
+				for i := range nodes {
+					p := nodes[i].Get(m)
+					for _, f := range []*reclaim.Ref[oddNode]{&p.a, &p.b, &p.c} {
+						var j int
+						switch k := rng.IntN(8); {
+						case k == 0:
+							continue
+						case k == 1:
+							j = rng.IntN(n)
+						case k == 2:
+							j = i // self
+						case k == 3 && len(adj[i]) > 0:
+							j = adj[i][0] // duplicate
+						case k < 6:
+							j = max(0, i-1-rng.IntN(70))
+						default:
+							j = min(n-1, i+1+rng.IntN(70))
+						}
+						*f = nodes[j]
+						adj[i] = append(adj[i], j)
+					}
+				}
+				var roots []int
+				for range 1 + rng.IntN(4) {
+					roots = append(roots, rng.IntN(n))
+				}
+				for _, i := range roots {
+					h.Pin(nodes[i].Object())
+				}
+				reach := make([]bool, n)
+				stack := slices.Clone(roots)
+				for _, i := range roots {
+					reach[i] = true
+				}
+				for len(stack) > 0 {
+					i := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					for _, j := range adj[i] {
+						if !reach[j] {
+							reach[j] = true
+							stack = append(stack, j)
+						}
+					}
+				}
+				m.Collect() // frees dead and the unreached nodes
+				for range len(dead) {
+					reclaim.New[oddNode](m) // new objects in the freed slots
+				}
+				want, stale := 0, 0
+				for i := range nodes {
+					if !reach[i] {
+						continue
+					}
+					want++
+					// A stale ref in a free field of a live node.
+					if p := nodes[i].Get(m); stale < len(dead) && p.c.IsNil() && rng.IntN(4) == 0 {
+						p.c = dead[stale]
+						stale++
+					}
+				}
+				for round := range 3 {
+					before := h.Stats().StaleRefsInMark
+					m.Collect()
+					st := h.Stats()
+					if st.ObjectsMarked != int64(want) || st.HeapObjects != int64(want) {
+						t.Fatalf("round %d: marked %d, %d objects left; want %d", round, st.ObjectsMarked, st.HeapObjects, want)
+					}
+					if got := st.StaleRefsInMark - before; got != int64(stale) {
+						t.Fatalf("round %d: %d stale refs counted, want %d", round, got, stale)
+					}
+				}
+				for i := range nodes {
+					if live := isLive(nodes[i]); live != reach[i] {
+						t.Fatalf("node %d: live %v, want %v", i, live, reach[i])
+					}
+				}
+				for _, i := range roots {
+					h.Unpin(nodes[i].Object())
+				}
+			})
+		}
+	}
+}
