@@ -265,34 +265,21 @@ func TestMarkLocalGraphs(t *testing.T) {
 					}
 					h.Pin(trs[troot].Object())
 
-					closure := func(adj [][]int, reach []bool, from []int) {
-						st := slices.Clone(from)
-						for len(st) > 0 {
-							x := st[len(st)-1]
-							st = st[:len(st)-1]
-							for _, y := range adj[x] {
-								if !reach[y] {
-									reach[y] = true
-									st = append(st, y)
-								}
-							}
-						}
-					}
 					reach := make([]bool, n)
 					for _, r := range roots {
 						reach[r] = true
 					}
-					closure(adj, reach, roots)
+					reachFrom(adj, reach, roots)
 					unreached := 0
 					for _, i := range fins {
 						if !reach[i] {
 							unreached++
 						}
 					}
-					closure(adj, reach, fins) // the referents of every finalizable node
+					reachFrom(adj, reach, fins) // the referents of every finalizable node
 					treach := make([]bool, len(trs))
 					treach[troot] = true
-					closure(tadj, treach, []int{troot})
+					reachFrom(tadj, treach, []int{troot})
 					want := 0
 					for _, r := range append(reach, treach...) {
 						if r {
@@ -385,20 +372,10 @@ func TestMarkLinearOddSpans(t *testing.T) {
 					h.Pin(nodes[i].Object())
 				}
 				reach := make([]bool, n)
-				stack := slices.Clone(roots)
 				for _, i := range roots {
 					reach[i] = true
 				}
-				for len(stack) > 0 {
-					i := stack[len(stack)-1]
-					stack = stack[:len(stack)-1]
-					for _, j := range adj[i] {
-						if !reach[j] {
-							reach[j] = true
-							stack = append(stack, j)
-						}
-					}
-				}
+				reachFrom(adj, reach, roots)
 				m.Collect() // frees dead and the unreached nodes
 				for range len(dead) {
 					reclaim.New[oddNode](m) // new objects in the freed slots
@@ -435,6 +412,22 @@ func TestMarkLinearOddSpans(t *testing.T) {
 					h.Unpin(nodes[i].Object())
 				}
 			})
+		}
+	}
+}
+
+// reachFrom sets reach for every node that the nodes from reach through
+// the edges adj (node i -> adj[i]): the model of a mark.
+func reachFrom(adj [][]int, reach []bool, from []int) {
+	stack := slices.Clone(from)
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, y := range adj[x] {
+			if !reach[y] {
+				reach[y] = true
+				stack = append(stack, y)
+			}
 		}
 	}
 }

@@ -56,16 +56,7 @@ func TestLimitPacingCountsMetadata(t *testing.T) {
 	}
 	h.Pin(head.Object())
 	m.Collect()
-	for i := range 4 * limit / 16 {
-		if _, err := reclaim.TryNew[pNode](m); err != nil {
-			st := h.Stats()
-			t.Fatalf("allocation %d of garbage refused (%v): goal %d, slabs %d, metadata %d, spares %d, cycles %d",
-				i, err, st.HeapGoal, st.SpanBytes, st.MetaBytes, st.SpareBytes, st.Cycles)
-		}
-		if i%1024 == 0 {
-			m.Safepoint()
-		}
-	}
+	churnGarbage(t, h, m, 4*limit/16)
 	if st := h.Stats(); st.Cycles < 3 {
 		t.Errorf("%d cycles while allocating four times the limit in garbage", st.Cycles)
 	}
@@ -83,7 +74,14 @@ func TestLimitPacingBeforeFirstCycle(t *testing.T) {
 	h := newTestHeap(t, reclaim.Options{MemoryLimit: limit})
 	m := h.Attach()
 	defer m.Detach()
-	for i := range 4 * limit / 16 {
+	churnGarbage(t, h, m, 4*limit/16)
+}
+
+// churnGarbage allocates n cells of garbage on m, with a safepoint every
+// 1024, and fails t at the first allocation refused.
+func churnGarbage(t *testing.T, h *reclaim.Heap, m *reclaim.Mutator, n int) {
+	t.Helper()
+	for i := range n {
 		if _, err := reclaim.TryNew[pNode](m); err != nil {
 			st := h.Stats()
 			t.Fatalf("allocation %d of garbage refused (%v): goal %d, slabs %d, metadata %d, spares %d, cycles %d",

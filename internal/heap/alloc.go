@@ -197,7 +197,7 @@ func (h *Heap) fitsLocked(t *Type) bool {
 	kept := h.mu.spares[t]
 	size := int64(n)*int64(t.Size) + spanMeta(n)
 	if len(kept) > 0 {
-		size = spanMeta(n) - int64(n)*8
+		size = spanBitmaps(n)
 	}
 	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true

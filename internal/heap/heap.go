@@ -225,6 +225,7 @@ type Heap struct {
 		// metaBytes is the memory of the handle words and bitmaps of the
 		// spans in use (spanMeta), mirrored by metaBytesA. MemoryLimit
 		// counts it; the pacer's goal, like GOGC's, counts objects only.
+		// Both move together, in accountSpanLocked.
 		metaBytes int64
 		// spares are the memory of released spans kept for new spans of
 		// the same type (span.go, keepSpareLocked), by Type; spareBytes
@@ -254,7 +255,7 @@ type Heap struct {
 	// AddExternal.
 	extBase atomic.Int64
 	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats; stored
-	// with mu held whenever mu.spanBytes changes.
+	// with mu held whenever mu.spanBytes changes (accountSpanLocked).
 	spanBytesA atomic.Int64
 	// spareBytesA mirrors mu.spareBytes for Stats, stored like spanBytesA;
 	// so does metaBytesA mu.metaBytes.
@@ -273,7 +274,7 @@ type Heap struct {
 	// goal is the pacer's goal, mirrored for lock-free reads by allocators
 	// (addLive); stored with mu held in the flip, and, under a memory
 	// limit, when a span is made or released moves the goal's cap
-	// (addMetaBytesLocked); and by New, before the heap is shared.
+	// (accountSpanLocked); and by New, before the heap is shared.
 	goal atomic.Int64
 
 	// stwLocal is the cleanup block of the leader's sweeping in

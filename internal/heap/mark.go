@@ -442,10 +442,11 @@ type markWorker struct {
 	// the handles an object holds into the span being scanned itself,
 	// in the scan's own pass (see scanSpan).
 	local bool
-	loc   []handle.Handle // scanSpan's handles into the span it scans, with local
+	loc   []handle.Handle // markLocal's scratch: the handles into the span it marks in
 	// locSpans, locSeen and locHit are localWorth's counts: spans asked
 	// about, and handles found in the spans scanned with local, of them
-	// those naming the span scanned.
+	// those naming the span scanned (for scanLinear, and passing the check
+	// against hv).
 	locSpans, locSeen, locHit uint32
 	q                         spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when

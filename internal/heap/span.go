@@ -185,19 +185,28 @@ type span struct {
 }
 
 // spanMeta is the memory a span of n slots holds besides its slab: a
-// handle word per slot and three bitmaps (allocBits, markBits, scanBits).
-// MemoryLimit counts it (Heap.fitsLocked).
-func spanMeta(n uint32) int64 { return int64(n)*8 + 3*8*int64((n+63)/64) }
+// handle word per slot and its bitmaps (spanBitmaps). MemoryLimit counts
+// it (Heap.fitsLocked).
+func spanMeta(n uint32) int64 { return int64(n)*8 + spanBitmaps(n) }
 
-// addMetaBytesLocked adds d to metaBytes and its mirror for Stats, after a
-// span was made or released (spanBytes already moved), and under a memory
-// limit caps the goal again for the new proportion of metadata to slabs
-// (pacer.Spans): before the first cycle ends, the goal of a heap of small
-// objects would otherwise pass the limit. An allocator that made the span
-// checks the new goal when it accounts for the span (refill's addLive).
+// spanBitmaps is the memory of the three bitmaps of a span of n slots
+// (allocBits, markBits, scanBits), in whole words: all of its metadata
+// that a spare does not keep.
+func spanBitmaps(n uint32) int64 { return 3 * 8 * int64((n+63)/64) }
+
+// accountSpanLocked adds a span of n slots of size bytes to the heap's
+// span memory (sign 1, when it is made) or takes it away (sign -1, when
+// it is released): its slab to spanBytes, its metadata to metaBytes, and
+// both to their mirrors for Stats. Under a memory limit it then caps the
+// goal again for the new proportion of metadata to slabs (pacer.Spans):
+// before the first cycle ends, the goal of a heap of small objects would
+// otherwise pass the limit. An allocator that made the span checks the
+// new goal when it accounts for the span (refill's addLive).
 // REQUIRES: h.mu held.
-func (h *Heap) addMetaBytesLocked(d int64) {
-	h.mu.metaBytes += d
+func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
+	h.mu.spanBytes += sign * int64(n) * int64(size)
+	h.mu.metaBytes += sign * spanMeta(n)
+	h.spanBytesA.Store(h.mu.spanBytes)
 	h.metaBytesA.Store(h.mu.metaBytes)
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
 		h.goal.Store(h.mu.pacer.Goal())
@@ -427,10 +436,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 	s.sweepgen.Store(h.sweepgen.Load())
 	h.spans.setLocked(idx, s)
 	h.mu.allspans = append(h.mu.allspans, s)
-	sz := int64(n) * int64(t.Size)
-	h.mu.spanBytes += sz
-	h.spanBytesA.Store(h.mu.spanBytes)
-	h.addMetaBytesLocked(spanMeta(n))
+	h.accountSpanLocked(n, t.Size, 1)
 	h.stats.spansAllocated.Add(1)
 	return s
 }
@@ -465,10 +471,7 @@ func (h *Heap) releaseSpanLocked(s *span) {
 		h.mu.idxFloor[s.idx] = maxGen + 1
 		h.mu.freeIdx = append(h.mu.freeIdx, s.idx)
 	} // else the index is retired for good
-	sz := int64(s.nslots) * int64(s.elemSize)
-	h.mu.spanBytes -= sz
-	h.spanBytesA.Store(h.mu.spanBytes)
-	h.addMetaBytesLocked(-spanMeta(s.nslots))
+	h.accountSpanLocked(s.nslots, s.elemSize, -1)
 	h.stats.spansReleased.Add(1)
 	if sp := (spare{base, s.hv, s.slabOS, s.wordsOS}); !h.keepSpareLocked(s.typ, sp) {
 		sp.free(s.typ)
