@@ -203,8 +203,12 @@ func TestCleanupStopRacesSweep(t *testing.T) {
 }
 
 // collectNoSweep runs a cycle's mark and flip and leaves every span
-// unswept: the background sweeper is not woken, and no mutator sweeps.
+// unswept: no mutator sweeps, and the background sweeper is stopped for
+// good first. Not woken is not enough: the token of an earlier cycle's
+// flip may still be waiting in its channel, or its loop may still be
+// running, and it would sweep this cycle's spans once the flip is done.
 func collectNoSweep(h *Heap) {
+	h.bg.stop()
 	h.mu.Lock()
 	h.stopTheWorldLocked(time.Now())
 	h.mu.Unlock()
