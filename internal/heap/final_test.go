@@ -2,6 +2,7 @@ package heap
 
 import (
 	"reflect"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestFinalizerCountsInOrder(t *testing.T) {
 // queued.
 func TestQueuedBlockIsNotIdle(t *testing.T) {
 	for _, here := range []bool{false, true} {
-		_, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1, FinalizersAtSafepoints: here})
+		h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1, FinalizersAtSafepoints: here})
 		var checked, idle atomic.Bool
 		testHookFinPublished = func(f *finState) {
 			if !checked.Swap(true) {
@@ -103,6 +104,13 @@ func TestQueuedBlockIsNotIdle(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.SetFinalizer(x, fn)
+		}
+		// The finalizer goroutine must be asleep (Wait set) before the
+		// cycle: then only the wake that publish gives after the hook can
+		// start it. One that started late would take the block between
+		// its link and the hook, run it, and be idle again.
+		for !here && h.fin.status.load()&fingWait == 0 {
+			runtime.Gosched()
 		}
 		m.Collect()
 		testHookFinPublished = nil
