@@ -179,3 +179,18 @@ func TestSpinIters(t *testing.T) {
 		t.Fatalf("spinIters() = %d", n)
 	}
 }
+
+// TestClearGoFinalizers: the Go side of mark-fin clears the finalizer of
+// every finalizable node it set one on, reached from the root alone.
+func TestClearGoFinalizers(t *testing.T) {
+	for _, n := range []int{1, 2, 5, 4999, 5000} {
+		ptrs := buildGoGraph(n)
+		for i := 0; i < n; i += finEvery {
+			runtime.SetFinalizer(ptrs[i], func(*ggnode) {})
+		}
+		want := (n + finEvery - 1) / finEvery
+		if got := clearGoFinalizers(ptrs[0], n); got != want {
+			t.Errorf("%d nodes: cleared %d finalizers, want %d", n, got, want)
+		}
+	}
+}
