@@ -109,8 +109,10 @@ func TestQueuedBlockIsNotIdle(t *testing.T) {
 		// cycle: then only the wake that publish gives after the hook can
 		// start it. One that started late would take the block between
 		// its link and the hook, run it, and be idle again.
-		for !here && h.fin.status.load()&fingWait == 0 {
-			runtime.Gosched()
+		if !here {
+			for h.fin.status.load()&fingWait == 0 {
+				runtime.Gosched()
+			}
 		}
 		m.Collect()
 		testHookFinPublished = nil

@@ -345,7 +345,7 @@ type bgSweeper struct {
 	wakeC chan struct{} // token: a flip happened
 	stopC chan struct{} // closed by stop (Close), once
 	doneC chan struct{} // closed when the goroutine exits
-	once  sync.Once
+	once  sync.Once     // guards close(stopC): stop may be called again
 }
 
 func (b *bgSweeper) start(h *Heap) {
@@ -373,6 +373,13 @@ func (b *bgSweeper) wake() {
 	}
 }
 
+// stop ends the goroutine for good and returns once it has exited: no
+// sweep of it is running then, and none starts after. It may be called more
+// than once (Close calls it, and tests that need spans left unswept call it
+// before Close). A wake after stop leaves a token nobody takes, which is
+// harmless: wakeC has room for one and wake never blocks. What it would
+// have swept is then left to the other sweepers: mutators (lazy sweeps,
+// Collect, Mutator.Drain) and the next cycle's finishSweep.
 func (b *bgSweeper) stop() {
 	b.once.Do(func() { close(b.stopC) })
 	<-b.doneC

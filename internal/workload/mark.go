@@ -183,24 +183,34 @@ func MarkFinalizable(n int) Workload {
 		},
 		Go: func(b *testing.B) {
 			ptrs := buildGoGraph(n)
-			fin := func(*ggnode) {}
-			for i := 0; i < n; i += finEvery {
-				runtime.SetFinalizer(ptrs[i], fin)
-			}
+			set := setGoFinalizers(ptrs)
 			root := ptrs[0]
 			ptrs = nil // only root keeps the graph: the slice is no root of Go's
 			iters, elapsed := goCollections(b, root)
 			b.ReportMetric(elapsed.Seconds()*1e3/float64(iters), "gc-ms")
-			if cleared := clearGoFinalizers(root, n); cleared != (n+finEvery-1)/finEvery {
-				b.Fatalf("cleared %d finalizers of the %d set", cleared, (n+finEvery-1)/finEvery)
+			if cleared := clearGoFinalizers(root, n); cleared != set {
+				b.Fatalf("cleared %d finalizers of the %d set", cleared, set)
 			}
 		},
 	}
 }
 
-// clearGoFinalizers clears the finalizer of every finalizable node of the
-// Go graph rooted at root (n nodes, each reached from root), and returns
-// how many it cleared. The Go runtime frees an object with a finalizer only
+// setGoFinalizers sets a no-op finalizer on one node of the Go graph in
+// finEvery (the nodes whose val is a multiple of it), and returns how many
+// it set.
+func setGoFinalizers(ptrs []*ggnode) int {
+	fin := func(*ggnode) {}
+	set := 0
+	for i := 0; i < len(ptrs); i += finEvery {
+		runtime.SetFinalizer(ptrs[i], fin)
+		set++
+	}
+	return set
+}
+
+// clearGoFinalizers clears the finalizer of every node setGoFinalizers set
+// one on, in the Go graph rooted at root (n nodes, each reached from root),
+// and returns how many it cleared. The Go runtime frees an object with a finalizer only
 // after the finalizer ran, one link of a chain of finalizable objects per
 // cycle, and never one on a cycle of them: the random graph has such
 // cycles, so without this its 60 MB stayed live in the process to its end,

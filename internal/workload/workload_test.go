@@ -185,12 +185,12 @@ func TestSpinIters(t *testing.T) {
 func TestClearGoFinalizers(t *testing.T) {
 	for _, n := range []int{1, 2, 5, 4999, 5000} {
 		ptrs := buildGoGraph(n)
-		for i := 0; i < n; i += finEvery {
-			runtime.SetFinalizer(ptrs[i], func(*ggnode) {})
+		set := setGoFinalizers(ptrs)
+		if want := (n + finEvery - 1) / finEvery; set != want {
+			t.Errorf("%d nodes: set %d finalizers, want %d", n, set, want)
 		}
-		want := (n + finEvery - 1) / finEvery
-		if got := clearGoFinalizers(ptrs[0], n); got != want {
-			t.Errorf("%d nodes: cleared %d finalizers, want %d", n, got, want)
+		if got := clearGoFinalizers(ptrs[0], n); got != set {
+			t.Errorf("%d nodes: cleared %d finalizers, want %d", n, got, set)
 		}
 	}
 }
