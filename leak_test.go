@@ -55,3 +55,76 @@ func TestRetainingPath(t *testing.T) {
 	}
 	reclaim.SetFinalizer[LexClosure](m, fin, nil)
 }
+
+// LeakTableHolder reaches a WeakMap at once and the map's key one
+// reference further, so a breadth-first search visits the table before
+// it reaches the key.
+type LeakTableHolder struct {
+	Table reclaim.Ref[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]]
+	Next  reclaim.Ref[LeakTableHolder]
+	Key   reclaim.Ref[LexScope]
+}
+
+// checkPath fails unless RetainingPath(o) returns want (nil: unreachable),
+// and unless a collection agrees: o survives it exactly when it has a path.
+func checkPath(t *testing.T, m *reclaim.Mutator, o reclaim.Ref[LexScope], want []string) {
+	t.Helper()
+	path, ok := m.RetainingPath(o.Object())
+	if ok != (want != nil) || strings.Join(path, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("path (reachable %v):\n%s\nwant:\n%s", ok, strings.Join(path, "\n"), strings.Join(want, "\n"))
+	}
+	w := reclaim.MakeWeak(m, o)
+	m.Collect()
+	if survived := !w.Value(m).IsNil(); survived != ok {
+		t.Fatalf("RetainingPath says reachable %v, but the object survived a collection: %v", ok, survived)
+	}
+}
+
+// A WeakMap entry's value is reachable once its table and its key are,
+// in whichever order the search finds them.
+func TestRetainingPathThroughWeakMap(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	root := reclaim.New[LeakTableHolder](m)
+	h.Pin(root.Object())
+	tab := reclaim.New[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]](m)
+	root.Get(m).Table = tab
+	next := reclaim.New[LeakTableHolder](m)
+	root.Get(m).Next = next
+	key, val := reclaim.New[LexScope](m), reclaim.New[LexScope](m)
+	next.Get(m).Key = key
+	tab.Get(m).Set(key, val)
+
+	tabName := "reclaim.WeakMap[github.com/reclaimgc/reclaim_test.LexScope,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.LexScope]]"
+	checkPath(t, m, val, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + tabName, "-> reclaim_test.LexScope"})
+	// Without its key the entry holds nothing (and the collection in
+	// checkPath deletes it).
+	next.Get(m).Key = reclaim.Ref[LexScope]{}
+	checkPath(t, m, val, nil)
+	// A finalizable key counts as live, though nothing reaches it: it
+	// survives the cycle for its finalizer, and its entry with it.
+	key2, val2 := reclaim.New[LexScope](m), reclaim.New[LexScope](m)
+	reclaim.SetFinalizer(m, key2, func(*reclaim.Mutator, reclaim.Ref[LexScope]) {})
+	tab.Get(m).Set(key2, val2)
+	checkPath(t, m, val2, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + tabName, "-> reclaim_test.LexScope"})
+}
+
+// A finalizable WeakMap that nothing reaches still keeps the values of its
+// live keys for its finalizer, as it keeps its other referents.
+func TestRetainingPathFinalizableWeakMap(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	tab := reclaim.New[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]](m)
+	key, val := reclaim.New[LexScope](m), reclaim.New[LexScope](m)
+	h.Pin(key.Object())
+	tab.Get(m).Set(key, val)
+	reclaim.SetFinalizer(m, tab, func(*reclaim.Mutator, reclaim.Ref[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]]) {})
+
+	tabName := "reclaim.WeakMap[github.com/reclaimgc/reclaim_test.LexScope,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.LexScope]]"
+	checkPath(t, m, val, []string{"held by an entry of a finalizable table " + tabName + ": reclaim_test.LexScope"})
+	// A key that is not reachable (and has no finalizer) keeps nothing.
+	h.Unpin(key.Object())
+	checkPath(t, m, val, nil)
+}

@@ -51,8 +51,10 @@ func (m *Mutator) Collect() { m.m.Collect() }
 //	-> main.Closure
 //
 // and true; or nil and false if o is unreachable (the next collection frees
-// it). It walks the reachable graph, so it is meant for debugging, not for
-// production paths. It is a safepoint.
+// it). Reachability is the collector's: a WeakMap entry's value is reached
+// through its table only while the entry's key is reachable (or has a
+// finalizer). It walks the reachable graph, so it is meant for debugging,
+// not for production paths. It is a safepoint.
 func (m *Mutator) RetainingPath(o Object) ([]string, bool) {
 	return m.m.RetainingPath(o.h)
 }

@@ -141,10 +141,11 @@ func reverse(s []string) []string {
 // RetainingPath stops the world and looks for a chain of references from a
 // root to x. It returns the chain, root first, as lines such as
 // "pinned main.Root" and "-> main.Node", and whether x is reachable at
-// all. WeakMap entries are followed when their key was reached before the
-// table was visited (the search does not iterate to the ephemeron
-// fixpoint, so a path through a WeakMap may be missed). It is a debugging
-// aid: it walks the reachable graph with the world stopped.
+// all. Reachability is the mark's: a WeakMap entry's value is reached
+// through its table once the table and the entry's key are both reached,
+// whichever is found first, or the key is finalizable; a finalizable
+// WeakMap's entries are followed as its referents are (seed 003). It is a
+// debugging aid: it walks the reachable graph with the world stopped.
 func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	h := m.enter("RetainingPath")
 	defer m.leave()
@@ -156,23 +157,99 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	h.stopTheWorldLocked(time.Now())
 	h.mu.Unlock()
 	defer h.startTheWorld()
+	return h.retainingPath(x)
+}
 
+// retainingPath is RetainingPath's search, breadth first, so the chain
+// it returns is a shortest one. REQUIRES: world stopped.
+func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 	type node struct {
 		parent handle.Handle // 0 for a root
 		kind   string        // root kind, for roots
 	}
+	// An edge, to child from parent (0: child is a root of the kind).
+	type edge struct {
+		parent, child handle.Handle
+		kind          string
+	}
 	seen := make(map[handle.Handle]node)
 	var q []handle.Handle
-	h.eachRoot(true, func(kind string, from, y handle.Handle) {
-		if _, ok := seen[y]; ok || !h.Valid(y) {
-			return
+	// waiting holds, for each key not reached yet, the edges from the
+	// tables whose entries it keys to the handles their values hold: the
+	// mark's pending lists (ephemeron.go), so a table visited before its
+	// keys are reached costs no second visit.
+	waiting := make(map[handle.Handle][]edge)
+	var stack []edge
+	reach := func(e edge) {
+		stack = append(stack[:0], e)
+		for len(stack) > 0 {
+			e := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if _, ok := seen[e.child]; ok || !h.Valid(e.child) {
+				continue
+			}
+			seen[e.child] = node{parent: e.parent, kind: e.kind}
+			q = append(q, e.child)
+			if ws, ok := waiting[e.child]; ok {
+				delete(waiting, e.child)
+				stack = append(stack, ws...)
+			}
 		}
+	}
+	var vals []handle.Handle
+	// entries follows the entries of table t, an object of span s: the
+	// handles a value holds are reached from t (or are roots of kind
+	// kind, if t is a finalizable table the search has not reached) once
+	// its key is, at once if it has been or is finalizable.
+	entries := func(t handle.Handle, s *span, kind string) {
+		parent := t
+		if kind != "" {
+			parent = 0
+		}
+		s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+			if lay.NoRefs {
+				return
+			}
+			vals = lay.Scan(val, vals[:0])
+			_, live := seen[key]
+			if !live {
+				if ks := h.spans.get(key.Span()); ks != nil && h.Valid(key) {
+					live = ks.sp.finAt(key.Slot()) != nil
+				}
+			}
+			for _, v := range vals {
+				if live {
+					reach(edge{parent, v, kind})
+				} else {
+					waiting[key] = append(waiting[key], edge{parent, v, kind})
+				}
+			}
+		})
+	}
+	h.eachRoot(true, func(kind string, from, y handle.Handle) {
 		if from != 0 {
 			kind += " " + h.spans.get(from.Span()).typ.Name
 		}
-		seen[y] = node{kind: kind}
-		q = append(q, y)
+		reach(edge{0, y, kind})
 	})
+	// A finalizable table's entries are roots as its referents are: the
+	// mark scans it as a table (scanFinRoots). If the search reaches the
+	// table itself, its values are found again from it, and the chain
+	// recorded first, the shorter, stays.
+	h.mu.Lock()
+	spans := h.spansLocked()
+	h.mu.Unlock()
+	for _, s := range spans {
+		fin := s.sp.fin.Load()
+		if fin == nil || s.typ.EphEach == nil {
+			continue
+		}
+		for i, fn := range fin.fn {
+			if fn != nil {
+				entries(s.handleAt(uint32(i)), s, rootFinEntry+" "+s.typ.Name)
+			}
+		}
+	}
 	var buf []handle.Handle
 	for i := 0; i < len(q); i++ {
 		y := q[i]
@@ -181,18 +258,11 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 		}
 		s := h.spans.get(y.Span())
 		buf = h.scanInto(y, buf[:0])
-		if s.typ.EphEach != nil {
-			s.typ.EphEach(s.ptr(y.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
-				if _, ok := seen[key]; ok {
-					buf = lay.Scan(val, buf)
-				}
-			})
-		}
 		for _, c := range buf {
-			if _, ok := seen[c]; !ok && h.Valid(c) {
-				seen[c] = node{parent: y}
-				q = append(q, c)
-			}
+			reach(edge{y, c, ""})
+		}
+		if s.typ.EphEach != nil {
+			entries(y, s, "")
 		}
 	}
 	n, ok := seen[x]

@@ -1571,6 +1571,7 @@ const (
 	rootFinQueue    = "queued for finalization"
 	rootCleanupArg  = "argument of a cleanup"
 	rootFinReferent = "referenced by a finalizable object"
+	rootFinEntry    = "held by an entry of a finalizable table"
 )
 
 // gatherRoots appends every root handle: pinned objects, the embedder's
