@@ -110,7 +110,11 @@ func TestQueuedBlockIsNotIdle(t *testing.T) {
 		// start it. One that started late would take the block between
 		// its link and the hook, run it, and be idle again.
 		if !here {
+			deadline := time.Now().Add(10 * time.Second)
 			for h.fin.status.load()&fingWait == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the finalizer goroutine did not go to sleep in 10s with nothing queued: status %s", FingStatusName(h.fin.status.load()))
+				}
 				runtime.Gosched()
 			}
 		}
