@@ -65,6 +65,10 @@ type LeakTableHolder struct {
 	Key   reclaim.Ref[LexScope]
 }
 
+// leakTableName is the type name RetainingPath gives the WeakMap the tests
+// below use.
+const leakTableName = "reclaim.WeakMap[github.com/reclaimgc/reclaim_test.LexScope,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.LexScope]]"
+
 // checkPath fails unless RetainingPath(o) returns want (nil: unreachable),
 // and unless a collection agrees: o survives it exactly when it has a path.
 func checkPath(t *testing.T, m *reclaim.Mutator, o reclaim.Ref[LexScope], want []string) {
@@ -96,8 +100,7 @@ func TestRetainingPathThroughWeakMap(t *testing.T) {
 	next.Get(m).Key = key
 	tab.Get(m).Set(key, val)
 
-	tabName := "reclaim.WeakMap[github.com/reclaimgc/reclaim_test.LexScope,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.LexScope]]"
-	checkPath(t, m, val, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + tabName, "-> reclaim_test.LexScope"})
+	checkPath(t, m, val, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + leakTableName, "-> reclaim_test.LexScope"})
 	// Without its key the entry holds nothing (and the collection in
 	// checkPath deletes it).
 	next.Get(m).Key = reclaim.Ref[LexScope]{}
@@ -107,7 +110,7 @@ func TestRetainingPathThroughWeakMap(t *testing.T) {
 	key2, val2 := reclaim.New[LexScope](m), reclaim.New[LexScope](m)
 	reclaim.SetFinalizer(m, key2, func(*reclaim.Mutator, reclaim.Ref[LexScope]) {})
 	tab.Get(m).Set(key2, val2)
-	checkPath(t, m, val2, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + tabName, "-> reclaim_test.LexScope"})
+	checkPath(t, m, val2, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + leakTableName, "-> reclaim_test.LexScope"})
 }
 
 // A finalizable WeakMap that nothing reaches still keeps the values of its
@@ -122,8 +125,7 @@ func TestRetainingPathFinalizableWeakMap(t *testing.T) {
 	tab.Get(m).Set(key, val)
 	reclaim.SetFinalizer(m, tab, func(*reclaim.Mutator, reclaim.Ref[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]]) {})
 
-	tabName := "reclaim.WeakMap[github.com/reclaimgc/reclaim_test.LexScope,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.LexScope]]"
-	checkPath(t, m, val, []string{"held by an entry of a finalizable table " + tabName + ": reclaim_test.LexScope"})
+	checkPath(t, m, val, []string{"held by an entry of a finalizable table " + leakTableName + ": reclaim_test.LexScope"})
 	// A key that is not reachable (and has no finalizer) keeps nothing.
 	h.Unpin(key.Object())
 	checkPath(t, m, val, nil)
