@@ -195,9 +195,9 @@ func (h *Heap) fitsLocked(t *Type) bool {
 	n := slotsFor(t.Size)
 	inUse, ext := h.mu.spanBytes+h.mu.metaBytes, h.external.Load()
 	kept := h.mu.spares[t]
-	size := int64(n)*int64(t.Size) + spanMeta(n)
+	size := int64(n)*int64(t.Size) + h.spanMeta(n)
 	if len(kept) > 0 {
-		size = spanBitmaps(n)
+		size = spanBitmaps(n, h.padBitmaps())
 	}
 	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true

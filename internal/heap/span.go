@@ -187,12 +187,49 @@ type span struct {
 // spanMeta is the memory a span of n slots holds besides its slab: a
 // handle word per slot and its bitmaps (spanBitmaps). MemoryLimit counts
 // it (Heap.fitsLocked).
-func spanMeta(n uint32) int64 { return int64(n)*8 + spanBitmaps(n) }
+func (h *Heap) spanMeta(n uint32) int64 { return int64(n)*8 + spanBitmaps(n, h.padBitmaps()) }
 
-// spanBitmaps is the memory of the three bitmaps of a span of n slots
-// (allocBits, markBits, scanBits), in whole words: all of its metadata
-// that a spare does not keep.
-func spanBitmaps(n uint32) int64 { return 3 * 8 * int64((n+63)/64) }
+// padBitmaps reports whether the heap's spans have their mark and scan
+// bitmaps in cache lines of their own (markBitmaps).
+func (h *Heap) padBitmaps() bool { return h.cfg.MarkWorkers > 1 }
+
+// spanBitmaps is the memory of the bitmaps of a span of n slots (allocBits,
+// and markBits and scanBits as markBitmaps makes them with pad), in whole
+// words: all of its metadata that a spare does not keep.
+func spanBitmaps(n uint32, pad bool) int64 {
+	w := bitmapWords(n)
+	if pad {
+		return 8 * int64(w+paddedLen(w))
+	}
+	return 3 * 8 * int64(w)
+}
+
+// bitmapWords is the length of a bitmap of n slots.
+func bitmapWords(n uint32) int { return int(n+63) / 64 }
+
+// markBitmaps makes the mark and scan bitmaps of a span of n slots. With
+// several mark workers (pad), the two share cache lines of their own that
+// hold nothing else: worker idx mod MarkWorkers writes span idx's bits,
+// with plain stores (markWorker.ownPlain), and the small bitmaps of
+// neighbouring spans, packed into lines by Go's allocator, made those lines
+// move between the cores at every mark (two workers marked a graph of
+// 128-byte objects 1.16-1.25x as fast as one; with the lines their own,
+// 1.41-1.52x: docs/BENCHMARKS.md). With one worker, nothing is shared, and
+// packed bitmaps take less cache.
+func markBitmaps(n uint32, pad bool) (mark, scan []atomic.Uint64) {
+	w := bitmapWords(n)
+	if !pad {
+		return make([]atomic.Uint64, w), make([]atomic.Uint64, w)
+	}
+	b := make([]atomic.Uint64, paddedLen(w))
+	off := int((-uintptr(unsafe.Pointer(&b[0])) & 63) / 8) // words to the first line boundary
+	return b[off : off+w : off+w], b[off+w : off+2*w : off+2*w]
+}
+
+// paddedLen is the length of the array markBitmaps makes with pad for
+// bitmaps of w words: both, in whole lines, and 7 words more to start them
+// on a line boundary.
+func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 
 // accountSpanLocked adds a span of n slots of size bytes to the heap's
 // span memory (sign 1, when it is made) or takes it away (sign -1, when
@@ -205,7 +242,7 @@ func spanBitmaps(n uint32) int64 { return 3 * 8 * int64((n+63)/64) }
 // REQUIRES: h.mu held.
 func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
 	h.mu.spanBytes += sign * int64(n) * int64(size)
-	h.mu.metaBytes += sign * spanMeta(n)
+	h.mu.metaBytes += sign * h.spanMeta(n)
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.metaBytesA.Store(h.mu.metaBytes)
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
@@ -417,12 +454,11 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		hv:        sp.hv,
 		slabOS:    sp.slabOS,
 		wordsOS:   sp.wordsOS,
-		allocBits: make([]uint64, (n+63)/64),
-		markBits:  make([]atomic.Uint64, (n+63)/64),
-		scanBits:  make([]atomic.Uint64, (n+63)/64),
+		allocBits: make([]uint64, bitmapWords(n)),
 		noScan:    t.Layout.NoRefs && t.EphEach == nil,
 		nfree:     n,
 	}
+	s.markBits, s.scanBits = markBitmaps(n, h.padBitmaps())
 	// The words are published with the span (h.spans.setLocked below);
 	// the one reader that can race with these stores is a Get through a
 	// stale ref that loaded a released span whose words these were (a

@@ -158,7 +158,7 @@ func (h *Heap) Verify() error {
 		}
 		seenIdx[s.idx] = s
 		liveBytes += int64(s.nslots) * int64(s.elemSize)
-		metaBytes += spanMeta(s.nslots)
+		metaBytes += h.spanMeta(s.nslots)
 		liveObjects += h.verifySpan(&v, s, hg, floors)
 
 		_, cached := cachedBy[s]
