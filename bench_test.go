@@ -13,6 +13,17 @@ func BenchmarkFinalizerDelay(b *testing.B) {
 	workload.FinalizerDelay(100).Reclaim(b)
 }
 
+// BenchmarkMarkWide runs the mark workloads on a graph of 128-byte nodes
+// (workload.MarkWide), one and two mark workers, each on reclaim and on
+// the Go runtime: their spans' mark bitmaps are smaller than a cache line.
+func BenchmarkMarkWide(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		w := workload.MarkWide(workers, 1<<20)
+		b.Run(w.Name+"/reclaim", w.Reclaim)
+		b.Run(w.Name+"/go", w.Go)
+	}
+}
+
 // BenchmarkWorkloads runs the benchmark suite (internal/workload), each
 // workload on reclaim and on the Go runtime side by side. See
 // docs/BENCHMARKS.md for the figures and the command that reproduces them.

@@ -115,7 +115,9 @@ func churnChain(m *reclaim.Mutator) reclaim.Ref[gnode] {
 func goChurnChain() *ggnode {
 	var first *ggnode
 	for range churnLen {
-		first = &ggnode{child: first}
+		p := new(ggnode)
+		p.child = first
+		first = p
 	}
 	return first
 }

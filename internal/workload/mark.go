@@ -16,57 +16,106 @@ import (
 // node, so marking meets many already-marked objects as a real heap does.
 // x2 is left for graph-churn to hang short-lived nodes on.
 
+// links are a graph node's references and value: what the workloads read
+// and write of a node, embedded in each node type.
+type links[N any] struct {
+	child, sibling, x1, x2 reclaim.Ref[N]
+	val                    uint64
+}
+
 // gnode is a graph node on a reclaim heap: 40 bytes, no Go pointers.
-type gnode struct {
-	child, sibling, x1, x2 reclaim.Ref[gnode]
+type gnode struct{ links[gnode] }
+
+// wnode is gnode padded to 128 bytes, the size of a small object of a
+// dynamic language (a JavaScript object with a few properties, a Lua table
+// header), for the mark-wide workloads. Its spans hold 128 objects, whose
+// mark bitmaps are 16 bytes.
+type wnode struct {
+	links[wnode]
+	_ [11]uint64
+}
+
+func (p *gnode) node() *links[gnode] { return &p.links }
+func (p *wnode) node() *links[wnode] { return &p.links }
+
+// graphNode is a node type of the reclaim graphs: *N reaches its links.
+type graphNode[N any] interface {
+	*N
+	node() *links[N]
+}
+
+// goLinks are links with Go pointers.
+type goLinks[N any] struct {
+	child, sibling, x1, x2 *N
 	val                    uint64
 }
 
 // ggnode is gnode with Go pointers (48 bytes in Go's size classes).
-type ggnode struct {
-	child, sibling, x1, x2 *ggnode
-	val                    uint64
+type ggnode struct{ goLinks[ggnode] }
+
+// gwnode is wnode with Go pointers (128 bytes).
+type gwnode struct {
+	goLinks[gwnode]
+	_ [11]uint64
+}
+
+func (p *ggnode) node() *goLinks[ggnode] { return &p.goLinks }
+func (p *gwnode) node() *goLinks[gwnode] { return &p.goLinks }
+
+// goGraphNode is a node type of the Go graphs.
+type goGraphNode[N any] interface {
+	*N
+	node() *goLinks[N]
 }
 
 // graphSeed makes every build of a graph the same graph.
 const graphSeed = 0x5eed
 
-// buildGraph allocates an n-node graph on m's heap, pins its root (node 0),
-// and returns every node's ref. It reaches no safepoint.
+// buildGraph allocates an n-node graph of gnodes on m's heap, pins its root
+// (node 0), and returns every node's ref. It reaches no safepoint.
 func buildGraph(h *reclaim.Heap, m *reclaim.Mutator, n int) []reclaim.Ref[gnode] {
+	return buildGraphOf[gnode](h, m, n)
+}
+
+// buildGraphOf is buildGraph for nodes of type N.
+func buildGraphOf[N any, P graphNode[N]](h *reclaim.Heap, m *reclaim.Mutator, n int) []reclaim.Ref[N] {
 	rng := rand.New(rand.NewPCG(graphSeed, uint64(n)))
-	refs := make([]reclaim.Ref[gnode], n)
+	refs := make([]reclaim.Ref[N], n)
+	at := func(i int) *links[N] { return P(refs[i].Get(m)).node() }
 	for i := range refs {
-		refs[i] = reclaim.New[gnode](m)
-		refs[i].Get(m).val = uint64(i)
+		refs[i] = reclaim.New[N](m)
+		at(i).val = uint64(i)
 	}
 	for i := 1; i < n; i++ {
-		p := refs[rng.IntN(i)].Get(m)
-		c := refs[i].Get(m)
+		p, c := at(rng.IntN(i)), at(i)
 		c.sibling = p.child
 		p.child = refs[i]
 	}
 	for i := range refs {
-		refs[i].Get(m).x1 = refs[rng.IntN(n)]
+		at(i).x1 = refs[rng.IntN(n)]
 	}
 	h.Pin(refs[0].Object())
 	return refs
 }
 
 // buildGoGraph builds the same graph with Go pointers.
-func buildGoGraph(n int) []*ggnode {
+func buildGoGraph(n int) []*ggnode { return buildGoGraphOf[ggnode](n) }
+
+// buildGoGraphOf is buildGoGraph for nodes of type N.
+func buildGoGraphOf[N any, P goGraphNode[N]](n int) []*N {
 	rng := rand.New(rand.NewPCG(graphSeed, uint64(n)))
-	ptrs := make([]*ggnode, n)
+	ptrs := make([]*N, n)
 	for i := range ptrs {
-		ptrs[i] = &ggnode{val: uint64(i)}
+		ptrs[i] = new(N)
+		P(ptrs[i]).node().val = uint64(i)
 	}
 	for i := 1; i < n; i++ {
-		p, c := ptrs[rng.IntN(i)], ptrs[i]
-		c.sibling = p.child
+		p, c := P(ptrs[rng.IntN(i)]).node(), ptrs[i]
+		P(c).node().sibling = p.child
 		p.child = c
 	}
 	for i := range ptrs {
-		ptrs[i].x1 = ptrs[rng.IntN(n)]
+		P(ptrs[i]).node().x1 = ptrs[rng.IntN(n)]
 	}
 	return ptrs
 }
@@ -85,36 +134,64 @@ func Mark(workers, n int) Workload {
 		Name: fmt.Sprintf("mark-%dw", workers),
 		Doc: fmt.Sprintf("one full collection of a live %d-node graph with %d mark worker(s); reports Mobj/s per worker, mark-ms, pause-ms",
 			n, workers),
-		Reclaim: func(b *testing.B) {
-			h, m := newHeap(b, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
-			buildGraph(h, m, n)
+		Reclaim: markReclaim[gnode](workers, n),
+		Go:      markGo[ggnode](workers, n),
+	}
+}
+
+// MarkWide returns the mark workload on a graph of 128-byte nodes (named
+// "mark-wide-1w", ...): the graph of Mark, each node padded. Its spans'
+// mark bitmaps are smaller than a cache line, which is what it measures
+// against Mark's (markBitmaps in internal/heap). Not in All: run by
+// BenchmarkMarkWide.
+func MarkWide(workers, n int) Workload {
+	if workers < 1 {
+		panic("reclaim: workload.MarkWide: workers must be at least 1")
+	}
+	return Workload{
+		Name: fmt.Sprintf("mark-wide-%dw", workers),
+		Doc: fmt.Sprintf("one full collection of a live %d-node graph of 128-byte nodes with %d mark worker(s); reports Mobj/s per worker, mark-ms, pause-ms",
+			n, workers),
+		Reclaim: markReclaim[wnode](workers, n),
+		Go:      markGo[gwnode](workers, n),
+	}
+}
+
+// markReclaim is the reclaim side of the mark workloads, on nodes of type N.
+func markReclaim[N any, P graphNode[N]](workers, n int) func(b *testing.B) {
+	return func(b *testing.B) {
+		h, m := newHeap(b, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+		buildGraphOf[N, P](h, m, n)
+		m.Collect()
+		var mark, pause time.Duration
+		var marked int64
+		iters := 0
+		for b.Loop() {
 			m.Collect()
-			var mark, pause time.Duration
-			var marked int64
-			iters := 0
-			for b.Loop() {
-				m.Collect()
-				st := h.Stats()
-				mark += st.LastMark
-				pause += st.PauseLast
-				marked += st.ObjectsMarked
-				iters++
-			}
-			if marked != int64(iters)*int64(n) {
-				b.Fatalf("marked %d objects in %d collections of a %d-node graph", marked, iters, n)
-			}
-			b.ReportMetric(float64(marked)/mark.Seconds()/1e6/float64(workers), "Mobj/s")
-			b.ReportMetric(mark.Seconds()*1e3/float64(iters), "mark-ms")
-			b.ReportMetric(pause.Seconds()*1e3/float64(iters), "pause-ms")
-		},
-		Go: func(b *testing.B) {
-			ptrs := buildGoGraph(n)
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
-			root := ptrs[0]
-			ptrs = nil // only root keeps the graph: the slice is no root of Go's
-			iters, elapsed := goCollections(b, root)
-			b.ReportMetric(float64(n)*float64(iters)/elapsed.Seconds()/1e6/float64(workers), "Mobj/s")
-		},
+			st := h.Stats()
+			mark += st.LastMark
+			pause += st.PauseLast
+			marked += st.ObjectsMarked
+			iters++
+		}
+		if marked != int64(iters)*int64(n) {
+			b.Fatalf("marked %d objects in %d collections of a %d-node graph", marked, iters, n)
+		}
+		b.ReportMetric(float64(marked)/mark.Seconds()/1e6/float64(workers), "Mobj/s")
+		b.ReportMetric(mark.Seconds()*1e3/float64(iters), "mark-ms")
+		b.ReportMetric(pause.Seconds()*1e3/float64(iters), "pause-ms")
+	}
+}
+
+// markGo is the Go side of the mark workloads, on nodes of type N.
+func markGo[N any, P goGraphNode[N]](workers, n int) func(b *testing.B) {
+	return func(b *testing.B) {
+		ptrs := buildGoGraphOf[N, P](n)
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
+		root := ptrs[0]
+		ptrs = nil // only root keeps the graph: the slice is no root of Go's
+		iters, elapsed := goCollections(b, root)
+		b.ReportMetric(float64(n)*float64(iters)/elapsed.Seconds()/1e6/float64(workers), "Mobj/s")
 	}
 }
 
@@ -124,7 +201,7 @@ func Mark(workers, n int) Workload {
 // the graph must be dead (passed root only, as a value).
 //
 //go:noinline
-func goCollections(b *testing.B, root *ggnode) (iters int, elapsed time.Duration) {
+func goCollections[N any](b *testing.B, root *N) (iters int, elapsed time.Duration) {
 	runtime.GC()
 	start := time.Now()
 	for b.Loop() {

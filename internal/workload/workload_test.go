@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -60,8 +61,9 @@ func TestTreesNodes(t *testing.T) {
 	}
 }
 
-// TestGraphs checks that both builds make the same graph, and that a
-// collection keeps all of the reclaim one.
+// TestGraphs checks that every build makes the same graph, reclaim's and
+// Go's, of narrow and of wide nodes, and that a collection keeps all of
+// the reclaim ones.
 func TestGraphs(t *testing.T) {
 	const n = 5000
 	h := reclaim.NewHeap(reclaim.Options{})
@@ -72,30 +74,77 @@ func TestGraphs(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	refs := buildGraph(h, m, n)
-	ptrs := buildGoGraph(n)
-	m.Collect()
-	if got := h.Stats().ObjectsMarked; got != n {
-		t.Fatalf("a collection marked %d objects of a %d-node graph", got, n)
+	if a, b := unsafe.Sizeof(wnode{}), unsafe.Sizeof(gwnode{}); a != 128 || b != 128 {
+		t.Fatalf("wide nodes of %d and %d bytes, want 128", a, b)
 	}
-	val := func(r reclaim.Ref[gnode]) int64 {
+	shapes := map[string][][4]int64{
+		"gnode":  shapeOf(m, buildGraph(h, m, n)),
+		"wnode":  shapeOf(m, buildGraphOf[wnode](h, m, n)),
+		"ggnode": goShapeOf(buildGoGraph(n)),
+		"gwnode": goShapeOf(buildGoGraphOf[gwnode](n)),
+	}
+	m.Collect()
+	if got := h.Stats().ObjectsMarked; got != 2*n {
+		t.Fatalf("a collection marked %d objects of two %d-node graphs", got, n)
+	}
+	want := shapes["gnode"]
+	for i := range n {
+		if want[i][0] != int64(i) {
+			t.Fatalf("gnode %d has val %d", i, want[i][0])
+		}
+	}
+	for name, got := range shapes {
+		for i := range n {
+			if got[i] != want[i] {
+				t.Fatalf("node %d differs: %s %v, gnode %v (val, child, sibling, x1)", i, name, got[i], want[i])
+			}
+		}
+	}
+}
+
+// shapeOf returns, for each node of a reclaim graph, its val and those of
+// its child, sibling and x1 (-1 for none).
+func shapeOf[N any, P graphNode[N]](m *reclaim.Mutator, refs []reclaim.Ref[N]) [][4]int64 {
+	val := func(r reclaim.Ref[N]) int64 {
 		if r.IsNil() {
 			return -1
 		}
-		return int64(r.Get(m).val)
+		return int64(P(r.Get(m)).node().val)
 	}
-	gval := func(p *ggnode) int64 {
+	out := make([][4]int64, len(refs))
+	for i, r := range refs {
+		l := P(r.Get(m)).node()
+		out[i] = [4]int64{int64(l.val), val(l.child), val(l.sibling), val(l.x1)}
+	}
+	return out
+}
+
+// goShapeOf is shapeOf for a Go graph.
+func goShapeOf[N any, P goGraphNode[N]](ptrs []*N) [][4]int64 {
+	val := func(p *N) int64 {
 		if p == nil {
 			return -1
 		}
-		return int64(p.val)
+		return int64(P(p).node().val)
 	}
-	for i := range n {
-		r, p := refs[i].Get(m), ptrs[i]
-		if r.val != uint64(i) || p.val != uint64(i) ||
-			val(r.child) != gval(p.child) || val(r.sibling) != gval(p.sibling) || val(r.x1) != gval(p.x1) {
-			t.Fatalf("node %d differs: reclaim %d %d %d, go %d %d %d", i,
-				val(r.child), val(r.sibling), val(r.x1), gval(p.child), gval(p.sibling), gval(p.x1))
+	out := make([][4]int64, len(ptrs))
+	for i, p := range ptrs {
+		l := P(p).node()
+		out[i] = [4]int64{int64(l.val), val(l.child), val(l.sibling), val(l.x1)}
+	}
+	return out
+}
+
+// TestMarkWide runs both sides of the wide-node mark workloads once, on a
+// small graph.
+func TestMarkWide(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		w := MarkWide(workers, 4096)
+		for side, fn := range map[string]func(*testing.B){"reclaim": w.Reclaim, "go": w.Go} {
+			r := testing.Benchmark(fn)
+			if r.N == 0 || !(r.Extra["Mobj/s"] > 0) {
+				t.Errorf("%s/%s: N %d, Mobj/s %v", w.Name, side, r.N, r.Extra["Mobj/s"])
+			}
 		}
 	}
 }
