@@ -212,10 +212,10 @@ func bitmapWords(n uint32) int { return int(n+63) / 64 }
 // hold nothing else: worker idx mod MarkWorkers writes span idx's bits,
 // with plain stores (markWorker.ownPlain), and the small bitmaps of
 // neighbouring spans, packed into lines by Go's allocator, made those lines
-// move between the cores at every mark (two workers marked a graph of
-// 128-byte objects 1.16-1.25x as fast as one; with the lines their own,
-// 1.41-1.52x: docs/BENCHMARKS.md). With one worker, nothing is shared, and
-// packed bitmaps take less cache.
+// move between the cores at every mark: two workers marked a graph of
+// 128-byte objects no faster than one, and 1.17-1.27x as fast with the
+// lines their own, in the same minutes (mark-wide, docs/BENCHMARKS.md).
+// With one worker nothing is shared, and packed bitmaps take less cache.
 func markBitmaps(n uint32, pad bool) (mark, scan []atomic.Uint64) {
 	w := bitmapWords(n)
 	if !pad {
