@@ -199,3 +199,111 @@ func ExampleMutator_Drain() {
 	// Output:
 	// finalized; note 1
 }
+
+// A WeakMap is an ephemeron table, JavaScript's WeakMap: an entry keeps
+// its value only while its key is reachable from elsewhere, and the table
+// never keeps a key alive.
+func ExampleWeakMap() {
+	h := reclaim.NewHeap(reclaim.Options{})
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+
+	// The table is a heap object, reached from a root like any other.
+	cache := reclaim.New[reclaim.WeakMap[Node, reclaim.Ref[Point]]](m)
+	h.Pin(cache.Object())
+	defer h.Unpin(cache.Object())
+
+	kept, dropped := reclaim.New[Node](m), reclaim.New[Node](m)
+	h.Pin(kept.Object())
+	defer h.Unpin(kept.Object())
+	for i, k := range []reclaim.Ref[Node]{kept, dropped} {
+		v := reclaim.New[Point](m)
+		v.Get(m).X = i + 1
+		cache.Get(m).Set(k, v) // v lives as long as k does
+	}
+
+	m.Collect() // dropped is unreachable: its entry goes, and its value
+	v, ok := cache.Get(m).Get(kept)
+	fmt.Println("entries:", cache.Get(m).Len(), "| kept's value:", v.Get(m).X, ok)
+	// Output: entries: 1 | kept's value: 1 true
+}
+
+// A long weak reference stays valid while its object is kept alive for its
+// finalizer; a weak reference turns nil as soon as the finalizer is queued
+// (Go's rule).
+func ExampleMakeLongWeak() {
+	h := reclaim.NewHeap(reclaim.Options{})
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+
+	r := reclaim.New[Point](m)
+	short, long := reclaim.MakeWeak(m, r), reclaim.MakeLongWeak(m, r)
+	reclaim.SetFinalizer(m, r, func(*reclaim.Mutator, reclaim.Ref[Point]) {})
+
+	m.Collect() // finalizer queued: the object survives this cycle
+	fmt.Println("weak nil:", short.Value(m).IsNil(), "| long weak nil:", long.Value(m).IsNil())
+	h.Drain(context.Background()) // the finalizer runs
+	m.Collect()                   // and the object is freed
+	fmt.Println("weak nil:", short.Value(m).IsNil(), "| long weak nil:", long.Value(m).IsNil())
+	// Output:
+	// weak nil: true | long weak nil: false
+	// weak nil: true | long weak nil: true
+}
+
+// A single-threaded interpreter runs its finalizers itself, on its own
+// mutator, at the safepoints it chooses, a budget at a time: Lua's __gc
+// and JavaScript's FinalizationRegistry callbacks are run this way.
+func ExampleOptions_finalizersAtSafepoints() {
+	h := reclaim.NewHeap(reclaim.Options{FinalizersAtSafepoints: true, FinalizerBudget: 2})
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+
+	ran := 0 // no lock: every finalizer runs on this goroutine
+	for range 5 {
+		reclaim.SetFinalizer(m, reclaim.New[Node](m), func(fm *reclaim.Mutator, r reclaim.Ref[Node]) {
+			// fm is m: the finalizer runs inside m's Safepoint or Collect.
+			ran++
+		})
+	}
+	m.Collect() // queues the five finalizers and runs two of them
+	fmt.Println("after Collect:", ran)
+	for ran < 5 {
+		m.Safepoint() // two more at each
+		fmt.Println("after Safepoint:", ran)
+	}
+	// Output:
+	// after Collect: 2
+	// after Safepoint: 4
+	// after Safepoint: 5
+}
+
+// RetainingPath answers "why is this object still alive?": the chain of
+// references from a root to it.
+func ExampleMutator_RetainingPath() {
+	h := reclaim.NewHeap(reclaim.Options{})
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+
+	global := reclaim.New[Scope](m)
+	h.Pin(global.Object())
+	defer h.Unpin(global.Object())
+	closure := reclaim.New[Node](m)
+	global.Get(m).Vars = map[string]reclaim.Object{"callback": closure.Object()}
+	env := reclaim.New[Node](m) // expected to be garbage by now
+	closure.Get(m).Next = env
+
+	path, ok := m.RetainingPath(env.Object())
+	fmt.Println(ok)
+	for _, line := range path {
+		fmt.Println(line)
+	}
+	// Output:
+	// true
+	// pinned: reclaim_test.Scope
+	// -> reclaim_test.Node
+	// -> reclaim_test.Node
+}
