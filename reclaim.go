@@ -59,7 +59,7 @@ type Options struct {
 	// MemoryLimit caps the memory the heap holds for its objects plus
 	// external bytes, in bytes. 0 means none. That memory is the spans'
 	// slabs (slots times the type's size, Stats.SpanBytes), each slot's
-	// 8-byte handle word and three bitmaps' bits (Stats.MetaBytes), and
+	// 8-byte handle word and three bitmaps (Stats.MetaBytes), and
 	// the emptied spans kept for reuse (Stats.SpareBytes): a limit of L
 	// holds at most L/24 live objects of 16 bytes. The heap's bookkeeping
 	// outside its spans (a span's struct and table entries, some 350

@@ -15,7 +15,9 @@ type Stats struct {
 	SpanBytes     int64 // memory held by spans' slabs (slots times the type's size)
 	// MetaBytes is the memory the spans in use hold besides their slabs:
 	// an 8-byte handle word per slot and three bitmaps of a bit per slot,
-	// in whole 64-bit words (spans of few large objects round up). It counts
+	// in whole 64-bit words (spans of few large objects round up); with
+	// several mark workers, the mark and scan bitmaps fill whole cache
+	// lines of their own (120 to 312 bytes a span). It counts
 	// toward MemoryLimit but not toward HeapGoal, as the Go runtime's
 	// metadata counts toward GOMEMLIMIT but not toward GOGC's goal.
 	MetaBytes int64
