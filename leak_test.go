@@ -1,6 +1,7 @@
 package reclaim_test
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -129,4 +130,170 @@ func TestRetainingPathFinalizableWeakMap(t *testing.T) {
 	// A key that is not reachable (and has no finalizer) keeps nothing.
 	h.Unpin(key.Object())
 	checkPath(t, m, val, nil)
+}
+
+// PathNode is a node of the graphs below: two references and a WeakMap.
+type PathNode struct {
+	A, B  reclaim.Ref[PathNode]
+	Table reclaim.Ref[PathTable]
+}
+
+// PathTable is a WeakMap from nodes to nodes.
+type PathTable = reclaim.WeakMap[PathNode, reclaim.Ref[PathNode]]
+
+// The chain RetainingPath returns has the fewest references, also when a
+// shorter one goes through a WeakMap entry whose key the search reaches
+// only late.
+func TestRetainingPathShortest(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	node := func() reclaim.Ref[PathNode] { return reclaim.New[PathNode](m) }
+	// chain links n nodes after from through their A fields and returns
+	// the last.
+	chain := func(from reclaim.Ref[PathNode], n int, first func(*PathNode) *reclaim.Ref[PathNode]) reclaim.Ref[PathNode] {
+		for i := range n {
+			x := node()
+			if i == 0 {
+				*first(from.Get(m)) = x
+			} else {
+				from.Get(m).A = x
+			}
+			from = x
+		}
+		return from
+	}
+	root := node()
+	h.Pin(root.Object())
+	tab := reclaim.New[PathTable](m)
+	root.Get(m).Table = tab
+	// The key, five references from the root; the table holds key -> v,
+	// and v -> target: root -> table -> v -> target.
+	key := chain(root, 5, func(p *PathNode) *reclaim.Ref[PathNode] { return &p.A })
+	v, target := node(), node()
+	tab.Get(m).Set(key, v)
+	v.Get(m).A = target
+	// A longer way: root -> b1 -> b2 -> b3 -> target.
+	chain(root, 3, func(p *PathNode) *reclaim.Ref[PathNode] { return &p.B }).Get(m).A = target
+
+	name := "reclaim_test.PathNode"
+	want := []string{"pinned: " + name, "-> reclaim.WeakMap[github.com/reclaimgc/reclaim_test.PathNode,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.PathNode]]", "-> " + name, "-> " + name}
+	path, ok := m.RetainingPath(target.Object())
+	if !ok || strings.Join(path, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("path (reachable %v):\n%s\nwant:\n%s", ok, strings.Join(path, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// RetainingPath agrees with the collector on random graphs of nodes and
+// WeakMaps, with finalizable nodes and tables, finalizers left queued
+// between collections, keys from another heap and keys freed since they
+// were stored: an object without a pending finalizer has a path exactly
+// when it survives the next collection.
+func TestRetainingPathMatchesCollection(t *testing.T) {
+	seeds := 2000
+	if testing.Short() {
+		seeds = 200
+	}
+	other := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	om := other.Attach()
+	defer om.Detach()
+	foreign := reclaim.New[PathNode](om)
+	other.Pin(foreign.Object())
+	defer other.Unpin(foreign.Object())
+	for seed := range uint64(seeds) {
+		retainingPathAgainstCollection(t, seed, foreign)
+	}
+}
+
+func retainingPathAgainstCollection(t *testing.T, seed uint64, foreign reclaim.Ref[PathNode]) {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	// Finalizers run one a safepoint, so some stay queued (roots) across
+	// a collection.
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, FinalizersAtSafepoints: true, FinalizerBudget: 1})
+	// Closed here, after Detach, which runs what is still queued: the
+	// end-of-test check would wait in Drain for a mutator to run it.
+	defer h.Close()
+	m := h.Attach()
+	defer m.Detach()
+	n, nt := 4+rng.IntN(14), 1+rng.IntN(4)
+	nodes := make([]reclaim.Ref[PathNode], n)
+	for i := range nodes {
+		nodes[i] = reclaim.New[PathNode](m)
+	}
+	tabs := make([]reclaim.Ref[PathTable], nt)
+	tabAlive := make([]reclaim.LongWeak[PathTable], nt)
+	for i := range tabs {
+		tabs[i] = reclaim.New[PathTable](m)
+		tabAlive[i] = reclaim.MakeLongWeak(m, tabs[i])
+	}
+	pick := func() reclaim.Ref[PathNode] {
+		if rng.IntN(4) == 0 {
+			return reclaim.Ref[PathNode]{}
+		}
+		return nodes[rng.IntN(n)]
+	}
+	for _, x := range nodes {
+		p := x.Get(m)
+		p.A, p.B = pick(), pick()
+		if rng.IntN(3) == 0 {
+			p.Table = tabs[rng.IntN(nt)]
+		}
+	}
+	for _, tb := range tabs {
+		for range rng.IntN(5) {
+			tb.Get(m).Set(nodes[rng.IntN(n)], nodes[rng.IntN(n)])
+		}
+	}
+	for range rng.IntN(3) {
+		tabs[rng.IntN(nt)].Get(m).Set(foreign, nodes[rng.IntN(n)])
+	}
+	for range 1 + rng.IntN(2) {
+		h.Pin(nodes[rng.IntN(n)].Object())
+	}
+	pending := make([]bool, n) // a finalizer is set and has not run
+	for i, x := range nodes {
+		if rng.IntN(5) == 0 {
+			pending[i] = true
+			reclaim.SetFinalizer(m, x, func(*reclaim.Mutator, reclaim.Ref[PathNode]) { pending[i] = false })
+		}
+	}
+	for _, tb := range tabs {
+		if rng.IntN(3) == 0 {
+			reclaim.SetFinalizer(m, tb, func(*reclaim.Mutator, reclaim.Ref[PathTable]) {})
+		}
+	}
+	dead := make([]bool, n)
+	for round := range 4 {
+		type check struct {
+			i    int
+			ok   bool
+			path []string
+			w    reclaim.Weak[PathNode]
+		}
+		var checks []check
+		for i, x := range nodes {
+			if dead[i] || pending[i] {
+				continue // a pending finalizer's object survives whatever the path says
+			}
+			path, ok := m.RetainingPath(x.Object())
+			checks = append(checks, check{i, ok, path, reclaim.MakeWeak(m, x)})
+		}
+		m.Collect()
+		for _, c := range checks {
+			survived := !c.w.Value(m).IsNil()
+			if survived != c.ok {
+				t.Fatalf("seed %d, round %d, node %d: RetainingPath says reachable %v (%q), and it survived a collection: %v", seed, round, c.i, c.ok, c.path, survived)
+			}
+			dead[c.i] = !survived
+		}
+		// Entries keyed by freed nodes.
+		for i := range nodes {
+			if !dead[i] || rng.IntN(2) == 0 {
+				continue
+			}
+			if k, j := rng.IntN(nt), rng.IntN(n); !tabAlive[k].Value(m).IsNil() && !dead[j] {
+				tabs[k].Get(m).Set(nodes[i], nodes[j])
+			}
+		}
+	}
 }

@@ -160,82 +160,167 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	return h.retainingPath(x)
 }
 
-// retainingPath is RetainingPath's search, breadth first, so the chain
-// it returns is a shortest one. REQUIRES: world stopped.
+// retainingPath is RetainingPath's search. It first finds what is
+// reachable, by the mark's rules (reachable), and then walks breadth first
+// from the roots, over references and over the entries of WeakMaps whose
+// keys are live, so the chain it returns is one of fewest references. (One
+// walk cannot give both: an entry's value is found reachable only once its
+// key is, which may be long after its table, and the search would have
+// gone on in the meantime by longer ways.) REQUIRES: world stopped.
 func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
+	live := h.reachable()
+	if _, ok := live[x]; !ok {
+		return nil, false
+	}
+	keyLive := func(key handle.Handle) bool {
+		_, ok := live[key]
+		return ok || h.finalizable(key)
+	}
 	type node struct {
 		parent handle.Handle // 0 for a root
 		kind   string        // root kind, for roots
 	}
-	// An edge, to child from parent (0: child is a root of the kind).
-	type edge struct {
-		parent, child handle.Handle
-		kind          string
-	}
 	seen := make(map[handle.Handle]node)
 	var q []handle.Handle
-	// waiting holds, for each key not reached yet, the edges from the
-	// tables whose entries it keys to the handles their values hold: the
-	// mark's pending lists (ephemeron.go), so a table visited before its
-	// keys are reached costs no second visit.
-	waiting := make(map[handle.Handle][]edge)
-	var stack []edge
-	reach := func(e edge) {
-		stack = append(stack[:0], e)
-		for len(stack) > 0 {
-			e := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if _, ok := seen[e.child]; ok || !h.Valid(e.child) {
-				continue
-			}
-			seen[e.child] = node{parent: e.parent, kind: e.kind}
-			q = append(q, e.child)
-			if ws, ok := waiting[e.child]; ok {
-				delete(waiting, e.child)
-				stack = append(stack, ws...)
-			}
+	add := func(parent, c handle.Handle, kind string) {
+		if _, ok := seen[c]; !ok && h.Valid(c) {
+			seen[c] = node{parent: parent, kind: kind}
+			q = append(q, c)
 		}
-	}
-	var vals []handle.Handle
-	// entries follows the entries of table t, an object of span s: the
-	// handles a value holds are reached from t (or are roots of kind
-	// kind, if t is a finalizable table the search has not reached) once
-	// its key is, at once if it has been or is finalizable.
-	entries := func(t handle.Handle, s *span, kind string) {
-		parent := t
-		if kind != "" {
-			parent = 0
-		}
-		s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
-			if lay.NoRefs {
-				return
-			}
-			vals = lay.Scan(val, vals[:0])
-			_, live := seen[key]
-			if !live {
-				if ks := h.spans.get(key.Span()); ks != nil && h.Valid(key) {
-					live = ks.sp.finAt(key.Slot()) != nil
-				}
-			}
-			for _, v := range vals {
-				if live {
-					reach(edge{parent, v, kind})
-				} else {
-					waiting[key] = append(waiting[key], edge{parent, v, kind})
-				}
-			}
-		})
 	}
 	h.eachRoot(true, func(kind string, from, y handle.Handle) {
 		if from != 0 {
 			kind += " " + h.spans.get(from.Span()).typ.Name
 		}
-		reach(edge{0, y, kind})
+		add(0, y, kind)
 	})
-	// A finalizable table's entries are roots as its referents are: the
-	// mark scans it as a table (scanFinRoots). If the search reaches the
-	// table itself, its values are found again from it, and the chain
-	// recorded first, the shorter, stays.
+	var vals []handle.Handle
+	h.eachFinTable(func(t handle.Handle, s *span) {
+		vals = h.entryValues(t, s, keyLive, vals[:0])
+		for _, v := range vals {
+			add(0, v, rootFinEntry+" "+s.typ.Name)
+		}
+	})
+	var buf []handle.Handle
+	for i := 0; i < len(q); i++ {
+		y := q[i]
+		if y == x {
+			break
+		}
+		s := h.spans.get(y.Span())
+		buf = h.scanInto(y, buf[:0])
+		if s.typ.EphEach != nil {
+			buf = h.entryValues(y, s, keyLive, buf)
+		}
+		for _, c := range buf {
+			add(y, c, "")
+		}
+	}
+	var chain []string
+	for y := x; ; {
+		n := seen[y]
+		name := h.spans.get(y.Span()).typ.Name
+		if n.parent == 0 {
+			chain = append(chain, n.kind+": "+name)
+			break
+		}
+		chain = append(chain, "-> "+name)
+		y = n.parent
+	}
+	return reverse(chain), true
+}
+
+// reachable returns the set of objects reachable by the mark's rules: from
+// the roots, the referents of finalizable objects and the entries of
+// finalizable WeakMaps, over references, and over a WeakMap entry once its
+// table and its key are reached, whichever is found first, or its key is
+// finalizable (keyLive). Like the mark, it keeps the entries whose keys are
+// not reached yet in lists by key (ephemeron.go), so a table is visited
+// once. REQUIRES: world stopped.
+func (h *Heap) reachable() map[handle.Handle]struct{} {
+	seen := make(map[handle.Handle]struct{})
+	var q []handle.Handle
+	// waiting holds, for each key not reached yet, the handles the values
+	// of its entries hold.
+	waiting := make(map[handle.Handle][]handle.Handle)
+	var stack []handle.Handle
+	reach := func(c handle.Handle) {
+		stack = append(stack[:0], c)
+		for len(stack) > 0 {
+			c := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if _, ok := seen[c]; ok || !h.Valid(c) {
+				continue
+			}
+			seen[c] = struct{}{}
+			q = append(q, c)
+			if ws, ok := waiting[c]; ok {
+				delete(waiting, c)
+				stack = append(stack, ws...)
+			}
+		}
+	}
+	reached := func(key handle.Handle) bool {
+		_, ok := seen[key]
+		return ok || h.finalizable(key)
+	}
+	var vals []handle.Handle
+	// entries reaches the values of table t's entries whose keys are
+	// reached or finalizable, and leaves the others waiting on their keys.
+	entries := func(t handle.Handle, s *span) {
+		s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+			if lay.NoRefs {
+				return
+			}
+			vals = lay.Scan(val, vals[:0])
+			for _, v := range vals {
+				if reached(key) {
+					reach(v)
+				} else if h.Valid(key) {
+					waiting[key] = append(waiting[key], v)
+				}
+			}
+		})
+	}
+	h.eachRoot(true, func(_ string, _, y handle.Handle) { reach(y) })
+	h.eachFinTable(entries)
+	var buf []handle.Handle
+	for i := 0; i < len(q); i++ {
+		y := q[i]
+		s := h.spans.get(y.Span())
+		buf = h.scanInto(y, buf[:0])
+		for _, c := range buf {
+			reach(c)
+		}
+		if s.typ.EphEach != nil {
+			entries(y, s)
+		}
+	}
+	return seen
+}
+
+// finalizable reports whether x names a live object of the heap that has
+// a finalizer. REQUIRES: world stopped.
+func (h *Heap) finalizable(x handle.Handle) bool {
+	s := h.spans.get(x.Span())
+	return s != nil && h.Valid(x) && s.sp.finAt(x.Slot()) != nil
+}
+
+// entryValues appends the handles held by the values of table t's entries
+// whose keys are live (live(key)) to buf. REQUIRES: world stopped.
+func (h *Heap) entryValues(t handle.Handle, s *span, live func(handle.Handle) bool, buf []handle.Handle) []handle.Handle {
+	s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+		if !lay.NoRefs && live(key) {
+			buf = lay.Scan(val, buf)
+		}
+	})
+	return buf
+}
+
+// eachFinTable calls f for every WeakMap with a finalizer, and its span:
+// the mark scans those it does not reach as tables (scanFinRoots), so
+// their entries are roots as their referents are. REQUIRES: world stopped.
+func (h *Heap) eachFinTable(f func(t handle.Handle, s *span)) {
 	h.mu.Lock()
 	spans := h.spansLocked()
 	h.mu.Unlock()
@@ -246,38 +331,8 @@ func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 		}
 		for i, fn := range fin.fn {
 			if fn != nil {
-				entries(s.handleAt(uint32(i)), s, rootFinEntry+" "+s.typ.Name)
+				f(s.handleAt(uint32(i)), s)
 			}
 		}
 	}
-	var buf []handle.Handle
-	for i := 0; i < len(q); i++ {
-		y := q[i]
-		if y == x {
-			break
-		}
-		s := h.spans.get(y.Span())
-		buf = h.scanInto(y, buf[:0])
-		for _, c := range buf {
-			reach(edge{y, c, ""})
-		}
-		if s.typ.EphEach != nil {
-			entries(y, s, "")
-		}
-	}
-	n, ok := seen[x]
-	if !ok {
-		return nil, false
-	}
-	var chain []string
-	for y := x; ; y = n.parent {
-		n = seen[y]
-		name := h.spans.get(y.Span()).typ.Name
-		if n.parent == 0 {
-			chain = append(chain, n.kind+": "+name)
-			break
-		}
-		chain = append(chain, "-> "+name)
-	}
-	return reverse(chain), true
 }
