@@ -73,7 +73,7 @@ func ExampleSetFinalizer() {
 	})
 
 	m.Collect()                   // r is unreachable: its finalizer is queued
-	h.Drain(context.Background()) // wait for it to run
+	m.Drain(context.Background()) // wait for it to run (m stays at a safepoint meanwhile)
 	m.Collect()                   // now it is freed
 	st := h.Stats()
 	fmt.Println("finalizers run:", st.FinalizersExecuted, "objects:", st.HeapObjects)
@@ -97,7 +97,7 @@ func ExampleAddCleanup() {
 	c.Stop()
 
 	m.Collect()
-	h.Drain(context.Background())
+	m.Drain(context.Background())
 	// Output: closing data.txt
 }
 
@@ -244,7 +244,7 @@ func ExampleMakeLongWeak() {
 
 	m.Collect() // finalizer queued: the object survives this cycle
 	fmt.Println("weak nil:", short.Value(m).IsNil(), "| long weak nil:", long.Value(m).IsNil())
-	h.Drain(context.Background()) // the finalizer runs
+	m.Drain(context.Background()) // the finalizer runs
 	m.Collect()                   // and the object is freed
 	fmt.Println("weak nil:", short.Value(m).IsNil(), "| long weak nil:", long.Value(m).IsNil())
 	// Output:
