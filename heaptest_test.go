@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -26,8 +27,15 @@ func newTestHeap(t testing.TB, opts reclaim.Options) *reclaim.Heap {
 func checkHeap(t testing.TB, h *reclaim.Heap) {
 	t.Helper()
 	if !h.Closed() {
-		if err := h.Drain(context.Background()); err != nil {
-			t.Errorf("heap: Drain at end of test: %v", err)
+		// Bounded: with FinalizersAtSafepoints, queued finalizers run only
+		// at some mutator's safepoint, and a test that left some queued
+		// with its mutators detached would otherwise hang here instead of
+		// failing.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := h.Drain(ctx)
+		cancel()
+		if err != nil {
+			t.Errorf("heap: Drain at end of test: %v (with FinalizersAtSafepoints, queued finalizers wait for a mutator's safepoint: close the heap in the test)", err)
 		}
 		if err := h.Verify(); err != nil {
 			t.Errorf("heap: consistency check at end of test:\n%v", err)
