@@ -986,8 +986,14 @@ func (w *markWorker) readMail(mail [][]handle.Handle) {
 // prefetchGrey reads when s is next in the queue.
 func (w *markWorker) prefetchBits(s *span) {
 	addrs := w.pf[:0]
-	for i := 0; i < len(s.markBits); i += 8 { // 8 words to a cache line
-		addrs = append(addrs, uintptr(unsafe.Pointer(&s.markBits[i])), uintptr(unsafe.Pointer(&s.scanBits[i])))
+	for _, b := range [...][]atomic.Uint64{s.markBits, s.scanBits} {
+		for i := 0; i < len(b); i += 8 { // 8 words to a cache line
+			addrs = append(addrs, uintptr(unsafe.Pointer(&b[i])))
+		}
+		// A bitmap that starts inside a line (scanBits, after markBits
+		// in the lines markBitmaps makes) may end in a line the loop
+		// skipped.
+		addrs = append(addrs, uintptr(unsafe.Pointer(&b[len(b)-1])))
 	}
 	prefetch(addrs)
 	w.pf = addrs[:0]
