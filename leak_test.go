@@ -149,16 +149,12 @@ func TestRetainingPathShortest(t *testing.T) {
 	m := h.Attach()
 	defer m.Detach()
 	node := func() reclaim.Ref[PathNode] { return reclaim.New[PathNode](m) }
-	// chain links n nodes after from through their A fields and returns
-	// the last.
-	chain := func(from reclaim.Ref[PathNode], n int, first func(*PathNode) *reclaim.Ref[PathNode]) reclaim.Ref[PathNode] {
-		for i := range n {
+	// chain links n new nodes after from through their A fields and
+	// returns the last.
+	chain := func(from reclaim.Ref[PathNode], n int) reclaim.Ref[PathNode] {
+		for range n {
 			x := node()
-			if i == 0 {
-				*first(from.Get(m)) = x
-			} else {
-				from.Get(m).A = x
-			}
+			from.Get(m).A = x
 			from = x
 		}
 		return from
@@ -169,12 +165,14 @@ func TestRetainingPathShortest(t *testing.T) {
 	root.Get(m).Table = tab
 	// The key, five references from the root; the table holds key -> v,
 	// and v -> target: root -> table -> v -> target.
-	key := chain(root, 5, func(p *PathNode) *reclaim.Ref[PathNode] { return &p.A })
+	key := chain(root, 5)
 	v, target := node(), node()
 	tab.Get(m).Set(key, v)
 	v.Get(m).A = target
 	// A longer way: root -> b1 -> b2 -> b3 -> target.
-	chain(root, 3, func(p *PathNode) *reclaim.Ref[PathNode] { return &p.B }).Get(m).A = target
+	b1 := node()
+	root.Get(m).B = b1
+	chain(b1, 2).Get(m).A = target
 
 	name := "reclaim_test.PathNode"
 	want := []string{"pinned: " + name, "-> reclaim.WeakMap[github.com/reclaimgc/reclaim_test.PathNode,github.com/reclaimgc/reclaim.Ref[github.com/reclaimgc/reclaim_test.PathNode]]", "-> " + name, "-> " + name}

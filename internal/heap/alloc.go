@@ -195,7 +195,7 @@ func (h *Heap) fitsLocked(t *Type) bool {
 	n := slotsFor(t.Size)
 	inUse, ext := h.mu.spanBytes+h.mu.metaBytes, h.external.Load()
 	kept := h.mu.spares[t]
-	size := int64(n)*int64(t.Size) + h.spanMeta(n)
+	size := int64(n)*int64(t.Size) + spanMeta(n, h.padBitmaps())
 	if len(kept) > 0 {
 		size = spanBitmaps(n, h.padBitmaps())
 	}

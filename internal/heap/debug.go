@@ -273,12 +273,13 @@ func (h *Heap) reachable() map[handle.Handle]struct{} {
 				return
 			}
 			vals = lay.Scan(val, vals[:0])
-			for _, v := range vals {
-				if reached(key) {
+			switch {
+			case reached(key):
+				for _, v := range vals {
 					reach(v)
-				} else if h.Valid(key) {
-					waiting[key] = append(waiting[key], v)
 				}
+			case h.Valid(key): // a stale or foreign key keeps nothing
+				waiting[key] = append(waiting[key], vals...)
 			}
 		})
 	}
@@ -321,10 +322,7 @@ func (h *Heap) entryValues(t handle.Handle, s *span, live func(handle.Handle) bo
 // the mark scans those it does not reach as tables (scanFinRoots), so
 // their entries are roots as their referents are. REQUIRES: world stopped.
 func (h *Heap) eachFinTable(f func(t handle.Handle, s *span)) {
-	h.mu.Lock()
-	spans := h.spansLocked()
-	h.mu.Unlock()
-	for _, s := range spans {
+	for _, s := range h.spanSnapshot() {
 		fin := s.sp.fin.Load()
 		if fin == nil || s.typ.EphEach == nil {
 			continue

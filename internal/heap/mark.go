@@ -1492,14 +1492,8 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		var buf, finTabs []handle.Handle
 		for _, s := range h.spanSnapshot() {
 			buf = eachFinReferent(s, buf, func(_ string, _, x handle.Handle) { all = append(all, x) })
-			if fin := s.sp.fin.Load(); fin != nil && s.typ.EphEach != nil {
-				for i, fn := range fin.fn {
-					if fn != nil {
-						finTabs = append(finTabs, s.handleAt(uint32(i)))
-					}
-				}
-			}
 		}
+		h.eachFinTable(func(t handle.Handle, _ *span) { finTabs = append(finTabs, t) })
 		remarkCheck(h, all, finTabs)
 	}
 

@@ -124,7 +124,10 @@ type span struct {
 	// read lock-free during the mark by workers and the leader. The
 	// span's sweeper reads it, sets the bits of the objects it revives for
 	// their finalizer (sweepSpecials, atomic Or) and clears it; the leader
-	// clears it when a mark is abandoned (abandonMark).
+	// clears it when a mark is abandoned (abandonMark). With several mark
+	// workers it shares its cache lines with scanBits only (markBitmaps):
+	// the span's owner writes both with plain stores, and a line holding
+	// another span's bits would move between the workers' cores.
 	markBits []atomic.Uint64
 
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
@@ -154,7 +157,8 @@ type span struct {
 	// scan it at once: the Or's old value tells each one which objects are
 	// its own), or with plain stores where one worker alone scans it
 	// (markWorker.solo, or ownPlain on an owned span not shared); cleared
-	// by the leader when a mark begins, and when one is abandoned.
+	// by the leader when a mark begins, and when one is abandoned. In
+	// markBits' lines with several mark workers (markBitmaps).
 	scanBits []atomic.Uint64
 
 	// Whether the span is queued is the mark's own state (markSpan.queued,
@@ -185,9 +189,9 @@ type span struct {
 }
 
 // spanMeta is the memory a span of n slots holds besides its slab: a
-// handle word per slot and its bitmaps (spanBitmaps). MemoryLimit counts
-// it (Heap.fitsLocked).
-func (h *Heap) spanMeta(n uint32) int64 { return int64(n)*8 + spanBitmaps(n, h.padBitmaps()) }
+// handle word per slot and its bitmaps (spanBitmaps; pad as there).
+// MemoryLimit counts it (Heap.fitsLocked).
+func spanMeta(n uint32, pad bool) int64 { return int64(n)*8 + spanBitmaps(n, pad) }
 
 // padBitmaps reports whether the heap's spans have their mark and scan
 // bitmaps in cache lines of their own (markBitmaps).
@@ -244,7 +248,7 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 // REQUIRES: h.mu held.
 func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
 	h.mu.spanBytes += sign * int64(n) * int64(size)
-	h.mu.metaBytes += sign * h.spanMeta(n)
+	h.mu.metaBytes += sign * spanMeta(n, h.padBitmaps())
 	h.spanBytesA.Store(h.mu.spanBytes)
 	h.metaBytesA.Store(h.mu.metaBytes)
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {

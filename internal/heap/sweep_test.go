@@ -210,7 +210,7 @@ func TestSparesCountTowardLimit(t *testing.T) {
 	// The limit holds six spans of wideType, slabs and metadata.
 	const spans = 6
 	wn := slotsFor(wideType.Size)
-	limit := spans * (int64(wn)*int64(wideType.Size) + int64(wn)*8 + spanBitmaps(wn, false))
+	limit := spans * (int64(wn)*int64(wideType.Size) + spanMeta(wn, false))
 	h, m := testHeap(t, Config{MarkWorkers: 1, MemoryLimit: limit})
 	allocGarbage(t, m, 4*int(slotsFor(vnodeType.Size)))
 	m.Collect()

@@ -158,7 +158,7 @@ func (h *Heap) Verify() error {
 		}
 		seenIdx[s.idx] = s
 		liveBytes += int64(s.nslots) * int64(s.elemSize)
-		metaBytes += h.spanMeta(s.nslots)
+		metaBytes += spanMeta(s.nslots, h.padBitmaps())
 		liveObjects += h.verifySpan(&v, s, hg, floors)
 
 		_, cached := cachedBy[s]

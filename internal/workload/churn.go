@@ -115,9 +115,7 @@ func churnChain(m *reclaim.Mutator) reclaim.Ref[gnode] {
 func goChurnChain() *ggnode {
 	var first *ggnode
 	for range churnLen {
-		p := new(ggnode)
-		p.child = first
-		first = p
+		first = &ggnode{goLinks[ggnode]{child: first}}
 	}
 	return first
 }
