@@ -25,3 +25,7 @@ func UncheckedRef[T any](o Object) Ref[T] { return Ref[T]{o.h} }
 // FinalizerRoots returns the number of finalizable objects the last mark
 // scanned as roots: those its other roots did not reach.
 func (h *Heap) FinalizerRoots() int64 { return h.h.Stats().FinalizerRoots }
+
+// StopRequested reports whether a collection is stopping the world or
+// holds it stopped.
+func (h *Heap) StopRequested() bool { return h.h.StopRequested() }

@@ -212,6 +212,37 @@ func TestMisuseAttachAfterClose(t *testing.T) {
 	wantPanic(t, func() { h.Attach() }, "Attach on a closed heap")
 }
 
+// A mutator left attached when its heap closes: its refs and weak refs
+// answer as into freed objects, Collect does nothing, and New panics rather
+// than give the closed heap memory again.
+func TestMisuseNewAfterClose(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	m := h.Attach()
+	defer m.Detach()
+	r := reclaim.New[misuseObj](m)
+	h.Pin(r.Object())
+	w := reclaim.MakeWeak(m, r)
+	lw := reclaim.MakeLongWeak(m, r)
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wantPanic(t, func() { _ = r.Get(m) }, "freed object")
+	if got := w.Value(m); !got.IsNil() {
+		t.Errorf("Weak.Value after Close = %v, want nil", got)
+	}
+	if got := lw.Value(m); !got.IsNil() {
+		t.Errorf("LongWeak.Value after Close = %v, want nil", got)
+	}
+	if _, ok := reclaim.As[misuseObj](r.Object()); ok {
+		t.Errorf("As succeeds on a ref into a closed heap")
+	}
+	m.Collect() // no collection once Close has begun
+	wantPanic(t, func() { _ = reclaim.New[misuseObj](m) }, "New on a closed heap")
+	if st := h.Stats(); st.SpanBytes != 0 {
+		t.Errorf("the closed heap holds %d span bytes after a New on a mutator left attached", st.SpanBytes)
+	}
+}
+
 func TestMisuseNegativeOptions(t *testing.T) {
 	for _, tt := range []struct {
 		name string

@@ -174,13 +174,22 @@ func NewHeap(opts Options) *Heap {
 
 // Close runs every finalizer still registered or queued, then every cleanup
 // still registered or queued, as lua_close does, and stops the heap's
-// goroutines. No collection runs once Close has begun; finalizers and
-// cleanups run by Close may still use the heap through mutators. After Close
+// goroutines. No collection runs once Close has begun (one under way on
+// another goroutine ends first); finalizers and cleanups run by Close may
+// still use the heap through mutators, but other attached mutators must
+// not be used concurrently with Close (detach them first). After Close
 // returns, Attach panics, the heap holds none of its objects' memory (a
 // Heap value that stays referenced costs only its bookkeeping), and refs
 // into it fail as refs to freed objects do. Close returns an error if it is
 // called twice, or if finalizers and cleanups kept registering new ones for
-// 100 rounds.
+// 100 rounds. A finalizer or cleanup must not call Close: Close waits for
+// the queues, and so for the callback itself, for ever.
+//
+// The finalizers still registered run on the goroutine that calls Close, one
+// at a time; a panic in one is reported through OnPanic and Close goes on. A
+// finalizer that calls runtime.Goexit ends that goroutine, as it would end
+// any: Close then does not return, but it is reported and the rest of Close
+// runs on a goroutine of the heap's before the caller's goroutine exits.
 func (h *Heap) Close() error { return h.h.Close() }
 
 // Drain waits until every finalizer and cleanup queued so far has run (and

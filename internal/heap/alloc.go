@@ -157,6 +157,12 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 			return s, nil
 		}
 		h.mu.Lock()
+		if h.mu.dead {
+			// A mutator left attached at Close: Close emptied its cache
+			// and the centrals, so every New of it comes here.
+			h.mu.Unlock()
+			panic("reclaim: New on a closed heap (a mutator still attached at Close)")
+		}
 		if !h.fitsLocked(t) {
 			h.mu.Unlock()
 			if tries == 0 && !h.sweep.done.Load() {

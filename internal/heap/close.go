@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime/debug"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
@@ -133,6 +134,17 @@ func (h *Heap) Close() error {
 		return errors.New("reclaim: Close called twice")
 	}
 	h.mu.closed = true
+	// A cycle that began before Close ends first: no cycle starts from
+	// now on (collect checks closed under mu), but one under way would
+	// otherwise flip and sweep while Close takes the finalizers from
+	// their tables (both running the same ones, or the sweep queueing
+	// them after Close's last look) and releases the spans it sweeps. A
+	// cycle still waiting for the world to stop gives up (the mutator it
+	// waits for may be this goroutine's): wake it.
+	h.mu.cond.Broadcast()
+	for h.mu.stw {
+		h.mu.cond.Wait()
+	}
 	h.mu.Unlock()
 
 	// Let the sweep finish, so every finalizer and cleanup the last cycle
@@ -148,37 +160,112 @@ func (h *Heap) Close() error {
 	}
 	h.fin.stop(h)
 
-	// Run the finalizers of objects still alive, on a mutator of Close's
-	// own, then every cleanup still registered, and again, until neither
-	// is left: a finalizer may set another finalizer or add a cleanup, and
-	// a cleanup may attach a mutator and do either (the finalizer
-	// goroutine is stopped now, and start will not start it again: Close
-	// runs those finalizers here).
+	// Then the finalizers and cleanups left (closeRounds), on a mutator
+	// of Close's own, and the release.
 	m := h.newMutator()
+	m.isFing = true // finalizers run on it: a Drain in one panics, a safepoint runs no others
 	h.attachClosing(m)
-	var err error
-	for round := 0; ; round++ {
-		recs := h.takeAllFinalizers()
-		recs = h.takeQueuedFinalizers(recs)
-		if round == maxCloseRounds {
-			if len(recs) > 0 {
-				err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers left unrun", maxCloseRounds, len(recs))
-				h.log.Error(err.Error())
-			}
-			break
+	c := &closing{m: m}
+	h.finishClose(c)
+	return c.err
+}
+
+// closing is Close's progress through its rounds, kept so that a goroutine
+// of Close's can take over when a finalizer ends the goroutine running
+// them (finishClose). Owned by the goroutine running Close's rounds; handed
+// over, with the goroutine's end ordered before the next one's start.
+type closing struct {
+	m       *Mutator
+	round   int
+	recs    []finRec // this round's finalizers, recs[next:] not run yet
+	next    int
+	taken   bool // recs holds this round's finalizers
+	calling bool // a finalizer's call is under way
+	err     error
+}
+
+// finishClose runs the rest of Close from c on the calling goroutine: the
+// rounds of finalizers and cleanups, then the release of the heap.
+//
+// Finalizers run on Close's caller, as lua_close runs __gc on its caller
+// (a runtime that keeps its interpreter on a locked OS thread sees them
+// there). A panic in one is contained and reported (callFinalizer), but a
+// finalizer that calls runtime.Goexit (t.FailNow in a test) ends the
+// caller's goroutine. Then the deferred function below reports the call as
+// the finalizer goroutine reports it, retires its record, and finishes the
+// close on a goroutine of its own, waiting for it before the caller's
+// goroutine goes on exiting: Close does not return, as nothing called on a
+// goroutine that Goexit ends does, but the heap is closed, every other
+// finalizer and cleanup run, and the heap's goroutines stopped.
+func (h *Heap) finishClose(c *closing) {
+	defer func() {
+		if !c.calling {
+			return // done, or a panic of the heap's own: it goes on
 		}
-		for i := range recs {
+		c.calling = false
+		c.next++
+		h.fin.executed.Add(1)
+		h.idle.broadcast()
+		h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit while Close ran it; Close finished on another goroutine", debug.Stack())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.finishClose(c)
+		}()
+		<-done
+	}()
+	h.closeRounds(c)
+	h.closeRelease(c.m)
+}
+
+// closeRounds runs the finalizers of objects still alive, on Close's
+// mutator, then every cleanup still registered, and again, until neither
+// is left: a finalizer may set another finalizer or add a cleanup, and a
+// cleanup may attach a mutator and do either (the finalizer goroutine is
+// stopped now, and start will not start it again: Close runs those
+// finalizers here). It starts where c says, so that it can resume a round
+// in its middle.
+func (h *Heap) closeRounds(c *closing) {
+	m := c.m
+	for ; ; c.round++ {
+		if !c.taken {
+			recs := h.takeAllFinalizers()
+			c.recs, c.next, c.taken = h.takeQueuedFinalizers(recs), 0, true
+		}
+		if c.round == maxCloseRounds {
+			// Cleanups the last round's cleanups registered are left
+			// too: a chain of cleanups alone is reported as a chain of
+			// finalizers is.
+			if nc := h.countRegisteredCleanups(); len(c.recs) > 0 || nc > 0 {
+				c.err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers and %d cleanups left unrun", maxCloseRounds, len(c.recs), nc)
+				h.log.Error(c.err.Error())
+			}
+			return
+		}
+		for c.next < len(c.recs) {
 			h.fin.queued.Add(1)
-			h.callFinalizer(m, &recs[i])
+			c.calling = true
+			h.callFinalizer(m, &c.recs[c.next])
+			c.calling = false
+			c.next++
 			h.fin.executed.Add(1)
 		}
+		// The calls moved Drain's counters: a Drain beside Close that
+		// read them on either side of a call waits for this.
+		h.idle.broadcast()
 		n := h.queueAllCleanups(&m.local)
 		h.cq.FlushOne(&m.local)
 		h.waitCleanups()
-		if len(recs) == 0 && n == 0 {
-			break
+		c.taken = false
+		if len(c.recs) == 0 && n == 0 {
+			return
 		}
 	}
+}
+
+// closeRelease ends Close: it stops the cleanup pool and the background
+// sweeper, detaches Close's mutator m and releases every span.
+func (h *Heap) closeRelease(m *Mutator) {
 	h.cq.Close()
 	m.Detach()
 	h.bg.stop()
@@ -230,7 +317,6 @@ func (h *Heap) Close() error {
 	h.mu.Unlock()
 	h.stats.freed.Add(freed) // the objects still alive at Close go with their spans
 	freeHeapID(h.id)
-	return err
 }
 
 // waitCleanups waits until no cleanup is queued or running.
@@ -288,6 +374,27 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	}
 	f.mu.q, f.mu.nq = nil, 0
 	return recs
+}
+
+// countRegisteredCleanups counts the cleanups still registered (neither
+// stopped nor queued). Close calls it when no cleanup runs; it reads the
+// lists as queueAllCleanups does.
+func (h *Heap) countRegisteredCleanups() int {
+	n := 0
+	for _, s := range h.spanSnapshot() {
+		cl := s.sp.cl.Load()
+		if s.released || cl == nil {
+			continue
+		}
+		for _, c := range cl.head {
+			for ; c != nil; c = c.next {
+				if c.registered() {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // queueAllCleanups queues the cleanups of every object that has any.

@@ -154,7 +154,7 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	if h.mu.stw {
 		h.parkLocked(m)
 	}
-	h.stopTheWorldLocked(time.Now())
+	h.stopTheWorldLocked(time.Now(), false)
 	h.mu.Unlock()
 	defer h.startTheWorld()
 	return h.retainingPath(x)

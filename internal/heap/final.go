@@ -537,6 +537,16 @@ func (h *Heap) callFinalizer(m *Mutator, r *finRec) {
 // safepoint, within the configured budget (FinalizersAtSafepoints).
 func (h *Heap) runFinalizersHere(m *Mutator) {
 	f := &h.fin
+	// A finalizer that calls runtime.Goexit ends m's goroutine, the
+	// embedder's, in the middle of its call: retire its record on the way
+	// out, or Drain would wait for it for ever.
+	var calling *finRec
+	defer func() {
+		if calling != nil {
+			h.retireHere(calling)
+			h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit", debug.Stack())
+		}
+	}()
 	budget := h.cfg.FinalizerBudget
 	deadline := time.Time{}
 	if h.cfg.FinalizerTimeBudget > 0 {
@@ -565,24 +575,32 @@ func (h *Heap) runFinalizersHere(m *Mutator) {
 		f.mu.inflight = append(f.mu.inflight, r)
 		f.mu.Unlock()
 
+		calling = &r
 		h.callFinalizer(m, &r)
+		calling = nil
+		h.retireHere(&r)
+	}
+}
 
-		f.mu.Lock()
-		for i := range f.mu.inflight {
-			if f.mu.inflight[i].x == r.x {
-				last := len(f.mu.inflight) - 1
-				f.mu.inflight[i] = f.mu.inflight[last]
-				f.mu.inflight[last] = finRec{}
-				f.mu.inflight = f.mu.inflight[:last]
-				break
-			}
+// retireHere retires r, a record that runFinalizersHere has run: it is no
+// longer in flight, and counts as executed.
+func (h *Heap) retireHere(r *finRec) {
+	f := &h.fin
+	f.mu.Lock()
+	for i := range f.mu.inflight {
+		if f.mu.inflight[i].x == r.x {
+			last := len(f.mu.inflight) - 1
+			f.mu.inflight[i] = f.mu.inflight[last]
+			f.mu.inflight[last] = finRec{}
+			f.mu.inflight = f.mu.inflight[:last]
+			break
 		}
-		f.mu.Unlock()
-		f.executed.Add(1)
-		f.pending.Add(-1)
-		if f.pending.Load() == 0 {
-			h.idle.broadcast()
-		}
+	}
+	f.mu.Unlock()
+	f.executed.Add(1)
+	f.pending.Add(-1)
+	if f.pending.Load() == 0 {
+		h.idle.broadcast()
 	}
 }
 

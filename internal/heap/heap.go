@@ -338,6 +338,10 @@ func (h *Heap) reportPanic(kind string, v any, stack []byte) {
 	h.log.Error("reclaim: "+kind+" panicked", "value", fmt.Sprint(v), "stack", string(stack))
 }
 
+// StopRequested reports whether a leader is stopping the world or holds
+// it stopped; for tests that wait for a collection to begin.
+func (h *Heap) StopRequested() bool { return h.stwReq.Load() }
+
 // Closed reports whether Close has begun.
 func (h *Heap) Closed() bool {
 	h.mu.Lock()

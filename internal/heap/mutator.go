@@ -95,7 +95,7 @@ type Mutator struct {
 	// its nfreeCounted was taken (countAllocs adds them). Owned like cache.
 	nalloc int64
 
-	isFing bool // the finalizer goroutine's own mutator; set before Attach, immutable after
+	isFing bool // the finalizer goroutine's or Close's own mutator; set before Attach, immutable after
 }
 
 // NewMutator returns a detached mutator, ready for Attach.
@@ -355,7 +355,11 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	}
 	ctx, task := trace.NewTask(bgctx, "reclaim.cycle")
 	start := time.Now()
-	h.stopTheWorldLocked(start)
+	if !h.stopTheWorldLocked(start, true) {
+		h.mu.Unlock()
+		task.End()
+		return // Close began while the world was stopping
+	}
 	h.mu.Unlock()
 	stopped := time.Now()
 	h.gcDue.Store(false)
@@ -399,14 +403,24 @@ func (h *Heap) collect(m *Mutator, full bool) {
 }
 
 // stopTheWorldLocked stops the world with the calling mutator (at a
-// safepoint) as the leader.
+// safepoint) as the leader. With forCycle set, it gives up if Close begins
+// while it waits (no cycle starts once Close has begun, and Close waits
+// for a stopped world to restart: the mutator a cycle waits for may be
+// the one of Close's caller), restarts the world and reports false.
 // REQUIRES: h.mu held, !h.mu.stw; the caller is an attached, running
 // mutator.
-func (h *Heap) stopTheWorldLocked(start time.Time) {
+func (h *Heap) stopTheWorldLocked(start time.Time, forCycle bool) bool {
 	h.mu.stw = true
 	h.stwReq.Store(true)
 	h.mu.running-- // the leader is at a safepoint
-	h.waitStoppedLocked(start)
+	if h.waitStoppedLocked(start, forCycle) {
+		return true
+	}
+	h.mu.stw = false
+	h.stwReq.Store(false)
+	h.mu.running++
+	h.mu.cond.Broadcast()
+	return false
 }
 
 // startTheWorld restarts the mutators parked by stopTheWorldLocked.
@@ -422,10 +436,11 @@ func (h *Heap) startTheWorld() {
 // waitStoppedLocked waits until no attached mutator runs. While it waits, a
 // finalizer that keeps the world from stopping longer than the configured
 // threshold is reported, once per call.
+// With forCycle set, it returns false as soon as Close has begun.
 // REQUIRES: h.mu held.
-func (h *Heap) waitStoppedLocked(start time.Time) {
+func (h *Heap) waitStoppedLocked(start time.Time, forCycle bool) bool {
 	if h.mu.running == 0 {
-		return
+		return true
 	}
 	reported := false
 	timer := time.AfterFunc(h.cfg.FinalizerBlockThreshold, func() {
@@ -435,6 +450,9 @@ func (h *Heap) waitStoppedLocked(start time.Time) {
 	})
 	defer timer.Stop()
 	for h.mu.running > 0 {
+		if forCycle && h.mu.closed {
+			return false
+		}
 		h.mu.cond.Wait()
 		if !reported && time.Since(start) >= h.cfg.FinalizerBlockThreshold {
 			if name, ok := h.fin.current(); ok {
@@ -445,6 +463,7 @@ func (h *Heap) waitStoppedLocked(start time.Time) {
 			}
 		}
 	}
+	return true
 }
 
 // flushCaches returns every mutator's cached spans to their centrals.

@@ -210,7 +210,7 @@ func TestCleanupStopRacesSweep(t *testing.T) {
 func collectNoSweep(h *Heap) {
 	h.bg.stop()
 	h.mu.Lock()
-	h.stopTheWorldLocked(time.Now())
+	h.stopTheWorldLocked(time.Now(), false)
 	h.mu.Unlock()
 	h.gcDue.Store(false)
 	h.finishSweep()
