@@ -208,6 +208,17 @@ func (h *Heap) fitsLocked(t *Type) bool {
 	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true
 	}
+	// Spans that the last sweep found empty are kept for a cycle (on
+	// their centrals' partial lists) in case their type grows back; under
+	// the limit, another type's allocation needs their memory now. Without
+	// this, a heap filled with garbage of one type refused every other type
+	// after a Collect, until a second collection released them.
+	if h.releaseIdleLocked() {
+		inUse = h.mu.spanBytes + h.mu.metaBytes
+		if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
+			return true
+		}
+	}
 	if h.mu.spareBytes == 0 {
 		return false
 	}
@@ -217,6 +228,48 @@ func (h *Heap) fitsLocked(t *Type) bool {
 		h.mu.spares[t] = kept
 	}
 	return h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size)
+}
+
+// releaseIdleLocked releases the spans that their sweep found empty and
+// that nothing has allocated from since (span.wasEmpty, on a partial list,
+// not cached), as the next cycle's sweep would, and reports whether it
+// released any. Their memory may become spares (keepSpareLocked), which
+// fitsLocked drops next if it must. Only spans swept this cycle are on the
+// partial lists, and none is swept again before the next flip, which
+// cannot run while h.mu is held; the centrals' mu is taken after h.mu, as
+// the flip takes it.
+// REQUIRES: h.mu held.
+func (h *Heap) releaseIdleLocked() bool {
+	cs := h.centrals.Load()
+	if cs == nil {
+		return false
+	}
+	released := false
+	for _, c := range *cs {
+		if c == nil {
+			continue
+		}
+		c.mu.Lock()
+		kept := c.mu.partial[:0]
+		var idle []*span
+		for _, s := range c.mu.partial {
+			if s.wasEmpty && !s.cached && !s.released && s.nfree == s.nslots && s.sp.n.Load() == 0 {
+				s.inPartial = false
+				s.released = true
+				idle = append(idle, s)
+				continue
+			}
+			kept = append(kept, s)
+		}
+		clear(c.mu.partial[len(kept):])
+		c.mu.partial = kept
+		c.mu.Unlock()
+		for _, s := range idle {
+			h.releaseSpanLocked(s)
+			released = true
+		}
+	}
+	return released
 }
 
 // takeSpan pops a swept span with free slots from c, sweeping unswept spans

@@ -270,10 +270,11 @@ func (h *Heap) closeRelease(m *Mutator) {
 	m.Detach()
 	h.bg.stop()
 	h.mu.Lock()
-	if len(h.mu.mutators) != 0 {
-		h.log.Warn("reclaim: heap closed with mutators still attached", "mutators", len(h.mu.mutators))
-	}
+	attached := len(h.mu.mutators)
 	h.mu.Unlock()
+	if attached != 0 { // logged without mu: the handler may call Stats
+		h.log.Warn("reclaim: heap closed with mutators still attached", "mutators", attached)
+	}
 	// Release every span, so that a closed heap that stays referenced (a
 	// Heap kept in a long-lived structure) holds none of its objects'
 	// memory; handles into it then fail as handles to freed objects do.

@@ -221,16 +221,16 @@ type Heap struct {
 
 		pacer     pacer.Pacer           // a plain value: every call is made with mu held
 		pins      map[handle.Handle]int // Pin counts
-		spanBytes int64                 // memory held by spans' slabs; mirrored by spanBytesA
+		spanBytes int64                 // memory held by spans' slabs
 		// metaBytes is the memory of the handle words and bitmaps of the
-		// spans in use (spanMeta), mirrored by metaBytesA. MemoryLimit
+		// spans in use (spanMeta). MemoryLimit
 		// counts it; the pacer's goal, like GOGC's, counts objects only.
 		// Both move together, in accountSpanLocked.
 		metaBytes int64
 		// spares are the memory of released spans kept for new spans of
 		// the same type (span.go, keepSpareLocked), by Type; spareBytes
-		// is the memory they hold, slabs and handle words (spare.bytes),
-		// mirrored by spareBytesA (addSpareBytesLocked). A spare is kept
+		// is the memory they hold, slabs and handle words (spare.bytes;
+		// addSpareBytesLocked). A spare is kept
 		// only while spanBytes+spareBytes stays within the goal
 		// (keepSpareLocked); the flip trims them to its new goal, and
 		// allocation past the goal may then outgrow that bound.
@@ -254,13 +254,6 @@ type Heap struct {
 	// leader in the flip (mu held); read lock-free by addLive and
 	// AddExternal.
 	extBase atomic.Int64
-	// spanBytesA mirrors mu.spanBytes for lock-free reads by Stats; stored
-	// with mu held whenever mu.spanBytes changes (accountSpanLocked).
-	spanBytesA atomic.Int64
-	// spareBytesA mirrors mu.spareBytes for Stats, stored like spanBytesA;
-	// so does metaBytesA mu.metaBytes.
-	spareBytesA atomic.Int64
-	metaBytesA  atomic.Int64
 
 	// The following synchronize themselves; see each type.
 	sweep sweepState      // sweep.go
@@ -352,10 +345,20 @@ func (h *Heap) Closed() bool {
 // AddExternal adds bytes (negative to subtract) of memory held outside the
 // heap on its objects' behalf. It counts toward pacing and the limit.
 func (h *Heap) AddExternal(n int64) {
-	v := h.external.Add(n)
-	if v < 0 {
-		h.external.Add(-n)
-		panic(fmt.Sprintf("reclaim: AddExternal(%d) makes external memory negative (%d)", n, v))
+	// A CAS loop, not Add and an undo: between the two, the total was
+	// negative for every other goroutine to see (Stats), and a valid
+	// AddExternal elsewhere that gave bytes back then saw it negative and
+	// panicked for another goroutine's misuse.
+	var v int64
+	for {
+		old := h.external.Load()
+		v = old + n
+		if v < 0 {
+			panic(fmt.Sprintf("reclaim: AddExternal(%d) makes external memory negative (%d)", n, v))
+		}
+		if h.external.CompareAndSwap(old, v) {
+			break
+		}
 	}
 	if n > 0 {
 		h.mu.Lock()

@@ -458,8 +458,12 @@ func (h *Heap) waitStoppedLocked(start time.Time, forCycle bool) bool {
 			if name, ok := h.fin.current(); ok {
 				reported = true
 				h.stats.slowFinalizers.Add(1)
+				// Logged without mu: the embedder's handler may call
+				// Stats, which takes it. The loop looks again after.
+				h.mu.Unlock()
 				h.log.Warn("reclaim: a finalizer keeps a pending collection waiting",
 					"type", name, "waited", time.Since(start).Round(time.Millisecond))
+				h.mu.Lock()
 			}
 		}
 	}

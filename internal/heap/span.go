@@ -239,8 +239,7 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 
 // accountSpanLocked adds a span of n slots of size bytes to the heap's
 // span memory (sign 1, when it is made) or takes it away (sign -1, when
-// it is released): its slab to spanBytes, its metadata to metaBytes, and
-// both to their mirrors for Stats. Under a memory limit it then caps the
+// it is released): its slab to spanBytes, its metadata to metaBytes. Under a memory limit it then caps the
 // goal again for the new proportion of metadata to slabs (pacer.Spans):
 // before the first cycle ends, the goal of a heap of small objects would
 // otherwise pass the limit. An allocator that made the span checks the
@@ -249,8 +248,6 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
 	h.mu.spanBytes += sign * int64(n) * int64(size)
 	h.mu.metaBytes += sign * spanMeta(n, h.padBitmaps())
-	h.spanBytesA.Store(h.mu.spanBytes)
-	h.metaBytesA.Store(h.mu.metaBytes)
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
 		h.goal.Store(h.mu.pacer.Goal())
 	}
@@ -604,11 +601,10 @@ func (h *Heap) keepSpareLocked(t *Type, sp spare) bool {
 	return true
 }
 
-// addSpareBytesLocked adds d to spareBytes and its mirror for Stats.
+// addSpareBytesLocked adds d to spareBytes.
 // REQUIRES: h.mu held.
 func (h *Heap) addSpareBytesLocked(d int64) {
 	h.mu.spareBytes += d
-	h.spareBytesA.Store(h.mu.spareBytes)
 }
 
 // bytes is the memory sp holds for type t: its slab and its handle words.

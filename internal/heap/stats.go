@@ -82,13 +82,21 @@ type Stats struct {
 func (h *Heap) Stats() Stats {
 	var st Stats
 	st.HeapLive = h.heapLive.Load()
-	st.Allocated = h.stats.allocated.Load()
+	// Freed first: an object is counted allocated (flushStats, with the
+	// world stopped at the latest) before a sweep can free it, so this
+	// order never shows more freed than allocated; the other could, for
+	// a reader preempted between the loads while a cycle ran.
 	st.Freed = h.stats.freed.Load()
+	st.Allocated = h.stats.allocated.Load()
 	st.HeapObjects = st.Allocated - st.Freed
 	st.HeapGoal = h.goal.Load()
-	st.SpanBytes = h.spanBytesA.Load()
-	st.SpareBytes = h.spareBytesA.Load()
-	st.MetaBytes = h.metaBytesA.Load()
+	// Under mu, as one snapshot: the three move together (a released
+	// span's memory passes from spanBytes and metaBytes to spareBytes, a
+	// reused spare's back), and read one at a time they showed a span's
+	// memory twice, past a limit the heap never exceeded.
+	h.mu.Lock()
+	st.SpanBytes, st.SpareBytes, st.MetaBytes = h.mu.spanBytes, h.mu.spareBytes, h.mu.metaBytes
+	h.mu.Unlock()
 	st.External = h.external.Load()
 	st.Cycles = h.stats.cycles.Load()
 	h.stats.mu.Lock()

@@ -185,14 +185,8 @@ func (h *Heap) Verify() error {
 	if liveBytes != spanBytesLocked {
 		v.fail("span bytes: heap counts %d, spans in use hold %d", spanBytesLocked, liveBytes)
 	}
-	if a := h.spanBytesA.Load(); a != spanBytesLocked {
-		v.fail("span bytes: lock-free mirror %d, locked count %d", a, spanBytesLocked)
-	}
 	if metaBytes != metaBytesLocked {
 		v.fail("span metadata bytes: heap counts %d, spans in use hold %d", metaBytesLocked, metaBytes)
-	}
-	if a := h.metaBytesA.Load(); a != metaBytesLocked {
-		v.fail("span metadata bytes: lock-free mirror %d, locked count %d", a, metaBytesLocked)
 	}
 	for _, x := range pins {
 		if !h.Valid(x) {
