@@ -92,3 +92,28 @@ func churnGarbage(t *testing.T, h *reclaim.Heap, m *reclaim.Mutator, n int) {
 		}
 	}
 }
+
+// With GCPercent -1 and a MemoryLimit, collection is due near the limit (as
+// with GOGC=off and GOMEMLIMIT): a mutator that makes garbage and reaches
+// safepoints is never refused, and the heap collects as it nears the limit.
+func TestLimitWithPacingOff(t *testing.T) {
+	const limit = 2 << 20
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MemoryLimit: limit})
+	m := h.Attach()
+	defer m.Detach()
+	if g := h.Stats().HeapGoal; g <= 0 || g > limit {
+		t.Fatalf("goal %d with GCPercent -1 under a %d-byte limit, want the limit's share", g, limit)
+	}
+	for i := range 20 * limit / 1024 { // twenty times the limit in garbage
+		if _, err := reclaim.TryNew[[1024]byte](m); err != nil {
+			t.Fatalf("allocation %d: %v (stats %+v)", i, err, h.Stats())
+		}
+		if i%64 == 63 {
+			m.Safepoint()
+		}
+	}
+	st := h.Stats()
+	if st.Cycles < 5 || st.MemoryLimitHits != 0 {
+		t.Errorf("%d cycles, %d limit hits over twenty limits of garbage; want collections before the limit and no hit", st.Cycles, st.MemoryLimitHits)
+	}
+}

@@ -53,8 +53,10 @@ var ErrMemoryLimit = heap.ErrMemoryLimit
 type Options struct {
 	// GCPercent is like GOGC: a collection is due when the live heap plus
 	// external bytes has grown GCPercent% past what the last cycle marked
-	// (with a 4 MiB floor). 0 means 100; negative turns automatic
-	// collection off (Collect still works).
+	// (with a 4 MiB floor). 0 means 100. Negative turns automatic
+	// collection off (Collect still works), except under a MemoryLimit:
+	// then a collection is due only as the heap nears the limit, as with
+	// GOGC=off and GOMEMLIMIT.
 	GCPercent int
 	// MemoryLimit caps the memory the heap holds for its objects plus
 	// external bytes, in bytes. 0 means none. That memory is the spans'

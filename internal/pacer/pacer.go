@@ -25,10 +25,15 @@
 // of headroom for the allocation between a collection's becoming due and
 // the mutators' next safepoints.
 //
-// A negative GCPercent turns automatic collection off; the memory limit still
-// applies (allocation past it fails), and a limit hit still makes a
-// collection due.
+// A negative GCPercent turns the growth rule off. With no memory limit,
+// automatic collection is then off (the goal is -1). With one, the cap alone
+// sets the goal, as GOGC=off with GOMEMLIMIT collects only near the limit:
+// a heap that makes garbage under a limit collects before its allocations
+// are refused. Either way allocation past the limit fails, and a limit hit
+// makes a collection due.
 package pacer
+
+import "math"
 
 // limitHeadroomPercent is the part of the memory limit's share for objects
 // that the goal leaves free, so that a collection is due while the
@@ -109,10 +114,14 @@ func (p *Pacer) Spans(slab, meta int64) bool {
 }
 
 // capped is grown capped by the limit's share for objects, less the
-// headroom.
+// headroom; with GCPercent negative (grown -1), that share alone.
 func (p *Pacer) capped(slab, meta int64) int64 {
-	if p.grown < 0 || p.cfg.MemoryLimit <= 0 {
+	if p.cfg.MemoryLimit <= 0 {
 		return p.grown
+	}
+	grown := p.grown
+	if grown < 0 {
+		grown = math.MaxInt64
 	}
 	lim := p.cfg.MemoryLimit - p.external
 	if slab > 0 && meta > 0 {
@@ -121,7 +130,7 @@ func (p *Pacer) capped(slab, meta int64) int64 {
 	lim -= lim / 100 * limitHeadroomPercent // lim*3/100 overflows past MaxInt64/3
 	// Never negative (external bytes past the limit): a negative goal
 	// would mean automatic collection off.
-	return max(min(p.grown, lim), 0)
+	return max(min(grown, lim), 0)
 }
 
 // Goal returns the live-heap size at which the next collection is due, or -1

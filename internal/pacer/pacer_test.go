@@ -21,6 +21,8 @@ func TestGoalTable(t *testing.T) {
 		{"limit's share for objects", Config{MemoryLimit: 24 * MB}, 10 * MB, 0, 16 * MB, 8 * MB, 16*MB - 16*MB/100*3},
 		{"share after external", Config{MemoryLimit: 28 * MB}, 10 * MB, 4 * MB, 16 * MB, 8 * MB, 16*MB - 16*MB/100*3},
 		{"off", Config{GCPercent: -1}, 10 * MB, 0, 0, 0, -1},
+		{"off under a limit: the limit's share", Config{GCPercent: -1, MemoryLimit: 24 * MB}, 10 * MB, 0, 16 * MB, 8 * MB, 16*MB - 16*MB/100*3},
+		{"off under a limit, before any span", Config{GCPercent: -1, MemoryLimit: 16 * MB}, 0, 0, 0, 0, 16*MB - 16*MB/100*3},
 		{"custom floor", Config{MinHeap: MB}, 100, 0, 0, 0, MB},
 	} {
 		p := New(c.cfg)
