@@ -66,7 +66,8 @@ type Options struct {
 	// holds at most L/24 live objects of 16 bytes. The heap's bookkeeping
 	// outside its spans (a span's struct and table entries, some 350
 	// bytes a span, 2% of a 16 KiB span; queues and special records) is
-	// not counted.
+	// not counted, nor is memory the objects reach through Go pointers (a
+	// []byte or string field's array): report that with AddExternal.
 	MemoryLimit int64
 	// MarkWorkers is the number of goroutines that mark in parallel. 0
 	// means GOMAXPROCS.

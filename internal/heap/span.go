@@ -543,15 +543,16 @@ type spare struct {
 // newSpare allocates the memory of a span of n slots of type t. The handle
 // words, which hold no Go pointer whatever t is, are taken outside the Go
 // heap (internal/osmem) where that is enabled; the slab too for a type
-// without Go pointers. The two come from separate pools, so that neither
+// without Go pointers. Either only if it fills at least half of its pages
+// (osmem.Worth). The two come from separate pools, so that neither
 // is ever reused as the other. What osmem refuses comes from the Go heap.
 func newSpare(t *Type, n uint32) spare {
 	var sp spare
 	if osmem.Enabled {
-		if hv := osmem.Words.Alloc(uintptr(n) * 8); hv != nil {
+		if hv := allocWords(n); hv != nil {
 			sp.hv, sp.wordsOS = unsafe.Slice((*atomic.Uint64)(hv), n), true
 		}
-		if !t.Layout.HasPointers && t.Size > 0 {
+		if !t.Layout.HasPointers && osmem.Worth(uintptr(n)*t.Size) {
 			if base := osmem.Slabs.Alloc(uintptr(n) * t.Size); base != nil {
 				sp.base, sp.slabOS = base, true
 			}
@@ -564,6 +565,16 @@ func newSpare(t *Type, n uint32) spare {
 		sp.base = t.NewSlab(int(n))
 	}
 	return sp
+}
+
+// allocWords returns n handle words outside the Go heap, or nil if the Pool
+// refuses them or they would fill less than half of their pages (spans of
+// fewer than 256 slots, objects of more than 64 bytes).
+func allocWords(n uint32) unsafe.Pointer {
+	if !osmem.Worth(uintptr(n) * 8) {
+		return nil
+	}
+	return osmem.Words.Alloc(uintptr(n) * 8)
 }
 
 // free gives the memory of a spare of type t outside the Go heap back to

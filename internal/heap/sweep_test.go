@@ -309,6 +309,21 @@ func TestPointerFreeSpansOutsideGoHeap(t *testing.T) {
 	if want := uintptr(4*per+2*int(slotsFor(withPointerType.Size))) * 8; words-words0 != want {
 		t.Errorf("handle-word memory outside the Go heap grew by %d, want %d (the handle words of all six spans)", words-words0, want)
 	}
+	// Spans of one 16 KiB object: the slab comes from outside the Go
+	// heap, the one handle word from the Go heap (outside, it would hold
+	// a whole page).
+	big := newTestType[obj16k]()
+	for range 3 {
+		if _, err := m.Alloc(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slabs2, _, _ := osmem.Slabs.Usage()
+	words2, _, _ := osmem.Words.Usage()
+	if slabs2-slabs != 3*16<<10 || words2 != words {
+		t.Errorf("three spans of one 16 KiB object: slab memory outside the Go heap grew by %d, want %d; handle-word memory by %d, want 0",
+			slabs2-slabs, 3*16<<10, words2-words)
+	}
 	m.Detach()
 	h.Close()
 	slabs, _, _ = osmem.Slabs.Usage()

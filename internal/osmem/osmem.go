@@ -299,4 +299,10 @@ func (p *Pool) Usage() (inUse, dirty, mapped uintptr) {
 	return p.inUse, p.dirtyBytes, p.mapped
 }
 
+// Worth reports whether a block of n bytes fills at least half of the
+// whole pages a Pool would round it up to. A smaller block is better taken
+// from the Go heap, whose size classes lose at most an eighth: the 8-byte
+// handle word of a span of one large object would hold a page of 4 KiB.
+func Worth(n uintptr) bool { return n > 0 && 2*n >= roundPage(n) }
+
 func roundPage(n uintptr) uintptr { return (n + pageSize - 1) &^ (pageSize - 1) }

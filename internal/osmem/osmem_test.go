@@ -199,3 +199,17 @@ func TestScavengerReturnsMemory(t *testing.T) {
 		t.Errorf("after Flush: %d bytes dirty, or the block not returned", dirty)
 	}
 }
+
+func TestWorth(t *testing.T) {
+	for _, c := range []struct {
+		n    uintptr
+		want bool
+	}{
+		{0, false}, {8, false}, {pageSize/2 - 8, false}, {pageSize / 2, true},
+		{pageSize, true}, {pageSize + 8, true}, {3 * pageSize / 2, true}, {4*pageSize - 1, true},
+	} {
+		if got := Worth(c.n); got != c.want {
+			t.Errorf("Worth(%d) = %v, want %v (page %d)", c.n, got, c.want, pageSize)
+		}
+	}
+}
