@@ -1,6 +1,7 @@
 package reclaim_test
 
 import (
+	"math"
 	"sync/atomic"
 	"testing"
 
@@ -182,6 +183,16 @@ func TestMisuseAddExternalNegative(t *testing.T) {
 	h, _ := misuseHeap(t, reclaim.Options{})
 	h.AddExternal(100)
 	wantPanic(t, func() { h.AddExternal(-101) }, "AddExternal(-101)", "negative")
+	if e := h.Stats().ExternalBytes; e != 100 {
+		t.Errorf("ExternalBytes = %d after a refused AddExternal, want 100", e)
+	}
+	h.AddExternal(-100)
+}
+
+func TestMisuseAddExternalOverflow(t *testing.T) {
+	h, _ := misuseHeap(t, reclaim.Options{})
+	h.AddExternal(100)
+	wantPanic(t, func() { h.AddExternal(math.MaxInt64 - 99) }, "AddExternal(", "overflows")
 	if e := h.Stats().ExternalBytes; e != 100 {
 		t.Errorf("ExternalBytes = %d after a refused AddExternal, want 100", e)
 	}

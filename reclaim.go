@@ -216,7 +216,9 @@ func (h *Heap) Unpin(o Object) { h.h.Unpin(o.h) }
 
 // AddExternal records bytes of memory held outside the heap on its
 // objects' behalf (a C buffer, a file's cache); negative bytes give it back.
-// External bytes count toward pacing and the memory limit.
+// External bytes count toward pacing and the memory limit. It panics, leaving
+// the total unchanged, if the total would go below zero or past
+// math.MaxInt64. It is safe to call from any goroutine.
 func (h *Heap) AddExternal(bytes int64) { h.h.AddExternal(bytes) }
 
 // Attach makes the calling goroutine a mutator of h. A mutator must be used

@@ -69,6 +69,7 @@ package heap
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -352,6 +353,9 @@ func (h *Heap) AddExternal(n int64) {
 	var v int64
 	for {
 		old := h.external.Load()
+		if n > 0 && old > math.MaxInt64-n {
+			panic(fmt.Sprintf("reclaim: AddExternal(%d) overflows the external total (%d)", n, old))
+		}
 		v = old + n
 		if v < 0 {
 			panic(fmt.Sprintf("reclaim: AddExternal(%d) makes external memory negative (%d)", n, v))

@@ -94,9 +94,27 @@ func (p *Pacer) SetGCPercent(pct int) {
 func (p *Pacer) EndCycle(marked, external, slab, meta int64) {
 	p.grown, p.external = -1, external
 	if p.cfg.GCPercent >= 0 {
-		p.grown = max(marked+(marked+external)*int64(p.cfg.GCPercent)/100, p.cfg.MinHeap)
+		p.grown = max(addSat(marked, mulDivSat(addSat(marked, external), int64(p.cfg.GCPercent), 100)), p.cfg.MinHeap)
 	}
 	p.goal = p.capped(slab, meta)
+}
+
+// mulDivSat is a*b/c for a, b >= 0 and c > 0, math.MaxInt64 where a*b
+// overflows: a huge GCPercent or external total means a huge goal, not a
+// wrapped one that falls to the floor.
+func mulDivSat(a, b, c int64) int64 {
+	if b != 0 && a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b / c
+}
+
+// addSat is a+b for a, b >= 0, math.MaxInt64 where it overflows.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Spans caps the goal again for the spans' slab and meta bytes now, and
@@ -144,5 +162,5 @@ func (p *Pacer) Due(live int64) bool { return p.goal >= 0 && live >= p.goal }
 // fit under the memory limit, given the span memory in use now and the
 // external bytes.
 func (p *Pacer) Fits(inUse, external, size int64) bool {
-	return p.cfg.MemoryLimit <= 0 || inUse+external+size <= p.cfg.MemoryLimit
+	return p.cfg.MemoryLimit <= 0 || addSat(addSat(inUse, external), size) <= p.cfg.MemoryLimit
 }

@@ -1,6 +1,9 @@
 package pacer
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestGoalTable(t *testing.T) {
 	const MB = 1 << 20
@@ -120,5 +123,25 @@ func TestExternalPastLimit(t *testing.T) {
 	p.EndCycle(1<<10, 2<<20, 0, 0)
 	if g := p.Goal(); g != 0 || !p.Due(0) {
 		t.Fatalf("goal %d with external bytes past the limit: want 0, always due", g)
+	}
+}
+
+// Huge inputs saturate: a GCPercent or an external total whose product
+// overflows gives a huge goal, not one wrapped down to the floor, and a
+// huge external total never fits under a limit.
+func TestSaturation(t *testing.T) {
+	p := New(Config{GCPercent: 1 << 40})
+	p.EndCycle(1<<30, 0, 0, 0)
+	if g := p.Goal(); g != math.MaxInt64 {
+		t.Errorf("GCPercent 2^40 over 1 GiB marked: goal %d, want MaxInt64", g)
+	}
+	p = New(Config{})
+	p.EndCycle(1<<20, math.MaxInt64-1<<19, 0, 0)
+	if g := p.Goal(); g != math.MaxInt64 {
+		t.Errorf("external near MaxInt64: goal %d, want MaxInt64", g)
+	}
+	p = New(Config{MemoryLimit: 1 << 30})
+	if p.Fits(1<<20, math.MaxInt64-1<<10, 1<<20) {
+		t.Errorf("an external total near MaxInt64 fits under a 1 GiB limit")
 	}
 }
