@@ -130,10 +130,10 @@ func TestExternalPastLimit(t *testing.T) {
 // overflows gives a huge goal, not one wrapped down to the floor, and a
 // huge external total never fits under a limit.
 func TestSaturation(t *testing.T) {
-	p := New(Config{GCPercent: 1 << 40})
-	p.EndCycle(1<<30, 0, 0, 0)
+	p := New(Config{GCPercent: 1 << 30})
+	p.EndCycle(1<<40, 0, 0, 0)
 	if g := p.Goal(); g != math.MaxInt64 {
-		t.Errorf("GCPercent 2^40 over 1 GiB marked: goal %d, want MaxInt64", g)
+		t.Errorf("GCPercent 2^30 over 1 TiB marked: goal %d, want MaxInt64", g)
 	}
 	p = New(Config{})
 	p.EndCycle(1<<20, math.MaxInt64-1<<19, 0, 0)
