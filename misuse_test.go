@@ -1,7 +1,9 @@
 package reclaim_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -43,6 +45,23 @@ func TestMisuseGetFreed(t *testing.T) {
 	r := reclaim.New[misuseObj](m)
 	m.Collect()
 	wantPanic(t, func() { r.Get(m) }, "Get of a ref to a freed object")
+}
+
+// A failed Get's panic value says what was wrong when it failed, also when
+// it is formatted later, after its mutator was detached (an OnPanic
+// handler that keeps it, a recover that logs it on the way out).
+func TestMisuseGetFreedMessageKept(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	m.Collect()
+	v, ok := panicValue(func() { r.Get(m) })
+	if !ok {
+		t.Fatal("Get of a freed object did not panic")
+	}
+	m.Detach()
+	if msg := fmt.Sprint(v); !strings.Contains(msg, "Get of a ref to a freed object") {
+		t.Errorf("the panic value formatted after Detach says %q", msg)
+	}
 }
 
 // TestMisuseStaleRefNeverAliases: a new object in a freed object's slot

@@ -184,21 +184,19 @@ func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
 	}
 	// A panic with a plain value keeps Deref inlinable; the message is
 	// built by DerefError.Error.
-	panic(DerefError{m, x})
+	panic(DerefError{m.id, x})
 }
 
 // DerefError is the panic value of a failed Get: the mutator was detached,
 // or the ref was nil, from another heap, or to a freed object.
 type DerefError struct {
-	m *Mutator
-	x handle.Handle
+	heapID uint32 // the mutator's heap id when Get failed; 0 if it was detached
+	x      handle.Handle
 }
 
 // Error describes what was wrong.
 func (e DerefError) Error() string {
-	// The mutator's id is 0 once detached; read it when the message is
-	// made, on the panicking goroutine (the mutator's own).
-	heapID := e.m.id
+	heapID := e.heapID
 	switch {
 	case heapID == 0:
 		return "reclaim: Get on a detached mutator"
