@@ -6,7 +6,9 @@ import "github.com/reclaimgc/reclaim/internal/handle"
 // object alive, and Value returns nil once the object has been found
 // unreachable, including as soon as its finalizer is queued (Go's rule for
 // weak.Pointer), and never returns the object again. Two Weak values made
-// from the same object are equal. The zero Weak is a weak nil.
+// from the same object are equal, except that, as with weak.Pointer, a Weak
+// made before the object's finalizer was queued differs from one made after
+// it was resurrected (the first stays nil). The zero Weak is a weak nil.
 type Weak[T any] struct {
 	w handle.Weak
 }

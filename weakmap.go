@@ -28,7 +28,12 @@ import (
 // reachable, to any depth) in time linear in the number of entries. Keys
 // kept alive for their finalizer keep their entries until they are freed
 // (Lua 5.4 manual §2.5.4: resurrected objects are removed from weak keys
-// only when they are actually freed). Entries of dead keys are deleted
+// only when they are actually freed). A finalizable key is treated like the
+// owner of its entries' values, as Go treats an object and its fields: if
+// such a value leads back to the key (directly, or through other entries),
+// the key is on a reference cycle through a finalizable object, and is
+// never finalized or freed while the table lives (Lua would finalize it);
+// Options.Debug does not report such a cycle. Entries of dead keys are deleted
 // when the mark that found them dead ends.
 //
 // A WeakMap is not safe for concurrent use by several mutators; like any
