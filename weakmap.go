@@ -33,7 +33,7 @@ import (
 // such a value leads back to the key (directly, or through other entries),
 // the key is on a reference cycle through a finalizable object, and is
 // never finalized or freed while the table lives (Lua would finalize it);
-// Options.Debug does not report such a cycle. Entries of dead keys are deleted
+// Options.Debug reports such a cycle as it reports others. Entries of dead keys are deleted
 // when the mark that found them dead ends.
 //
 // A WeakMap is not safe for concurrent use by several mutators; like any

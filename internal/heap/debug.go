@@ -20,9 +20,11 @@ const maxDebugVisit = 1 << 20
 
 // pathTo reports whether target is reachable from the handles in from, and
 // the chain of type names that leads there. A WeakMap leads to the values
-// of its entries whose keys are live (marked, or finalizable), as in the
-// mark that has just ended: pathTo runs after it, with the world stopped.
-func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, bool) {
+// of its entries whose keys are live (marked, or finalizable), and a key of
+// a live WeakMap to the values of its entries there (byKey, entriesByKey),
+// as in the mark that has just ended: pathTo runs after it, with the world
+// stopped.
+func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[handle.Handle][]handle.Handle) ([]string, bool) {
 	type item struct {
 		x      handle.Handle
 		parent int
@@ -46,6 +48,7 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle) ([]string, boo
 		}
 		buf = h.scanInto(q[i].x, buf[:0])
 		buf = h.liveEntryValues(q[i].x, buf)
+		buf = append(buf, byKey[q[i].x]...)
 		for _, c := range buf {
 			if h.Valid(c) && !seen[c] {
 				seen[c] = true
@@ -83,6 +86,7 @@ func (h *Heap) reportFinalizerCycles() {
 	fins := make(map[handle.Handle]bool)
 	cleanups := make(map[*CleanupSpecial]bool)
 	spans := h.spanSnapshot()
+	byKey := h.entriesByKey(spans)
 	for _, s := range spans {
 		if s.released || !s.sp.any() {
 			continue
@@ -93,7 +97,8 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				x := s.handleAt(uint32(i))
-				path, ok := h.pathTo(h.liveEntryValues(x, h.scanInto(x, nil)), x)
+				from := append(h.liveEntryValues(x, h.scanInto(x, nil)), byKey[x]...)
+				path, ok := h.pathTo(from, x, byKey)
 				if !ok || !firstReport(fins, h.debugReported.fins, x) {
 					continue
 				}
@@ -111,7 +116,7 @@ func (h *Heap) reportFinalizerCycles() {
 				if !c.registered() {
 					continue
 				}
-				path, ok := h.pathTo(c.r.Scan(nil), s.handleAt(uint32(i)))
+				path, ok := h.pathTo(c.r.Scan(nil), s.handleAt(uint32(i)), byKey)
 				if !ok || !firstReport(cleanups, h.debugReported.cleanups, c) {
 					continue
 				}
@@ -122,6 +127,33 @@ func (h *Heap) reportFinalizerCycles() {
 		}
 	}
 	h.debugReported.fins, h.debugReported.cleanups = fins, cleanups
+}
+
+// entriesByKey returns, for each key of an entry of a WeakMap that the last
+// mark found live (marked, or finalizable: a finalizable table's entries
+// are its referents), the handles the entry's value holds. The mark traces
+// a live key's entries as if they were its fields, a finalizable key's
+// too (keyLive), so a value that leads back to its key closes a reference
+// cycle through it; the cycle report follows these edges.
+// REQUIRES: world stopped, marking complete.
+func (h *Heap) entriesByKey(spans []*span) map[handle.Handle][]handle.Handle {
+	byKey := make(map[handle.Handle][]handle.Handle)
+	for _, s := range spans {
+		if s.released || s.typ.EphEach == nil {
+			continue
+		}
+		for i := range s.nslots {
+			if !s.isMarked(i) && s.sp.finAt(i) == nil {
+				continue
+			}
+			s.typ.EphEach(s.ptr(i), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+				if !lay.NoRefs {
+					byKey[key] = lay.Scan(val, byKey[key])
+				}
+			})
+		}
+	}
+	return byKey
 }
 
 // firstReport records k as found by this pass (now) and reports whether the
