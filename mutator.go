@@ -54,7 +54,9 @@ func (m *Mutator) Collect() { m.m.Collect() }
 // it). Reachability is the collector's: a WeakMap entry's value is reached
 // through its table only while the entry's key is reachable (or has a
 // finalizer). It walks the reachable graph, so it is meant for debugging,
-// not for production paths. It is a safepoint.
+// not for production paths. It is a safepoint. It runs ScanRoots and Trace
+// methods as a collection does: if one panics, the world restarts and
+// RetainingPath panics with a reclaim: message that includes the value.
 func (m *Mutator) RetainingPath(o Object) ([]string, bool) {
 	return m.m.RetainingPath(o.h)
 }

@@ -77,7 +77,11 @@ type Options struct {
 	CleanupWorkers int
 	// ScanRoots reports the embedder's roots (a VM's stack, its globals) at
 	// each mark. It runs with the world stopped, on the collecting
-	// goroutine; it must not use a mutator. If it panics (as if a Tracer's
+	// goroutine; it must not use a mutator, nor call Attach or Close:
+	// they wait for the world to restart, which waits for ScanRoots, so
+	// the heap hangs (Heap.Drain would wait until its context ends).
+	// Stats, Pin, Unpin and AddExternal are fine; a Pin made here counts
+	// in this mark. If it panics (as if a Tracer's
 	// Trace panics), the collection is abandoned with the heap unchanged,
 	// and the collecting mutator's Collect or Safepoint panics with a
 	// reclaim: message that includes the value. If it calls

@@ -1,6 +1,7 @@
 package heap
 
 import (
+	"fmt"
 	"strings"
 	"time"
 	"unsafe"
@@ -189,6 +190,14 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	h.stopTheWorldLocked(time.Now(), false)
 	h.mu.Unlock()
 	defer h.startTheWorld()
+	// The search runs the embedder's ScanRoots and Trace methods. A panic
+	// in them reaches the caller as a reclaim: panic, as it does from
+	// Collect (the deferred startTheWorld still runs); runtime.Goexit goes on.
+	defer func() {
+		if v := recover(); v != nil {
+			panic(fmt.Sprintf("reclaim: RetainingPath abandoned, the heap unchanged: the ScanRoots or a Trace method panicked: %v", v))
+		}
+	}()
 	return h.retainingPath(x)
 }
 

@@ -156,8 +156,8 @@ func (c *compilation) lookup(t reflect.Type) *Type {
 
 // typeOf returns the Type of t, compiling it if needed. The result may be
 // unfinished only when t is being compiled further up the stack, which
-// happens only through a slice element; the callers that inline a Type's
-// offsets (struct fields, array elements) use typeOfDone instead.
+// happens only through a slice element; compile's array case, which inlines
+// a Type's offsets, then makes an op instead.
 func (c *compilation) typeOf(t reflect.Type) *Type {
 	if nt := c.lookup(t); nt != nil {
 		return nt
@@ -176,17 +176,6 @@ func (c *compilation) typeOf(t reflect.Type) *Type {
 	}
 	nt.slow = len(nt.ops) > 0
 	p.done = true
-	return nt
-}
-
-// typeOfDone is typeOf for a type whose offsets are about to be inlined.
-func (c *compilation) typeOfDone(t reflect.Type) *Type {
-	nt := c.typeOf(t)
-	if p, ok := c.pending[t]; ok && !p.done {
-		// A struct or array cannot contain itself except through a slice,
-		// which never inlines; reaching here is a bug in this package.
-		panic(fmt.Sprintf("reclaim: internal error: layout of %v inlined while being compiled", t))
-	}
 	return nt
 }
 
@@ -220,8 +209,17 @@ func (c *compilation) compile(dst *Type, t reflect.Type, base uintptr) {
 		if n == 0 || !c.mayHoldRefs(t.Elem()) {
 			return
 		}
-		sub := c.typeOfDone(t.Elem())
 		stride := t.Elem().Size()
+		sub := c.typeOf(t.Elem())
+		if p, ok := c.pending[t.Elem()]; ok && !p.done {
+			// The element is being compiled further up the stack: the
+			// type is recursive through a slice inside this array
+			// (type X struct{ a [1][]Y }; type Y struct{ x X }). Its map
+			// is not final, so it cannot be inlined; the op keeps only
+			// the pointer, as a slice's does.
+			dst.ops = append(dst.ops, op{kind: opArray, off: base, n: n, stride: stride, sub: sub})
+			return
+		}
 		if n <= maxUnrollLen && n*(len(sub.refs)+len(sub.ops)) <= maxUnrollWords {
 			for i := range n {
 				dst.inline(sub, base+uintptr(i)*stride)
