@@ -468,32 +468,18 @@ func TestDrainDuringClose(t *testing.T) {
 		}
 		m.Collect() // half queued, half registered
 		m.Detach()
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
 		var hung atomic.Int32
-		for range 3 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					err := h.Drain(ctx)
-					cancel()
-					if err != nil {
-						hung.Add(1)
-						return
-					}
-				}
-			}()
-		}
+		stop := repeatUntilStopped(t, 3, "the Drains beside Close", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := h.Drain(ctx); err != nil {
+				hung.Add(1)
+				return false
+			}
+			return true
+		})
 		err := closeWithin(t, h)
-		close(stop)
-		wg.Wait()
+		stop()
 		if err != nil {
 			t.Fatalf("Close: %v", err)
 		}
@@ -621,9 +607,7 @@ func TestDrainAttachDetachChurn(t *testing.T) {
 					}
 				}()
 			}
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			recvWithin(t, done, "the workers")
+			waitTimeout(t, &wg, waitLimit, "the workers")
 			close(errs)
 			for err := range errs {
 				t.Error(err)

@@ -89,6 +89,40 @@ func recvWithin[E any](t testing.TB, ch <-chan E, what string) E {
 	panic("unreachable")
 }
 
+// waitTimeout waits for wg, failing t if it takes longer than d.
+func waitTimeout(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+	}
+}
+
+// repeatUntilStopped calls f over and over on each of n goroutines until
+// stop is called, or until f returns false on that goroutine. stop waits
+// for them (waitLimit at most, naming what) and may be called again: a
+// test defers it, so that they end on every way out before newTestHeap's
+// end-of-test check, and calls it where they must have ended.
+func repeatUntilStopped(t testing.TB, n int, what string, f func() bool) (stop func()) {
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !done.Load() && f() {
+			}
+		}()
+	}
+	return sync.OnceFunc(func() {
+		done.Store(true)
+		waitTimeout(t, &wg, waitLimit, what)
+	})
+}
+
 // mustPanic runs f and returns the message of its panic, failing the test if
 // f does not panic.
 func mustPanic(t testing.TB, f func()) (msg string) {

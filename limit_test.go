@@ -49,18 +49,6 @@ type lrTagged2 struct {
 	Pad [400]byte
 }
 
-// waitTimeout waits for wg, failing t if it takes longer than d.
-func waitTimeout(t *testing.T, wg *sync.WaitGroup, d time.Duration, what string) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("timed out after %v waiting for %s", d, what)
-	}
-}
-
 // heldBytes is the memory the limit counts, as Stats reports it.
 func heldBytes(st reclaim.Stats) int64 {
 	return st.SpanBytes + st.MetaBytes + st.SpareBytes + st.ExternalBytes
@@ -508,46 +496,24 @@ func TestAddExternalMisuseDoesNotLeak(t *testing.T) {
 	if testing.Short() {
 		d = 250 * time.Millisecond
 	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
 	var misuses atomic.Int64
-	wg.Add(2)
-	go func() { // the misuse: more than there is
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, ok := panicValue(func() { h.AddExternal(-2 * base) }); !ok {
-				t.Errorf("AddExternal(-%d) with %d outstanding did not panic", 2*base, base)
-				return
-			}
-			misuses.Add(1)
+	stopMisuse := repeatUntilStopped(t, 1, "the misusing goroutine", func() bool { // the misuse: more than there is
+		if _, ok := panicValue(func() { h.AddExternal(-2 * base) }); !ok {
+			t.Errorf("AddExternal(-%d) with %d outstanding did not panic", 2*base, base)
+			return false
 		}
-	}()
-	var negative atomic.Int64
-	// Stop both goroutines on every way out (t.Fatalf included), before
-	// newTestHeap's end-of-test check.
-	stopAll := sync.OnceFunc(func() {
-		close(stop)
-		waitTimeout(t, &wg, time.Minute, "the misusing goroutine and the Stats reader")
+		misuses.Add(1)
+		return true
 	})
-	defer stopAll()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if e := h.Stats().ExternalBytes; e < 0 {
-				negative.Store(e)
-			}
+	defer stopMisuse()
+	var negative atomic.Int64
+	stopReader := repeatUntilStopped(t, 1, "the Stats reader", func() bool {
+		if e := h.Stats().ExternalBytes; e < 0 {
+			negative.Store(e)
 		}
-	}()
+		return true
+	})
+	defer stopReader()
 	var spurious, rounds int
 	var first any
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); rounds++ {
@@ -569,7 +535,8 @@ func TestAddExternalMisuseDoesNotLeak(t *testing.T) {
 			}
 		}
 	}
-	stopAll()
+	stopMisuse()
+	stopReader()
 	if spurious > 0 {
 		t.Errorf("AddExternal(-1) or (+1) with at least %d bytes outstanding panicked %d times in %d rounds, with a concurrent misuse (%d): %v", base-1, spurious, rounds, misuses.Load(), first)
 	}

@@ -1,7 +1,6 @@
 package reclaim_test
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,28 +21,17 @@ func TestStatsObjectsNeverNegative(t *testing.T) {
 	if testing.Short() {
 		d = 500 * time.Millisecond
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var bad atomic.Pointer[reclaim.Stats]
 	var reads atomic.Int64
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st := h.Stats()
-				reads.Add(1)
-				if st.Freed > st.Allocated || st.HeapObjects < 0 {
-					bad.CompareAndSwap(nil, &st)
-				}
-			}
-		}()
-	}
+	stop := repeatUntilStopped(t, 4, "the Stats readers", func() bool {
+		st := h.Stats()
+		reads.Add(1)
+		if st.Freed > st.Allocated || st.HeapObjects < 0 {
+			bad.CompareAndSwap(nil, &st)
+		}
+		return true
+	})
+	defer stop()
 	m := h.Attach()
 	cycles := 0
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); cycles++ {
@@ -53,8 +41,7 @@ func TestStatsObjectsNeverNegative(t *testing.T) {
 		m.Collect()
 	}
 	m.Detach()
-	close(stop)
-	waitTimeout(t, &wg, time.Minute, "the Stats readers")
+	stop()
 	if st := bad.Load(); st != nil {
 		t.Errorf("Stats showed Allocated %d, Freed %d, HeapObjects %d", st.Allocated, st.Freed, st.HeapObjects)
 	}
@@ -74,25 +61,14 @@ func TestStatsHeldWithinLimit(t *testing.T) {
 	if testing.Short() {
 		d = 500 * time.Millisecond
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var bad atomic.Pointer[reclaim.Stats]
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if st := h.Stats(); st.SpanBytes+st.MetaBytes+st.SpareBytes > limit {
-					bad.CompareAndSwap(nil, &st)
-				}
-			}
-		}()
-	}
+	stop := repeatUntilStopped(t, 3, "the Stats readers", func() bool {
+		if st := h.Stats(); st.SpanBytes+st.MetaBytes+st.SpareBytes > limit {
+			bad.CompareAndSwap(nil, &st)
+		}
+		return true
+	})
+	defer stop()
 	m := h.Attach()
 	rounds := 0
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); rounds++ {
@@ -106,8 +82,7 @@ func TestStatsHeldWithinLimit(t *testing.T) {
 		m.Collect()
 	}
 	m.Detach()
-	close(stop)
-	waitTimeout(t, &wg, time.Minute, "the Stats readers")
+	stop()
 	if st := bad.Load(); st != nil {
 		t.Errorf("Stats showed slabs %d + meta %d + spares %d = %d, past the limit %d", st.SpanBytes, st.MetaBytes, st.SpareBytes, st.SpanBytes+st.MetaBytes+st.SpareBytes, limit)
 	}

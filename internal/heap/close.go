@@ -382,11 +382,7 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 // lists as queueAllCleanups does.
 func (h *Heap) countRegisteredCleanups() int {
 	n := 0
-	for _, s := range h.spanSnapshot() {
-		cl := s.sp.cl.Load()
-		if s.released || cl == nil {
-			continue
-		}
+	h.eachCleanupTable(func(cl *cleanupTable) {
 		for _, c := range cl.head {
 			for ; c != nil; c = c.next {
 				if c.registered() {
@@ -394,22 +390,27 @@ func (h *Heap) countRegisteredCleanups() int {
 				}
 			}
 		}
-	}
+	})
 	return n
 }
 
 // queueAllCleanups queues the cleanups of every object that has any.
 func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 	n := 0
-	spans := h.spanSnapshot()
-	for _, s := range spans {
-		cl := s.sp.cl.Load()
-		if s.released || cl == nil {
-			continue
-		}
+	h.eachCleanupTable(func(cl *cleanupTable) {
 		for i := range cl.head {
 			n += h.queueCleanups(cl, uint32(i), local)
 		}
-	}
+	})
 	return n
+}
+
+// eachCleanupTable calls f with the cleanup table of every span in use
+// that has one.
+func (h *Heap) eachCleanupTable(f func(cl *cleanupTable)) {
+	for _, s := range h.spanSnapshot() {
+		if cl := s.sp.cl.Load(); cl != nil && !s.released {
+			f(cl)
+		}
+	}
 }

@@ -206,12 +206,12 @@ type Heap struct {
 	// fields it reads or writes then.
 	mu struct {
 		sync.Mutex
-		cond     sync.Cond             // on mu; broadcast when running drops, or the world restarts
+		cond     sync.Cond             // on mu; broadcast when running drops, the world restarts, Close begins, or a stopping cycle gives up
 		stw      bool                  // the world is stopped or stopping; mirrored by stwReq
 		running  int                   // attached mutators running (see Mutator's table); the leader counts itself out
 		mutators map[*Mutator]struct{} // attached mutators: Attach, attachClosing; Detach removes
-		closed   bool                  // Close has begun: no more collections
-		dead     bool                  // Close has ended: Attach panics
+		closed   bool                  // Close has begun: no cycle starts, one still stopping the world gives up (waitStoppedLocked), and Close waits for stw to clear
+		dead     bool                  // Close has released the spans: Attach panics, and so does refill (New on a mutator left attached)
 
 		// allspans holds every span in use, and released ones until the
 		// next flip drops them (readers skip those).
