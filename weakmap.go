@@ -28,13 +28,15 @@ import (
 // reachable, to any depth) in time linear in the number of entries. Keys
 // kept alive for their finalizer keep their entries until they are freed
 // (Lua 5.4 manual §2.5.4: resurrected objects are removed from weak keys
-// only when they are actually freed). A finalizable key is treated like the
-// owner of its entries' values, as Go treats an object and its fields: if
-// such a value leads back to the key (directly, or through other entries),
-// the key is on a reference cycle through a finalizable object, and is
-// never finalized or freed while the table lives (Lua would finalize it);
-// Options.Debug reports such a cycle as it reports others. Entries of dead keys are deleted
-// when the mark that found them dead ends.
+// only when they are actually freed), but they do not keep their key
+// alive: a finalizable key that only its own entries' values reach
+// (directly, or through other entries) is finalized, as Lua and
+// JavaScript finalize it. A finalizable table, by contrast, owns its
+// entries as an object owns its fields (Go's rule for finalizers): if a
+// value of one of its live keys leads back to the table, the table is on
+// a reference cycle and never finalized, and Options.Debug reports it.
+// Entries of dead keys are deleted when the mark that found them dead
+// ends.
 //
 // A WeakMap is not safe for concurrent use by several mutators; like any
 // object, it is read and written between safepoints.

@@ -1,7 +1,6 @@
 package reclaim_test
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,45 +195,5 @@ func TestWeakMapUnreachableTable(t *testing.T) {
 	}
 	if !isLive(k) {
 		t.Fatal("key freed")
-	}
-}
-
-// A finalizable key whose entry's value leads back to it is on a reference
-// cycle through a finalizable object (weakmap.go): it is never finalized,
-// and Options.Debug reports the cycle, through the entry.
-func TestWeakMapFinalizableKeyCycleReported(t *testing.T) {
-	for _, own := range []bool{false, true} {
-		t.Run(map[bool]string{false: "value refers to key", true: "key is its own value"}[own], func(t *testing.T) {
-			logs, logger := newLogBuffer()
-			h := newTestHeap(t, reclaim.Options{GCPercent: -1, Debug: true, Logger: logger})
-			m := h.Attach()
-			defer m.Detach()
-			tab := reclaim.New[rvTab](m)
-			h.Pin(tab.Object())
-			defer h.Unpin(tab.Object())
-			k := newKey(m, 1)
-			if own {
-				tab.Get(m).Set(k, k)
-			} else {
-				v := newKey(m, 2)
-				v.Get(m).Next = k
-				tab.Get(m).Set(k, v)
-			}
-			var runs atomic.Int32
-			reclaim.SetFinalizer(m, k, func(*reclaim.Mutator, reclaim.Ref[Key]) { runs.Add(1) })
-			k = reclaim.Ref[Key]{}
-			for range 3 {
-				collectDrain(t, m, h)
-			}
-			if n := runs.Load(); n != 0 {
-				t.Errorf("the key's finalizer ran %d times; the docs say a key on such a cycle is never finalized", n)
-			}
-			if n := h.Stats().FinalizerCycles; n != 1 {
-				t.Errorf("FinalizerCycles %d, want 1; log:\n%s", n, logs.String())
-			}
-			if !strings.Contains(logs.String(), "reference cycle") {
-				t.Errorf("no cycle logged:\n%s", logs.String())
-			}
-		})
 	}
 }

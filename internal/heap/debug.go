@@ -21,10 +21,12 @@ const maxDebugVisit = 1 << 20
 
 // pathTo reports whether target is reachable from the handles in from, and
 // the chain of type names that leads there. A WeakMap leads to the values
-// of its entries whose keys are live (marked, or finalizable), and a key of
-// a live WeakMap to the values of its entries there (byKey, entriesByKey),
-// as in the mark that has just ended: pathTo runs after it, with the world
-// stopped.
+// of its entries whose keys the mark that has just ended marked, and a key
+// of a live WeakMap to the values of its entries there (byKey,
+// entriesByKey); pathTo runs after the mark, with the world stopped. The
+// target's own entries lead nowhere: were the target unreachable, its
+// entries would wait on it, and it would be doomed (ephemeron.go), not
+// kept alive by them.
 func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[handle.Handle][]handle.Handle) ([]string, bool) {
 	type item struct {
 		x      handle.Handle
@@ -48,7 +50,7 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[hand
 			return names, true
 		}
 		buf = h.scanInto(q[i].x, buf[:0])
-		buf = h.liveEntryValues(q[i].x, buf)
+		buf = h.liveEntryValues(q[i].x, target, buf)
 		buf = append(buf, byKey[q[i].x]...)
 		for _, c := range buf {
 			if h.Valid(c) && !seen[c] {
@@ -61,15 +63,16 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[hand
 }
 
 // liveEntryValues appends to buf the handles held by the values of the
-// entries of x, if x is a WeakMap, whose keys are live (keyLive): what the
-// mark traced from it. Only valid after a mark, before the sweep.
-func (h *Heap) liveEntryValues(x handle.Handle, buf []handle.Handle) []handle.Handle {
+// entries of x, if x is a WeakMap, whose keys are marked, other than skip:
+// what the mark traced from x, but for skip's entry, which would wait on
+// skip were skip unreachable. Only valid after a mark, before the sweep.
+func (h *Heap) liveEntryValues(x, skip handle.Handle, buf []handle.Handle) []handle.Handle {
 	s := h.spans.get(x.Span())
 	if s == nil || s.typ.EphEach == nil {
 		return buf
 	}
 	s.typ.EphEach(s.ptr(x.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
-		if !lay.NoRefs && h.keyLive(key) {
+		if !lay.NoRefs && key != skip && h.marked(key) {
 			buf = lay.Scan(val, buf)
 		}
 	})
@@ -98,8 +101,7 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				x := s.handleAt(uint32(i))
-				from := append(h.liveEntryValues(x, h.scanInto(x, nil)), byKey[x]...)
-				path, ok := h.pathTo(from, x, byKey)
+				path, ok := h.pathTo(h.liveEntryValues(x, x, h.scanInto(x, nil)), x, byKey)
 				if !ok || !firstReport(fins, h.debugReported.fins, x) {
 					continue
 				}
@@ -132,10 +134,10 @@ func (h *Heap) reportFinalizerCycles() {
 
 // entriesByKey returns, for each key of an entry of a WeakMap that the last
 // mark found live (marked, or finalizable: a finalizable table's entries
-// are its referents), the handles the entry's value holds. The mark traces
-// a live key's entries as if they were its fields, a finalizable key's
-// too (keyLive), so a value that leads back to its key closes a reference
-// cycle through it; the cycle report follows these edges.
+// are its referents), the handles the entry's value holds. Once the mark
+// reaches a key, it traces its entries as if they were the key's fields,
+// so a path from a finalizable object may go through a key to its
+// entries' values; the cycle report follows these edges (pathTo).
 // REQUIRES: world stopped, marking complete.
 func (h *Heap) entriesByKey(spans []*span) map[handle.Handle][]handle.Handle {
 	byKey := make(map[handle.Handle][]handle.Handle)
@@ -176,7 +178,8 @@ func reverse(s []string) []string {
 // "pinned main.Root" and "-> main.Node", and whether x is reachable at
 // all. Reachability is the mark's: a WeakMap entry's value is reached
 // through its table once the table and the entry's key are both reached,
-// whichever is found first, or the key is finalizable; a finalizable
+// whichever is found first, or the key is finalizable (the mark keeps a
+// finalizable key's entries for its finalizer, doomKeys); a finalizable
 // WeakMap's entries are followed as its referents are (seed 003). It is a
 // debugging aid: it walks the reachable graph with the world stopped.
 func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
@@ -275,7 +278,8 @@ func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 // the roots, the referents of finalizable objects and the entries of
 // finalizable WeakMaps, over references, and over a WeakMap entry once its
 // table and its key are reached, whichever is found first, or its key is
-// finalizable (keyLive). Like the mark, it keeps the entries whose keys are
+// finalizable (the mark dooms such a key, and traces its entries: the set
+// it marks is the same). Like the mark, it keeps the entries whose keys are
 // not reached yet in lists by key (ephemeron.go), so a table is visited
 // once. REQUIRES: world stopped.
 func (h *Heap) reachable() map[handle.Handle]struct{} {
@@ -339,6 +343,13 @@ func (h *Heap) reachable() map[handle.Handle]struct{} {
 		}
 	}
 	return seen
+}
+
+// marked reports whether x names a live object of the heap that the mark
+// has marked. REQUIRES: world stopped.
+func (h *Heap) marked(x handle.Handle) bool {
+	s := h.spans.get(x.Span())
+	return s != nil && h.Valid(x) && s.isMarked(x.Slot())
 }
 
 // finalizable reports whether x names a live object of the heap that has

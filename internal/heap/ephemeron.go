@@ -17,13 +17,23 @@ import (
 // entries are not traced when the table is scanned. Instead, during mark:
 //
 //  1. When a worker scans a table, it registers each entry. An entry whose
-//     key is live (marked, or finalizable: it survives this cycle for its
-//     finalizer, and Lua keeps such keys until they are freed) has its
-//     value traced at once. Otherwise the entry waits on its key: it goes
-//     into pending[key], and the key's slot gets a bit in its span's
-//     ephKeys bitmap.
+//     key is marked has its value traced at once. Otherwise the entry
+//     waits on its key: it goes into pending[key], and the key's slot gets
+//     a bit in its span's ephKeys bitmap.
 //  2. When grey marks an object whose ephKeys bit is set, it releases the
 //     entries waiting on it and traces their values.
+//  3. When a phase of the mark ends, a key that entries still wait on and
+//     that has a finalizer is doomed (doomKeys): nothing but, perhaps, the
+//     values of its own entries could reach it, and the mark has not
+//     reached it. Its finalizer is queued there and then, as the sweep
+//     would queue it, and the key is greyed as a root: its entries' values
+//     are traced (Lua 5.4 §2.5.4: a key being finalized keeps its entries
+//     until it is freed, so its finalizer can read them), and the mark
+//     runs again, until no finalizable key is left with entries waiting.
+//     A value that leads back to its key marks it, but its finalizer is
+//     queued already: such a key is not on a reference cycle, as it would
+//     be if its entries counted as its referents, which a finalizable
+//     object's fields do (seed 003).
 //
 // Each entry is thus handled a constant number of times, so reaching the
 // fixpoint (a value making another entry's key reachable, to any depth)
@@ -45,7 +55,10 @@ import (
 // would break the argument; it is off when the heap has ephemeron tables.
 //
 // At mark termination (world still stopped) every registered table is
-// pruned: entries whose key will be freed this cycle are deleted.
+// pruned: entries whose key will be freed this cycle are deleted. An entry
+// whose value holds no refs is never registered, so its key is not doomed;
+// if the key has a finalizer, the sweep queues it, and the entry is kept
+// (keyLive) until the key is freed.
 
 type ephEntry struct {
 	val unsafe.Pointer // the entry's value, stable while the world is stopped
@@ -93,15 +106,15 @@ func (w *markWorker) scanTable(x handle.Handle, s *span) {
 		if lay.NoRefs {
 			return
 		}
-		if h.keyLive(key) {
-			w.ephq = append(w.ephq, ephEntry{val, lay})
-			return
-		}
 		ks := h.spans.get(key.Span())
 		if ks == nil || !h.Valid(key) {
 			return // a dead key: pruned at termination
 		}
 		i := key.Slot()
+		if ks.isMarked(i) {
+			w.ephq = append(w.ephq, ephEntry{val, lay})
+			return
+		}
 		e.mu.Lock()
 		bits := ks.ephKeys.Load()
 		if bits == nil {
@@ -115,7 +128,7 @@ func (w *markWorker) scanTable(x handle.Handle, s *span) {
 		// the file.
 		e.npending.Add(1)
 		(*bits)[i/64].Or(1 << (i % 64))
-		if ks.isMarked(i) { // marked since keyLive: the marker may have missed the bit
+		if ks.isMarked(i) { // marked since the first read: the marker may have missed the bit
 			e.npending.Add(-1)
 			e.mu.Unlock()
 			w.ephq = append(w.ephq, ephEntry{val, lay})
@@ -176,8 +189,56 @@ func (h *Heap) resetEphemerons() []handle.Handle {
 	return tables
 }
 
+// doomKeys queues the finalizers of the keys that ephemeron entries wait on
+// (step 3 at the top of the file) and that have a finalizer, and appends
+// them to buf: the caller greys them as roots of another phase. The short
+// weak handles of a doomed key are cleared first, as the sweep clears them
+// before it queues a finalizer (sweepSpecials); long ones stay.
+// REQUIRES: world stopped, no worker running (a phase has ended).
+func (h *Heap) doomKeys(buf []handle.Handle) []handle.Handle {
+	e := &h.eph
+	e.mu.Lock()
+	spans := e.mu.spans
+	e.mu.Unlock()
+	var fins finFill
+	for _, s := range spans {
+		fin := s.sp.fin.Load()
+		if fin == nil {
+			continue
+		}
+		keys := *s.ephKeys.Load()
+		for wi := range keys {
+			var doom uint64
+			for k := keys[wi].Load() &^ s.markBits[wi].Load(); k != 0; k &= k - 1 {
+				if i := wi*64 + bits.TrailingZeros64(k); s.ephHeads[i] != 0 && fin.fn[i] != nil {
+					doom |= 1 << (i % 64)
+				}
+			}
+			if doom == 0 {
+				continue
+			}
+			s.sp.mu.Lock()
+			if s.sp.mu.weak != nil {
+				if n := h.killWeak(s.sp.mu.weak, wi, doom); n != 0 {
+					s.sp.n.Add(-n)
+				}
+			}
+			h.queueFinalizers(s, wi, doom, fin, &fins)
+			s.sp.mu.Unlock()
+			for d := doom; d != 0; d &= d - 1 {
+				buf = append(buf, s.handleAt(uint32(wi*64+bits.TrailingZeros64(d))))
+			}
+		}
+	}
+	h.fin.flush(&fins)
+	return buf
+}
+
 // keyLive reports whether key survives this cycle: it is marked, or it has
-// a finalizer (it is kept for the finalizer and freed only later).
+// a finalizer (it is kept for the finalizer and freed only later). Once the
+// mark has ended, a finalizable key that is not marked has no entry whose
+// value holds refs in a table the mark reached (doomKeys marked those), so
+// keeping its entries keeps nothing the mark did not trace.
 func (h *Heap) keyLive(key handle.Handle) bool {
 	s := h.spans.get(key.Span())
 	if s == nil || !h.Valid(key) {

@@ -1483,12 +1483,31 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		}
 		phase(true)
 	}
+	// Finalizable keys that ephemeron entries still wait on are doomed:
+	// their finalizers are queued now, and the values of their entries
+	// traced, in as many more phases as it takes (ephemeron.go, step 3).
+	var doomed []handle.Handle
+	for ephTables && finTables {
+		n := len(doomed)
+		if doomed = h.doomKeys(doomed); len(doomed) == n {
+			break
+		}
+		pool = newWorkPool(nw)
+		for _, w := range workers {
+			w.pool = pool
+		}
+		w0.refs = append(w0.refs, doomed[n:]...)
+		w0.route()
+		w0.sendAll()
+		w0.greyRefs()
+		phase(false)
+	}
 	if invariantsBuild && ephTables {
 		h.checkEphemerons()
 	}
 	ms0 := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
-		all := roots
+		all := append(roots, doomed...)
 		var buf, finTabs []handle.Handle
 		for _, s := range h.spanSnapshot() {
 			buf = eachFinReferent(s, buf, func(_ string, _, x handle.Handle) { all = append(all, x) })

@@ -54,8 +54,10 @@ func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) i
 //     them before it publishes sweepgen; no mutator touches the span's
 //     words until then.
 //   - the leader with the world stopped (mark roots, Debug, Verify, the
-//     ephemeron fixpoint) reads them; stopping the world orders it after
-//     every mutator's writes.
+//     ephemeron fixpoint) reads them, and clears the finalizers of the
+//     WeakMap keys it dooms (doomKeys, between phases of the mark, as the
+//     sweeper would); stopping the world orders it after every mutator's
+//     writes, and no sweeper runs during a mark.
 //   - Close takes what is left, once no mutator may run concurrently.
 //
 // Cleanup.Stop, which any goroutine may call at any time, touches none of

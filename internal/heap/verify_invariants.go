@@ -33,17 +33,10 @@ func (h *Heap) verifyMark(roots, finTables []handle.Handle) {
 			stack = append(stack, x)
 		}
 	}
-	// An ephemeron entry's value is traced when its key is reachable, or
-	// finalizable (it survives the cycle for its finalizer).
-	keyLive := func(k handle.Handle) bool {
-		if seen[k] {
-			return true
-		}
-		if !h.Valid(k) {
-			return false
-		}
-		return h.spans.get(k.Span()).sp.finAt(k.Slot()) != nil
-	}
+	// An ephemeron entry's value is traced when its key is reachable. The
+	// roots include the finalizable keys the mark doomed (doomKeys), whose
+	// finalizers it queued.
+	keyLive := func(k handle.Handle) bool { return seen[k] }
 	for _, x := range roots {
 		push(x)
 	}
@@ -81,6 +74,17 @@ func (h *Heap) verifyMark(roots, finTables []handle.Handle) {
 	}
 
 	var problems []string
+	// A key with a finalizer that is left unreached with an entry whose
+	// value holds refs should have been doomed: the sweep would queue its
+	// finalizer with the entry pruned and its value freed.
+	for _, t := range tables {
+		s := h.spans.get(t.Span())
+		s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+			if !lay.NoRefs && !seen[key] && h.Valid(key) && h.spans.get(key.Span()).sp.finAt(key.Slot()) != nil && len(problems) < maxVerifyProblems {
+				problems = append(problems, fmt.Sprintf("finalizable key %v of an entry of table %v is not marked and was not doomed", key, t))
+			}
+		})
+	}
 	spans := h.spanSnapshot()
 	for _, s := range spans {
 		if s.released {
