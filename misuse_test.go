@@ -327,3 +327,38 @@ func TestMisuseMemoryLimit(t *testing.T) {
 	defer h.AddExternal(-64 << 10)
 	wantPanic(t, func() { reclaim.New[misuseObj](m) }, "New[reclaim_test.misuseObj]", "memory limit")
 }
+
+type (
+	weakMapField struct {
+		ID  int
+		Tab reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]
+	}
+	weakMapDeep struct {
+		Scopes [2]struct {
+			Names []reclaim.WeakMap[misuseObj, int]
+		}
+	}
+	weakMapByRef struct {
+		Tab reclaim.Ref[reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]]
+	}
+)
+
+// A WeakMap held by value inside another object would keep its keys and
+// values alive like any field's (its own fields hold refs), and its dead
+// entries would never be pruned: New panics instead, saying where the
+// WeakMap is. A Ref to a WeakMap is the way, and New of a WeakMap itself is
+// fine.
+func TestMisuseWeakMapByValue(t *testing.T) {
+	_, m := misuseHeap(t, reclaim.Options{})
+	wantPanic(t, func() { reclaim.New[weakMapField](m) }, "weakMapField holds a WeakMap by value (field Tab: reclaim.WeakMap[")
+	wantPanic(t, func() { reclaim.New[weakMapDeep](m) }, "holds a WeakMap by value (field Scopes: element: field Names: element: reclaim.WeakMap[")
+	wantPanic(t, func() { reclaim.New[[]reclaim.WeakMap[misuseObj, int]](m) }, "holds a WeakMap by value (element: reclaim.WeakMap[")
+	// Asked again, the type panics again: a failed registration caches nothing.
+	wantPanic(t, func() { reclaim.New[weakMapField](m) }, "weakMapField holds a WeakMap by value")
+	r := reclaim.New[weakMapByRef](m)
+	r.Get(m).Tab = reclaim.New[reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]](m)
+	r.Get(m).Tab.Get(m).Set(reclaim.New[misuseObj](m), reclaim.Ref[misuseObj]{})
+	if n := r.Get(m).Tab.Get(m).Len(); n != 1 {
+		t.Fatalf("Len %d, want 1", n)
+	}
+}

@@ -25,7 +25,9 @@
 //
 // The collector finds references inside T from its type, once per type:
 // fields of type Ref[U] and Object, inside structs, arrays and slices, at any
-// depth. Weak[U] and LongWeak[U] fields do not keep their target alive.
+// depth. Weak[U] and LongWeak[U] fields do not keep their target alive. A
+// WeakMap is an object of its own, held by a Ref: New panics for a type
+// that holds one by value.
 // Go pointers, interfaces, maps, channels and funcs are opaque: a ref stored
 // only there is not seen, and its object may be freed. A type whose refs
 // live in such places implements Tracer instead. See docs/API.md.

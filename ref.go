@@ -169,6 +169,42 @@ func lookupType(key unsafe.Pointer, register func() *heap.Type) *heap.Type {
 	return register()
 }
 
+// weakMapInside returns where t holds a WeakMap by value, inside a struct
+// field, an array or a slice element at any depth ("field Tab", say, or
+// "field Scopes, element, field Tab"), or "" if it does not. t itself
+// being a WeakMap is not such a case. Go pointers, maps and the other
+// opaque kinds are not looked into: the collector does not either.
+func weakMapInside(t reflect.Type) string {
+	seen := make(map[reflect.Type]bool)
+	var walk func(t reflect.Type, top bool) string
+	walk = func(t reflect.Type, top bool) string {
+		if !top && reflect.PointerTo(t).Implements(ephemeronTableType) {
+			return t.String()
+		}
+		if seen[t] {
+			return ""
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Struct:
+			if top && reflect.PointerTo(t).Implements(ephemeronTableType) {
+				return "" // a WeakMap's own fields
+			}
+			for i := range t.NumField() {
+				if w := walk(t.Field(i).Type, false); w != "" {
+					return "field " + t.Field(i).Name + ": " + w
+				}
+			}
+		case reflect.Array, reflect.Slice:
+			if w := walk(t.Elem(), false); w != "" {
+				return "element: " + w
+			}
+		}
+		return ""
+	}
+	return walk(t, true)
+}
+
 func typeOf[T any]() *heap.Type { return lookupType(typeKey[T](), registerType[T]) }
 
 var tracerType = reflect.TypeFor[Tracer]()
@@ -181,6 +217,9 @@ func registerType[T any]() *heap.Type {
 		return v.(*heap.Type)
 	}
 	rt := reflect.TypeFor[T]()
+	if where := weakMapInside(rt); where != "" {
+		panic(fmt.Sprintf("reclaim: %v holds a WeakMap by value (%s): a WeakMap is an ephemeron table only as an object of its own; allocate it with New and hold its Ref (inside another object its keys and values would be kept alive like any field's)", rt, where))
+	}
 	var custom layout.CustomFunc
 	if reflect.PointerTo(rt).Implements(tracerType) {
 		custom = func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle {
