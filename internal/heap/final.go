@@ -136,9 +136,13 @@ type finState struct {
 	// stopped (the goroutine is then parked at a safepoint).
 	cur *finBlock
 	// running is the type of the finalizer being called, for the
-	// "a finalizer keeps a collection waiting" report. Stored by the
-	// finalizer goroutine; read lock-free by a leader waiting for the
-	// world to stop (waitStoppedLocked).
+	// "a finalizer keeps a collection waiting" report; nil when none is.
+	// Stored by the finalizer goroutine when the type changes (runBlock)
+	// and cleared when it reaches a safepoint between calls (finSafepoint)
+	// or sleeps; with FinalizersAtSafepoints, stored by each mutator before
+	// a call and cleared after it by CAS (several may run at once, so it
+	// names one of them). Read lock-free by a leader waiting for the world
+	// to stop (waitStoppedLocked).
 	running atomic.Pointer[Type]
 
 	// queued counts records ever queued: added to by sweepers as they
@@ -398,7 +402,7 @@ func (h *Heap) runFinq(m *Mutator) {
 			}
 			for b.n > 0 {
 				if h.runBlock(m, b, &typ) {
-					h.finSafepoint(m) // after a call that panicked
+					h.finSafepoint(m, &typ) // after a call that panicked
 				}
 			}
 			f.flushRan()
@@ -502,7 +506,7 @@ func (h *Heap) runBlock(m *Mutator, b *finBlock, typ **Type) (panicked bool) {
 		b.n--
 		f.ran++
 		if m.safepointDue() {
-			h.finSafepoint(m)
+			h.finSafepoint(m, typ)
 		}
 	}
 	return false
@@ -513,8 +517,16 @@ func (h *Heap) runBlock(m *Mutator, b *finBlock, typ **Type) (panicked bool) {
 // methods. A panic there abandons the collection (collect) and is reported
 // here, with Kind "collection", and the queue goes on; a runtime.Goexit
 // ends the goroutine, and runFinqGoroutine starts another, which retires
-// no record (f.calling is clear).
-func (h *Heap) finSafepoint(m *Mutator) {
+// no record (f.calling is clear). No finalizer is in a call here, so
+// f.running is cleared first (and *typ with it, so that the next call
+// stores its type again): a leader that waits for another mutator, or the
+// collection the goroutine leads itself, must not blame the finalizer
+// that last returned.
+func (h *Heap) finSafepoint(m *Mutator, typ **Type) {
+	if *typ != nil {
+		*typ = nil
+		h.fin.running.Store(nil)
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			h.reportPanic("collection", v, debug.Stack())
@@ -543,6 +555,7 @@ func (h *Heap) runFinalizersHere(m *Mutator) {
 	var calling *finRec
 	defer func() {
 		if calling != nil {
+			f.running.CompareAndSwap(calling.typ, nil)
 			h.retireHere(calling)
 			h.reportPanic("finalizer", "reclaim: finalizer called runtime.Goexit", debug.Stack())
 		}
@@ -576,7 +589,12 @@ func (h *Heap) runFinalizersHere(m *Mutator) {
 		f.mu.Unlock()
 
 		calling = &r
+		// For the slow-finalizer report, as the goroutine does; mutators
+		// may run finalizers at once, so only the one that stored a type
+		// clears it.
+		f.running.Store(r.typ)
 		h.callFinalizer(m, &r)
+		f.running.CompareAndSwap(r.typ, nil)
 		calling = nil
 		h.retireHere(&r)
 	}
