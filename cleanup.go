@@ -9,9 +9,11 @@ import (
 )
 
 // Cleanup is a handle on a cleanup registered with AddCleanup. It points
-// to the cleanup's record, so Go's collector keeps the cleanup function and
-// its argument while a Cleanup value is kept, even after the cleanup ran;
-// drop Cleanup values that are no longer needed.
+// to the cleanup's record, so Go's collector keeps the record's memory (a
+// few words, in a slab of records) while a Cleanup value is kept. The
+// record lets go of the function and its argument once the cleanup has
+// run, and once a stopped cleanup's record is dropped: by the sweep after
+// its object dies, or when another cleanup is added to the object.
 type Cleanup struct {
 	c   *heap.CleanupSpecial
 	gen uint32 // the record's generation when it was registered

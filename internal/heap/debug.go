@@ -88,7 +88,7 @@ func (h *Heap) liveEntryValues(x, skip handle.Handle, buf []handle.Handle) []han
 // REQUIRES: world stopped.
 func (h *Heap) reportFinalizerCycles() {
 	fins := make(map[handle.Handle]bool)
-	cleanups := make(map[*CleanupSpecial]bool)
+	cleanups := make(map[cleanupReg]bool)
 	spans := h.spanSnapshot()
 	byKey := h.entriesByKey(spans)
 	for _, s := range spans {
@@ -120,7 +120,7 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				path, ok := h.pathTo(c.r.Scan(nil), s.handleAt(uint32(i)), byKey)
-				if !ok || !firstReport(cleanups, h.debugReported.cleanups, c) {
+				if !ok || !firstReport(cleanups, h.debugReported.cleanups, cleanupReg{c, c.lgen}) {
 					continue
 				}
 				h.stats.badCleanups.Add(1)
@@ -385,4 +385,11 @@ func (h *Heap) eachFinTable(f func(t handle.Handle, s *span)) {
 			}
 		}
 	}
+}
+
+// cleanupReg names one registration of a cleanup: records are reused, at
+// the next generation, for other cleanups.
+type cleanupReg struct {
+	c   *CleanupSpecial
+	gen uint32
 }

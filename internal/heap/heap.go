@@ -176,7 +176,7 @@ type Heap struct {
 	// every collection; owned by the leader (world stopped).
 	debugReported struct {
 		fins     map[handle.Handle]bool
-		cleanups map[*CleanupSpecial]bool
+		cleanups map[cleanupReg]bool
 	}
 
 	// spans is immutable after New; its entries are written with mu held

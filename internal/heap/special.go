@@ -22,6 +22,11 @@ func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) i
 		if c.take() {
 			h.cq.Enqueue(local, c.r)
 			n++
+		} else if z, ok := c.r.(zeroer); ok {
+			// Stopped: dropped here, but its record may stay in memory
+			// (a Cleanup handle, the rest of its slab): let its function
+			// and argument go.
+			z.Zero()
 		}
 		c = next
 	}
@@ -179,7 +184,13 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 	h := m.enter("SetFinalizer")
 	defer m.leave()
 	s := h.check(x, "SetFinalizer")
-	h.ensureSwept(s, &m.local)
+	if s.sweepgen.Load() != h.sweepgen.Load() {
+		// The last mark may have found the object unreachable: the sweep
+		// frees it, and a finalizer set on its slot would be the next
+		// object's. Check again, as Pin and AddCleanup do.
+		h.ensureSwept(s, &m.local)
+		h.check(x, "SetFinalizer")
+	}
 	t := s.sp.fin.Load()
 	if fn == nil {
 		if t != nil {
@@ -201,7 +212,10 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 func (m *Mutator) HasFinalizer(x handle.Handle) bool {
 	h := m.heap
 	s := h.check(x, "HasFinalizer")
-	h.ensureSwept(s, &m.local)
+	if s.sweepgen.Load() != h.sweepgen.Load() {
+		h.ensureSwept(s, &m.local)
+		h.check(x, "HasFinalizer") // freed by that sweep: a stale ref
+	}
 	return s.sp.finAt(x.Slot()) != nil
 }
 
@@ -306,6 +320,12 @@ type cleanupFree struct {
 // recycle keeps the stopped record c, just unlinked from its list, for
 // reuse by m.
 func (m *Mutator) recycle(c *CleanupSpecial) {
+	// Zeroed even when it is not kept: the record may stay in memory (a
+	// Cleanup handle, the rest of its slab), its function and argument
+	// must not.
+	if z, ok := c.r.(zeroer); ok {
+		z.Zero()
+	}
 	e := &m.cfree[(uintptr(unsafe.Pointer(c.typ))>>5)%uintptr(len(m.cfree))]
 	if e.typ != c.typ {
 		if e.n != 0 {
@@ -315,9 +335,6 @@ func (m *Mutator) recycle(c *CleanupSpecial) {
 	}
 	if e.n == cleanupFreeMax {
 		return
-	}
-	if z, ok := c.r.(zeroer); ok {
-		z.Zero()
 	}
 	c.next, e.head = e.head, c
 	e.n++
@@ -368,7 +385,13 @@ func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
 	h := m.enter("AddCleanup")
 	defer m.leave()
 	s := h.check(x, "AddCleanup")
-	h.ensureSwept(s, &m.local)
+	if s.sweepgen.Load() != h.sweepgen.Load() {
+		// The last mark may have found the object unreachable: the sweep
+		// frees it, and a cleanup linked on its slot would belong to the
+		// next object allocated there. Check again, as Pin does.
+		h.ensureSwept(s, &m.local)
+		h.check(x, "AddCleanup")
+	}
 	t := s.sp.cl.Load()
 	if t == nil {
 		t = install(&s.sp.cl, &cleanupTable{head: make([]*CleanupSpecial, s.nslots)})
