@@ -119,28 +119,32 @@ inline ready() {
 	}
 }
 
-/* wakefing: s := load; if both Wait and Wake are set and the CAS clearing
- * both succeeds, ready the finalizer goroutine. No retry on CAS failure. */
+/* wakefing (finState.wake): s := load; if both Wait and Wake are set and
+ * the CAS clearing both succeeds, ready the finalizer goroutine; a failed
+ * CAS loads again and retries, as the code's loop does. */
 inline wakefing() {
-	ws = fingStatus;
-	if
-	:: (ws & (fingWait | fingWake)) == (fingWait | fingWake) ->
-		atomic {
-			if
-			:: fingStatus == ws ->
-				fingStatus = ws & ~(fingWait | fingWake);
-				woke = true
-			:: else -> woke = false
-			fi
-		};
+	do
+	:: ws = fingStatus;
 		if
-		:: woke ->
-			assert((ws & fingRunningFinalizer) == 0);
-			ready()
-		:: else -> skip
+		:: (ws & (fingWait | fingWake)) != (fingWait | fingWake) -> break
+		:: else ->
+			atomic {
+				if
+				:: fingStatus == ws ->
+					fingStatus = ws & ~(fingWait | fingWake);
+					woke = true
+				:: else -> woke = false
+				fi
+			};
+			if
+			:: woke ->
+				assert((ws & fingRunningFinalizer) == 0);
+				ready();
+				break
+			:: else -> skip
+			fi
 		fi
-	:: else -> skip
-	fi;
+	od;
 	ws = 0;
 	woke = false
 }
@@ -164,39 +168,40 @@ proctype Fing() {
 	byte i;
 
 	do
-	:: /* The finlock critical section is one atomic step (see fing.md:
-	    * all finq accesses hold finlock, so only its single non-mover,
-	    * the Or(Wait), can be observed by others). */
+	:: /* runFinq: take the whole finq under finlock. Only the steps
+	    * that change fingStatus can be observed by others while finlock
+	    * is held (see fing.md), so the take is one step with the lock. */
 		atomic {
 			lock();
 			batch = finq;
-			finq = 0;
-			if
-			:: batch == 0 ->
-				assert((fingStatus & (fingWait | fingRunningFinalizer)) == 0);
-#ifndef BROKEN_NO_RECHECK
-				/* Wait is set while finlock is held: any record
-				 * appended after the check sees it. */
-				fingStatus = fingStatus | fingWait;
-				fingParked = true
-#else
-				skip
-#endif
-			:: else ->
-				/* Wait is clear, and stays clear until this goroutine
-				 * sets it, so RunningFinalizer never meets Wait. */
-				assert((fingStatus & fingWait) == 0)
-			fi;
-			unlock()
+			finq = 0
 		};
 		if
 		:: batch == 0 ->
+			assert((fingStatus & fingWait) == 0);
+			/* Still holding finlock: And(^RunningFinalizer), kept set
+			 * since the first batch after the last park, then Or(Wait):
+			 * two atomics others may see apart. */
+#ifndef BROKEN_RUNNING_AFTER_WAIT
+			fingStatus = fingStatus & ~fingRunningFinalizer;
+#endif
+#ifndef BROKEN_NO_RECHECK
+			/* Wait is set while finlock is held: any record appended
+			 * after the take sees it. */
+			atomic { fingStatus = fingStatus | fingWait; fingParked = true };
+#endif
+#ifdef BROKEN_RUNNING_AFTER_WAIT
+			/* BUG: RunningFinalizer is cleared after Wait is set: a
+			 * sweeper's wakefing in between sees Wait and Wake with the
+			 * goroutine still shown as running a finalizer. */
+			fingStatus = fingStatus & ~fingRunningFinalizer;
+#endif
+			unlock();
 #ifdef BROKEN_NO_RECHECK
 			/* BUG: Wait is set after finlock is released: a record
 			 * queued in between sees no Wait, so the last sweeper of
 			 * its cycle does not wake the finalizer goroutine. */
-			fingStatus = fingStatus | fingWait;
-			fingParked = true;
+			atomic { fingStatus = fingStatus | fingWait; fingParked = true };
 #endif
 #ifdef BROKEN_READY_UNBUFFERED
 			fingBlocked = true;
@@ -206,7 +211,16 @@ end_park:		atomic { wake?_ -> fingParked = false };
 #endif
 			assert((fingStatus & fingWait) == 0)
 		:: else ->
-			fingStatus = fingStatus | fingRunningFinalizer;
+			/* Wait is clear, and stays clear until this goroutine sets
+			 * it, so RunningFinalizer never meets Wait. */
+			assert((fingStatus & fingWait) == 0);
+			unlock();
+			/* Or(RunningFinalizer) only if it is not set: load, then Or. */
+			if
+			:: (fingStatus & fingRunningFinalizer) == 0 ->
+				fingStatus = fingStatus | fingRunningFinalizer
+			:: else -> skip
+			fi;
 			d_step {
 				i = 0;
 				do
@@ -222,10 +236,7 @@ end_park:		atomic { wake?_ -> fingParked = false };
 				:: else -> break
 				od;
 				i = 0;
-				batch = 0;
-				/* And(^RunningFinalizer): ran[] is written by this
-				 * process only, so the And may share the step. */
-				fingStatus = fingStatus & ~fingRunningFinalizer
+				batch = 0
 			}
 		fi
 	od
