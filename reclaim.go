@@ -91,7 +91,9 @@ type Options struct {
 	// same way and the collecting goroutine ends.
 	ScanRoots func(visit func(Object))
 	// OnPanic is called when a finalizer or cleanup panics; the queue goes
-	// on. nil means log it (Logger, level Error) and go on.
+	// on. nil means log it (Logger, level Error) and go on. If OnPanic
+	// itself panics, that panic and the one it was given are logged, and
+	// the queue goes on; it must not call runtime.Goexit.
 	OnPanic func(*CallbackPanic)
 	// Logger receives the heap's diagnostics. nil means slog.Default().
 	Logger *slog.Logger

@@ -325,11 +325,27 @@ func (h *Heap) Logger() *slog.Logger { return h.log }
 
 func (h *Heap) reportPanic(kind string, v any, stack []byte) {
 	h.stats.panics.Add(1)
-	if h.cfg.OnPanic != nil {
-		h.cfg.OnPanic(kind, v, stack)
+	if h.cfg.OnPanic != nil && h.callOnPanic(kind, v, stack) {
 		return
 	}
 	h.log.Error("reclaim: "+kind+" panicked", "value", fmt.Sprint(v), "stack", string(stack))
+}
+
+// callOnPanic calls the embedder's OnPanic and reports whether it
+// returned. One that panics is logged, and the caller logs the report it
+// was given: reportPanic runs in the deferred functions of the goroutines
+// that run finalizers and cleanups, where a panic would end the process.
+func (h *Heap) callOnPanic(kind string, v any, stack []byte) (returned bool) {
+	defer func() {
+		if !returned {
+			// recover gives nil for runtime.Goexit, which goes on.
+			if r := recover(); r != nil {
+				h.log.Error("reclaim: OnPanic panicked", "value", fmt.Sprint(r), "while reporting", kind)
+			}
+		}
+	}()
+	h.cfg.OnPanic(kind, v, stack)
+	return true
 }
 
 // StopRequested reports whether a leader is stopping the world or holds
