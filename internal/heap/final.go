@@ -108,8 +108,9 @@ type finBlock struct {
 	next *finBlock
 	n    int
 	// queuedAt is when the block got its first record (monotonic ns, see
-	// nanotime), for the queue-delay histogram; written under fin.mu,
-	// read and cleared by the goroutine that took the block.
+	// nanotime), for the queue-delay histogram; written by the sweeper
+	// that fills the block (queueFinalizers) before it publishes it under
+	// fin.mu, read and cleared by the goroutine that took it from finq.
 	queuedAt int64
 	recs     [finBlockLen]finRec
 }
@@ -281,7 +282,6 @@ func (f *finState) publish(b *finBlock, another bool) *finBlock {
 	f.mu.Lock()
 	if b != nil {
 		b.next = f.mu.q
-		b.queuedAt = nanotime()
 		f.mu.q = b
 		f.mu.nq++
 		nq = f.mu.nq

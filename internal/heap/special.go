@@ -561,6 +561,7 @@ func (h *Heap) queueFinalizers(s *span, w int, dead uint64, fin *finTable, fins 
 		}
 		if b == nil || b.n == finBlockLen {
 			b = h.fin.next(fins)
+			b.queuedAt = nanotime() // the delay's start (delayHist)
 		}
 		b.recs[b.n] = finRec{x: handle.Handle(s.hv[i].Load()), typ: s.typ, fn: unsafe.Pointer(fn)}
 		b.n++
