@@ -1370,7 +1370,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	tab = tab[:n]
 	clear(tab)
 	h.markReuse.tab = tab
-	ephTables, finTables := false, false
+	ephTables, finTables, finKeys := false, false, false
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
@@ -1378,6 +1378,9 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		}
 		ephTables = ephTables || s.typ.EphEach != nil
 		finTables = finTables || !s.noScan && s.sp.fin.Load() != nil
+		// Keys without refs can be doomed too: their spans are not
+		// scanned, but their entries' values must be traced.
+		finKeys = finKeys || s.sp.fin.Load() != nil
 		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
@@ -1487,7 +1490,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// their finalizers are queued now, and the values of their entries
 	// traced, in as many more phases as it takes (ephemeron.go, step 3).
 	var doomed []handle.Handle
-	for ephTables && finTables {
+	for ephTables && finKeys {
 		n := len(doomed)
 		if doomed = h.doomKeys(doomed); len(doomed) == n {
 			break
