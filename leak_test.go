@@ -114,6 +114,32 @@ func TestRetainingPathThroughWeakMap(t *testing.T) {
 	checkPath(t, m, val2, []string{"pinned: reclaim_test.LeakTableHolder", "-> " + leakTableName, "-> reclaim_test.LexScope"})
 }
 
+// A finalizable key that only its own entry's value reaches is not
+// retained: the next collection queues its finalizer (doomKeys), and
+// RetainingPath says it is unreachable, as for any finalizable object that
+// nothing reaches; the value is reported held by the table, where the
+// finalizer will find it.
+func TestRetainingPathDoomedKey(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	root := reclaim.New[LeakTableHolder](m)
+	h.Pin(root.Object())
+	defer h.Unpin(root.Object())
+	tab := reclaim.New[reclaim.WeakMap[LexScope, reclaim.Ref[LexScope]]](m)
+	root.Get(m).Table = tab
+	key, val := reclaim.New[LexScope](m), reclaim.New[LexScope](m)
+	val.Get(m).Parent = key
+	tab.Get(m).Set(key, val)
+	reclaim.SetFinalizer(m, key, func(*reclaim.Mutator, reclaim.Ref[LexScope]) {})
+	if path, ok := m.RetainingPath(key.Object()); ok {
+		t.Errorf("a finalizable key that only its entry's value reaches has a path: %q", path)
+	}
+	if path, ok := m.RetainingPath(val.Object()); !ok || strings.Join(path, "\n") != strings.Join([]string{"pinned: reclaim_test.LeakTableHolder", "-> " + leakTableName, "-> reclaim_test.LexScope"}, "\n") {
+		t.Errorf("the value of a key being finalized: path %q, reachable %v", path, ok)
+	}
+}
+
 // A finalizable WeakMap that nothing reaches still keeps the values of its
 // live keys for its finalizer, as it keeps its other referents.
 func TestRetainingPathFinalizableWeakMap(t *testing.T) {

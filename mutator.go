@@ -52,8 +52,11 @@ func (m *Mutator) Collect() { m.m.Collect() }
 //
 // and true; or nil and false if o is unreachable (the next collection frees
 // it). Reachability is the collector's: a WeakMap entry's value is reached
-// through its table only while the entry's key is reachable (or has a
-// finalizer). It walks the reachable graph, so it is meant for debugging,
+// through its table only while the entry's key is reachable, or has a
+// finalizer and nothing but such entries' values reaches it: the next
+// collection keeps those entries for the key's finalizer, and reports the
+// key itself unreachable, as any finalizable object that nothing reaches.
+// It walks the reachable graph, so it is meant for debugging,
 // not for production paths. It is a safepoint. It runs ScanRoots and Trace
 // methods as a collection does: if one panics, the world restarts and
 // RetainingPath panics with a reclaim: message that includes the value.

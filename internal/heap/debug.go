@@ -178,9 +178,11 @@ func reverse(s []string) []string {
 // "pinned main.Root" and "-> main.Node", and whether x is reachable at
 // all. Reachability is the mark's: a WeakMap entry's value is reached
 // through its table once the table and the entry's key are both reached,
-// whichever is found first, or the key is finalizable (the mark keeps a
-// finalizable key's entries for its finalizer, doomKeys); a finalizable
-// WeakMap's entries are followed as its referents are (seed 003). It is a
+// whichever is found first, or the key is being finalized (the mark keeps
+// the entries of a finalizable key that only they reach for its finalizer,
+// doomKeys; such a key is itself reported unreachable, as any finalizable
+// object that nothing reaches); a finalizable WeakMap's entries are
+// followed as its referents are (seed 003). It is a
 // debugging aid: it walks the reachable graph with the world stopped.
 func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	h := m.enter("RetainingPath")
@@ -212,13 +214,18 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 // key is, which may be long after its table, and the search would have
 // gone on in the meantime by longer ways.) REQUIRES: world stopped.
 func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
-	live := h.reachable()
+	live, doomed := h.reachable()
 	if _, ok := live[x]; !ok {
+		return nil, false
+	}
+	if _, ok := doomed[x]; ok {
+		// Kept for its finalizer, which the next collection queues, like
+		// any finalizable object that nothing reaches.
 		return nil, false
 	}
 	keyLive := func(key handle.Handle) bool {
 		_, ok := live[key]
-		return ok || h.finalizable(key)
+		return ok
 	}
 	type node struct {
 		parent handle.Handle // 0 for a root
@@ -274,16 +281,17 @@ func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 	return reverse(chain), true
 }
 
-// reachable returns the set of objects reachable by the mark's rules: from
-// the roots, the referents of finalizable objects and the entries of
+// reachable returns the set of objects the mark would mark, by its rules:
+// from the roots, the referents of finalizable objects and the entries of
 // finalizable WeakMaps, over references, and over a WeakMap entry once its
-// table and its key are reached, whichever is found first, or its key is
-// finalizable (the mark dooms such a key, and traces its entries: the set
-// it marks is the same). Like the mark, it keeps the entries whose keys are
-// not reached yet in lists by key (ephemeron.go), so a table is visited
-// once. REQUIRES: world stopped.
-func (h *Heap) reachable() map[handle.Handle]struct{} {
-	seen := make(map[handle.Handle]struct{})
+// table and its key are reached, whichever is found first; then, in rounds
+// as the mark's phases, from the finalizable keys that entries still wait
+// on, which it also returns (doomed: the mark would queue their
+// finalizers, doomKeys). Like the mark, it keeps the entries whose keys
+// are not reached yet in lists by key (ephemeron.go), so a table is
+// visited once. REQUIRES: world stopped.
+func (h *Heap) reachable() (seen, doomed map[handle.Handle]struct{}) {
+	seen, doomed = make(map[handle.Handle]struct{}), make(map[handle.Handle]struct{})
 	var q []handle.Handle
 	// waiting holds, for each key not reached yet, the handles the values
 	// of its entries hold.
@@ -307,11 +315,11 @@ func (h *Heap) reachable() map[handle.Handle]struct{} {
 	}
 	reached := func(key handle.Handle) bool {
 		_, ok := seen[key]
-		return ok || h.finalizable(key)
+		return ok
 	}
 	var vals []handle.Handle
 	// entries reaches the values of table t's entries whose keys are
-	// reached or finalizable, and leaves the others waiting on their keys.
+	// reached, and leaves the others waiting on their keys.
 	entries := func(t handle.Handle, s *span) {
 		s.typ.EphEach(s.ptr(t.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
 			if lay.NoRefs {
@@ -331,18 +339,33 @@ func (h *Heap) reachable() map[handle.Handle]struct{} {
 	h.eachRoot(true, func(_ string, _, y handle.Handle) { reach(y) })
 	h.eachFinTable(entries)
 	var buf []handle.Handle
-	for i := 0; i < len(q); i++ {
-		y := q[i]
-		s := h.spans.get(y.Span())
-		buf = h.scanInto(y, buf[:0])
-		for _, c := range buf {
-			reach(c)
+	for i := 0; ; {
+		for ; i < len(q); i++ {
+			y := q[i]
+			s := h.spans.get(y.Span())
+			buf = h.scanInto(y, buf[:0])
+			for _, c := range buf {
+				reach(c)
+			}
+			if s.typ.EphEach != nil {
+				entries(y, s)
+			}
 		}
-		if s.typ.EphEach != nil {
-			entries(y, s)
+		// A phase has ended: doom the finalizable keys entries wait on.
+		var keys []handle.Handle
+		for key := range waiting {
+			if h.finalizable(key) {
+				keys = append(keys, key)
+			}
+		}
+		if len(keys) == 0 {
+			return seen, doomed
+		}
+		for _, key := range keys {
+			doomed[key] = struct{}{}
+			reach(key)
 		}
 	}
-	return seen
 }
 
 // marked reports whether x names a live object of the heap that the mark
