@@ -57,7 +57,8 @@ func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 // with other cleanups, on the heap's cleanup goroutines. If the object also
 // has a finalizer, its cleanups run only after the finalizer has run and the
 // object has become unreachable again. Refs inside arg stay alive until the
-// cleanup has run; if arg leads back to the object, the cleanup can never run
+// cleanup has run (found as in an object: Ref and Object fields by
+// reflection, or the Trace method if *S implements Tracer); if arg leads back to the object, the cleanup can never run
 // (Options.Debug reports it), and if arg is the object itself AddCleanup
 // panics. A cleanup is not a mutator: one that needs the heap attaches a
 // mutator of its own. A cleanup that panics is reported through

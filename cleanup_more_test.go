@@ -253,3 +253,48 @@ func TestUnrunnableReportedAfterRecordReuse(t *testing.T) {
 	}
 	h.Unpin(owner1.Object())
 }
+
+// tracedArg keeps its refs in a Go map, where reflection does not look:
+// its Trace method reports them.
+type tracedArg struct {
+	refs map[int]reclaim.Ref[Key]
+}
+
+func (a *tracedArg) Trace(visit func(reclaim.Object)) {
+	for _, r := range a.refs {
+		visit(r.Object())
+	}
+}
+
+// A cleanup argument whose type implements Tracer is scanned by its Trace
+// method, as an object of that type is: the refs it reports stay alive
+// until the cleanup has run (by reflection, the map hid them).
+func TestCleanupArgTracer(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	obj := newKey(m, 0)
+	h.Pin(obj.Object())
+	held := newKey(m, 7)
+	var sawLive atomic.Bool
+	reclaim.AddCleanup(m, obj, func(a tracedArg) {
+		r := a.refs[1]
+		k, ok := reclaim.As[Key](r.Object())
+		sawLive.Store(ok && !k.IsNil() && isLive(r))
+	}, tracedArg{refs: map[int]reclaim.Ref[Key]{1: held}})
+	for range 2 {
+		collectDrain(t, m, h)
+		if !isLive(held) {
+			t.Fatal("a ref reported only by the cleanup argument's Trace method was freed before the cleanup ran")
+		}
+	}
+	h.Unpin(obj.Object())
+	collectDrain(t, m, h)
+	if !sawLive.Load() {
+		t.Fatal("the cleanup did not run, or found the ref its argument traces freed")
+	}
+	collectDrain(t, m, h)
+	if isLive(held) {
+		t.Error("the ref outlived the cleanup that held it")
+	}
+}

@@ -205,6 +205,23 @@ func weakMapInside(t reflect.Type) string {
 	return walk(t, true)
 }
 
+// tracerFunc returns a layout function that calls T's Trace method, if *T
+// implements Tracer, and nil otherwise (T's layout then comes from
+// reflection).
+func tracerFunc[T any]() layout.CustomFunc {
+	if !reflect.PointerTo(reflect.TypeFor[T]()).Implements(tracerType) {
+		return nil
+	}
+	return func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle {
+		any((*T)(p)).(Tracer).Trace(func(o Object) {
+			if o.h != 0 {
+				buf = append(buf, o.h)
+			}
+		})
+		return buf
+	}
+}
+
 func typeOf[T any]() *heap.Type { return lookupType(typeKey[T](), registerType[T]) }
 
 var tracerType = reflect.TypeFor[Tracer]()
@@ -220,17 +237,7 @@ func registerType[T any]() *heap.Type {
 	if where := weakMapInside(rt); where != "" {
 		panic(fmt.Sprintf("reclaim: %v holds a WeakMap by value (%s): a WeakMap is an ephemeron table only as an object of its own; allocate it with New and hold its Ref (inside another object its keys and values would be kept alive like any field's)", rt, where))
 	}
-	var custom layout.CustomFunc
-	if reflect.PointerTo(rt).Implements(tracerType) {
-		custom = func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle {
-			any((*T)(p)).(Tracer).Trace(func(o Object) {
-				if o.h != 0 {
-					buf = append(buf, o.h)
-				}
-			})
-			return buf
-		}
-	}
+	custom := tracerFunc[T]()
 	var ephEach func(p unsafe.Pointer, f func(handle.Handle, unsafe.Pointer, *layout.Type))
 	var ephPrune func(p unsafe.Pointer, dead func(handle.Handle) bool)
 	if reflect.PointerTo(rt).Implements(ephemeronTableType) {
@@ -288,7 +295,9 @@ func cleanupType[S any](key unsafe.Pointer) *heap.CleanupType {
 	if t, ok := cleanupTypes.Load(key); ok {
 		return t.(*heap.CleanupType)
 	}
-	t, _ := cleanupTypes.LoadOrStore(key, &heap.CleanupType{Layout: layout.Of(reflect.TypeFor[S](), nil)})
+	// An argument whose type implements Tracer is scanned by its Trace
+	// method, as an object of that type is.
+	t, _ := cleanupTypes.LoadOrStore(key, &heap.CleanupType{Layout: layout.Of(reflect.TypeFor[S](), tracerFunc[S]())})
 	return t.(*heap.CleanupType)
 }
 
