@@ -121,11 +121,12 @@ func (h *Heap) newMutator() *Mutator {
 func (h *Heap) Attach(m *Mutator) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for h.mu.stw && !h.mu.dead {
+		h.mu.cond.Wait()
+	}
+	// Checked after the wait: Close may have finished meanwhile.
 	if h.mu.dead {
 		panic("reclaim: Attach on a closed heap")
-	}
-	for h.mu.stw {
-		h.mu.cond.Wait()
 	}
 	m.heap = h
 	m.home = h
