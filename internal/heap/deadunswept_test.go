@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"unsafe"
+
+	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
 // TestAddCleanupOfDeadUnsweptObject: an object the last mark found
@@ -35,15 +37,7 @@ func TestAddCleanupOfDeadUnsweptObject(t *testing.T) {
 	}()
 	// Whatever happened, no cleanup may run for another object that takes
 	// x's slot.
-	for range 4 * s.nslots {
-		y, err := m.Alloc(vnodeType)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if y.Span() == x.Span() && y.Slot() == x.Slot() {
-			break
-		}
-	}
+	allocIntoSlot(t, m, vnodeType, x)
 	m.Collect()
 	m.Collect()
 	m.Detach()
@@ -81,15 +75,7 @@ func TestSetFinalizerOfDeadUnsweptObject(t *testing.T) {
 		}()
 		m.SetFinalizer(x, unsafe.Pointer(&finObjCalls))
 	}()
-	for range 2 * s.nslots {
-		y, err := m.Alloc(finObjType)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if y.Span() == x.Span() && y.Slot() == x.Slot() {
-			break
-		}
-	}
+	allocIntoSlot(t, m, finObjType, x)
 	m.Collect()
 	m.Collect()
 	if err := m.Drain(t.Context()); err != nil {
@@ -98,4 +84,20 @@ func TestSetFinalizerOfDeadUnsweptObject(t *testing.T) {
 	if n := finObjCalls.Load() - before; n != 0 {
 		t.Errorf("a finalizer set on a dead object ran %d times, for another object in its slot", n)
 	}
+}
+
+// allocIntoSlot allocates objects of typ until one takes x's slot, which
+// must be free, and fails the test if none does.
+func allocIntoSlot(t *testing.T, m *Mutator, typ *Type, x handle.Handle) {
+	t.Helper()
+	for range 4 * handle.MaxSlots {
+		y, err := m.Alloc(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if y.Span() == x.Span() && y.Slot() == x.Slot() {
+			return
+		}
+	}
+	t.Fatalf("no new object took the slot of %v", x)
 }
