@@ -242,17 +242,19 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 		for d := dead; d != 0; d &= d - 1 {
 			b := bits.TrailingZeros64(d)
 			i := uint32(w*64 + b)
-			g := s.gen(i)
-			if g+1 >= handle.MaxGen {
-				// Generation exhausted: retire the slot rather than let a
-				// handle ever alias a new object.
+			g := s.gen(i) + 1
+			// The word moves to g even for a slot retired below, so that
+			// the freed object's handles stop matching it at once.
+			storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, s.idx, i, g)))
+			if g >= handle.MaxGen {
+				// Generation exhausted: retire the slot (kept allocated,
+				// never handed out again) rather than let a handle ever
+				// alias a new object.
 				if s.retired == nil {
 					s.retired = make([]uint64, len(s.allocBits))
 				}
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
-			} else {
-				storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, s.idx, i, g+1)))
 			}
 		}
 		deadBits[w] = dead

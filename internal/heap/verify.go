@@ -225,8 +225,11 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 				v.fail("%v: slot %d's handle word is %v", s, i, x)
 				break
 			}
-			if g := x.Gen(); g < floors[s.idx] || g >= handle.MaxGen {
-				v.fail("%v: slot %d has generation %d (floor %d, max %d)", s, i, g, floors[s.idx], handle.MaxGen-1)
+			// Only a retired slot holds the last generation: its object's
+			// handles were the last to be issued there.
+			retired := s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0
+			if g := x.Gen(); g < floors[s.idx] || g > handle.MaxGen || g == handle.MaxGen && !retired {
+				v.fail("%v: slot %d has generation %d (floor %d, max %d, retired %v)", s, i, g, floors[s.idx], handle.MaxGen-1, retired)
 				break
 			}
 		}
