@@ -199,12 +199,18 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 // REQUIRES: h.mu held.
 func (h *Heap) fitsLocked(t *Type) bool {
 	n := slotsFor(t.Size)
-	inUse, ext := h.mu.spanBytes+h.mu.metaBytes, h.external.Load()
-	kept := h.mu.spares[t]
-	size := int64(n)*int64(t.Size) + spanMeta(n, h.padBitmaps())
-	if len(kept) > 0 {
-		size = spanBitmaps(n, h.padBitmaps())
+	ext := h.external.Load()
+	var inUse, size int64
+	var kept []spare
+	measure := func() {
+		inUse = h.mu.spanBytes + h.mu.metaBytes
+		kept = h.mu.spares[t]
+		size = int64(n)*int64(t.Size) + spanMeta(n, h.padBitmaps())
+		if len(kept) > 0 {
+			size = spanBitmaps(n, h.padBitmaps())
+		}
 	}
+	measure()
 	if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 		return true
 	}
@@ -214,7 +220,9 @@ func (h *Heap) fitsLocked(t *Type) bool {
 	// this, a heap filled with garbage of one type refused every other type
 	// after a Collect, until a second collection released them.
 	if h.releaseIdleLocked() {
-		inUse = h.mu.spanBytes + h.mu.metaBytes
+		// The spans released may have become spares of t itself: measure
+		// again, or they are dropped below with their bytes still counted.
+		measure()
 		if h.mu.pacer.Fits(inUse+h.mu.spareBytes, ext, size) {
 			return true
 		}
