@@ -224,3 +224,48 @@ func TestWeakMapLiveKeyWithValueToItselfNotDoomed(t *testing.T) {
 		t.Errorf("after its finalizer: key live %v, table len %d", isLive(k), tab.Get(m).Len())
 	}
 }
+
+// Debug's cycle report follows a WeakMap entry only if its key is live
+// without the finalizable object it checks. Here the pinned key k refers
+// to the table, whose entry for k leads to k2 and whose entry for k2
+// leads back to k: k2 is marked only through k's own entry, so were k
+// unreachable, both entries would wait and k would be doomed; no cycle.
+// Pinning k2 as well makes it one: k2's entry then keeps k alive whatever
+// else holds it.
+func TestWeakMapDebugNoCycleThroughOwnEntryChain(t *testing.T) {
+	logs, logger := newLogBuffer()
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: 2, Debug: true, Logger: logger})
+	m := h.Attach()
+	defer m.Detach()
+	tab := reclaim.New[selfTab](m)
+	k, k2 := reclaim.New[selfKeyed](m), reclaim.New[selfKeyed](m)
+	k.Get(m).Tab = tab
+	h.Pin(k.Object())
+	tab.Get(m).Set(k, k2)
+	tab.Get(m).Set(k2, k)
+	var runs atomic.Int32
+	reclaim.SetFinalizer(m, k, func(*reclaim.Mutator, reclaim.Ref[selfKeyed]) { runs.Add(1) })
+	for range 2 {
+		collectDrain(t, m, h)
+	}
+	if n := h.Stats().FinalizerCycles; n != 0 || strings.Contains(logs.String(), "reference cycle") {
+		t.Fatalf("FinalizerCycles %d, want 0: k2 is live only through k's own entry; log:\n%s", n, logs.String())
+	}
+
+	h.Pin(k2.Object())
+	collectDrain(t, m, h)
+	if n := h.Stats().FinalizerCycles; n != 1 || !strings.Contains(logs.String(), "reference cycle") {
+		t.Errorf("with k2 pinned too: FinalizerCycles %d, want 1 (k -> table -> k2's entry -> k); log:\n%s", n, logs.String())
+	}
+	h.Unpin(k2.Object())
+
+	h.Unpin(k.Object())
+	collectDrain(t, m, h)
+	if runs.Load() != 1 {
+		t.Fatalf("once unpinned: k's finalizer ran %d times, want 1", runs.Load())
+	}
+	collectDrain(t, m, h)
+	if isLive(k) || isLive(k2) {
+		t.Errorf("after k's finalizer: k live %v, k2 live %v (want neither)", isLive(k), isLive(k2))
+	}
+}

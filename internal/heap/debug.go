@@ -2,6 +2,7 @@ package heap
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unsafe"
@@ -21,13 +22,15 @@ const maxDebugVisit = 1 << 20
 
 // pathTo reports whether target is reachable from the handles in from, and
 // the chain of type names that leads there. A WeakMap leads to the values
-// of its entries whose keys the mark that has just ended marked, and a key
-// of a live WeakMap to the values of its entries there (byKey,
-// entriesByKey); pathTo runs after the mark, with the world stopped. The
+// of its entries whose keys are live (keyLive), and a key to the values of
+// its entries in the tables byKey lists for it (entriesByKey) that are live
+// (tableLive); pathTo runs after the mark, with the world stopped. The
 // target's own entries lead nowhere: were the target unreachable, its
 // entries would wait on it, and it would be doomed (ephemeron.go), not
-// kept alive by them.
-func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[handle.Handle][]handle.Handle) ([]string, bool) {
+// kept alive by them. viaEntries reports whether the walk followed any
+// entry at all: then the path found may hold only because the keys and
+// tables it took as live were so through target (see findCycle).
+func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[handle.Handle][]keyedEntry, keyLive, tableLive func(handle.Handle) bool) (names []string, ok, viaEntries bool) {
 	type item struct {
 		x      handle.Handle
 		parent int
@@ -43,15 +46,20 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[hand
 	var buf []handle.Handle
 	for i := 0; i < len(q) && i < maxDebugVisit; i++ {
 		if q[i].x == target {
-			var names []string
 			for j := i; j >= 0; j = q[j].parent {
 				names = append(names, h.spans.get(q[j].x.Span()).typ.Name)
 			}
-			return names, true
+			return names, true, viaEntries
 		}
 		buf = h.scanInto(q[i].x, buf[:0])
-		buf = h.liveEntryValues(q[i].x, target, buf)
-		buf = append(buf, byKey[q[i].x]...)
+		n := len(buf)
+		buf = h.liveEntryValues(q[i].x, target, keyLive, buf)
+		for _, e := range byKey[q[i].x] {
+			if tableLive(e.table) {
+				buf = append(buf, e.vals...)
+			}
+		}
+		viaEntries = viaEntries || len(buf) > n
 		for _, c := range buf {
 			if h.Valid(c) && !seen[c] {
 				seen[c] = true
@@ -59,24 +67,59 @@ func (h *Heap) pathTo(from []handle.Handle, target handle.Handle, byKey map[hand
 			}
 		}
 	}
-	return nil, false
+	return nil, false, viaEntries
 }
 
 // liveEntryValues appends to buf the handles held by the values of the
-// entries of x, if x is a WeakMap, whose keys are marked, other than skip:
-// what the mark traced from x, but for skip's entry, which would wait on
-// skip were skip unreachable. Only valid after a mark, before the sweep.
-func (h *Heap) liveEntryValues(x, skip handle.Handle, buf []handle.Handle) []handle.Handle {
+// entries of x, if x is a WeakMap, whose keys are live (keyLive), other
+// than skip: what the mark traced from x, but for skip's entry, which would
+// wait on skip were skip unreachable. REQUIRES: world stopped.
+func (h *Heap) liveEntryValues(x, skip handle.Handle, keyLive func(handle.Handle) bool, buf []handle.Handle) []handle.Handle {
 	s := h.spans.get(x.Span())
 	if s == nil || s.typ.EphEach == nil {
 		return buf
 	}
 	s.typ.EphEach(s.ptr(x.Slot()), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
-		if !lay.NoRefs && key != skip && h.marked(key) {
+		if !lay.NoRefs && key != skip && keyLive(key) {
 			buf = lay.Scan(val, buf)
 		}
 	})
 	return buf
+}
+
+// findCycle reports whether target leads back to itself from from (the
+// handles its fields hold, or a cleanup's argument), by the mark's rules,
+// and the chain of type names on the way. If target is a finalizable
+// WeakMap (ownEntries), its entries are among its referents, as the mark
+// traces them.
+//
+// A first walk takes a key or table as live if the mark marked it. That
+// may be so only through target: a key that target's own entry leads to,
+// say, whose entry leads back to target. So a path found over entries is
+// checked by a second walk, with keys and tables live only if the mark's
+// rules reach them with target taken out of the heap (reachable). That
+// walk costs a walk of the heap, and runs only for such paths.
+// REQUIRES: world stopped, after a mark.
+func (h *Heap) findCycle(from []handle.Handle, target handle.Handle, ownEntries bool, byKey map[handle.Handle][]keyedEntry) ([]string, bool) {
+	walk := func(keyLive, tableLive func(handle.Handle) bool) ([]string, bool, bool) {
+		start := from
+		if ownEntries {
+			start = h.liveEntryValues(target, target, keyLive, slices.Clip(from))
+		}
+		path, ok, viaEntries := h.pathTo(start, target, byKey, keyLive, tableLive)
+		return path, ok, viaEntries || len(start) > len(from)
+	}
+	path, ok, viaEntries := walk(h.marked, func(handle.Handle) bool { return true })
+	if !ok || !viaEntries {
+		return path, ok
+	}
+	without, _ := h.reachable(target)
+	live := func(x handle.Handle) bool {
+		_, ok := without[x]
+		return ok
+	}
+	path, ok, _ = walk(live, live)
+	return path, ok
 }
 
 // reportFinalizerCycles logs every finalizable object that can reach itself
@@ -101,7 +144,7 @@ func (h *Heap) reportFinalizerCycles() {
 					continue
 				}
 				x := s.handleAt(uint32(i))
-				path, ok := h.pathTo(h.liveEntryValues(x, x, h.scanInto(x, nil)), x, byKey)
+				path, ok := h.findCycle(h.scanInto(x, nil), x, s.typ.EphEach != nil, byKey)
 				if !ok || !firstReport(fins, h.debugReported.fins, x) {
 					continue
 				}
@@ -119,7 +162,7 @@ func (h *Heap) reportFinalizerCycles() {
 				if !c.registered() {
 					continue
 				}
-				path, ok := h.pathTo(c.r.Scan(nil), s.handleAt(uint32(i)), byKey)
+				path, ok := h.findCycle(c.r.Scan(nil), s.handleAt(uint32(i)), false, byKey)
 				if !ok || !firstReport(cleanups, h.debugReported.cleanups, cleanupReg{c, c.lgen}) {
 					continue
 				}
@@ -132,15 +175,22 @@ func (h *Heap) reportFinalizerCycles() {
 	h.debugReported.fins, h.debugReported.cleanups = fins, cleanups
 }
 
+// keyedEntry is what entriesByKey records of one entry: its table and the
+// handles its value holds.
+type keyedEntry struct {
+	table handle.Handle
+	vals  []handle.Handle
+}
+
 // entriesByKey returns, for each key of an entry of a WeakMap that the last
 // mark found live (marked, or finalizable: a finalizable table's entries
-// are its referents), the handles the entry's value holds. Once the mark
-// reaches a key, it traces its entries as if they were the key's fields,
-// so a path from a finalizable object may go through a key to its
-// entries' values; the cycle report follows these edges (pathTo).
+// are its referents), the entry's table and the handles its value holds.
+// Once the mark reaches a key, it traces its entries as if they were the
+// key's fields, so a path from a finalizable object may go through a key
+// to its entries' values; the cycle report follows these edges (pathTo).
 // REQUIRES: world stopped, marking complete.
-func (h *Heap) entriesByKey(spans []*span) map[handle.Handle][]handle.Handle {
-	byKey := make(map[handle.Handle][]handle.Handle)
+func (h *Heap) entriesByKey(spans []*span) map[handle.Handle][]keyedEntry {
+	byKey := make(map[handle.Handle][]keyedEntry)
 	for _, s := range spans {
 		if s.released || s.typ.EphEach == nil {
 			continue
@@ -149,9 +199,10 @@ func (h *Heap) entriesByKey(spans []*span) map[handle.Handle][]handle.Handle {
 			if !s.isMarked(i) && s.sp.finAt(i) == nil {
 				continue
 			}
+			t := s.handleAt(i)
 			s.typ.EphEach(s.ptr(i), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
 				if !lay.NoRefs {
-					byKey[key] = lay.Scan(val, byKey[key])
+					byKey[key] = append(byKey[key], keyedEntry{t, lay.Scan(val, nil)})
 				}
 			})
 		}
@@ -214,7 +265,7 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 // key is, which may be long after its table, and the search would have
 // gone on in the meantime by longer ways.) REQUIRES: world stopped.
 func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
-	live, doomed := h.reachable()
+	live, doomed := h.reachable(0)
 	if _, ok := live[x]; !ok {
 		return nil, false
 	}
@@ -289,8 +340,10 @@ func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 // on, which it also returns (doomed: the mark would queue their
 // finalizers, doomKeys). Like the mark, it keeps the entries whose keys
 // are not reached yet in lists by key (ephemeron.go), so a table is
-// visited once. REQUIRES: world stopped.
-func (h *Heap) reachable() (seen, doomed map[handle.Handle]struct{}) {
+// visited once. A non-zero cut is taken out of the heap: never reached,
+// so never scanned nor doomed, and its entries never live (its referents
+// are still roots, if it is finalizable). REQUIRES: world stopped.
+func (h *Heap) reachable(cut handle.Handle) (seen, doomed map[handle.Handle]struct{}) {
 	seen, doomed = make(map[handle.Handle]struct{}), make(map[handle.Handle]struct{})
 	var q []handle.Handle
 	// waiting holds, for each key not reached yet, the handles the values
@@ -302,7 +355,7 @@ func (h *Heap) reachable() (seen, doomed map[handle.Handle]struct{}) {
 		for len(stack) > 0 {
 			c := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
-			if _, ok := seen[c]; ok || !h.Valid(c) {
+			if _, ok := seen[c]; ok || c == cut || !h.Valid(c) {
 				continue
 			}
 			seen[c] = struct{}{}
@@ -354,7 +407,7 @@ func (h *Heap) reachable() (seen, doomed map[handle.Handle]struct{}) {
 		// A phase has ended: doom the finalizable keys entries wait on.
 		var keys []handle.Handle
 		for key := range waiting {
-			if h.finalizable(key) {
+			if key != cut && h.finalizable(key) {
 				keys = append(keys, key)
 			}
 		}
