@@ -216,7 +216,13 @@ func (h *Heap) Close() error { return h.h.Close() }
 // it waits for them, until ctx ends.
 func (h *Heap) Drain(ctx context.Context) error { return h.h.Drain(ctx) }
 
-// Pin makes o a root until a matching Unpin. Pins are counted.
+// Pin makes o a root until a matching Unpin. Pins are counted. It is safe
+// to call from any goroutine. A collection cannot run while the calling
+// goroutine's mutator runs; from a goroutine that has none (or whose
+// mutator is detached) one may, so o must then be reachable by other
+// means until Pin returns, as for any ref held outside the heap: an
+// object the collection finds unreachable meanwhile is freed and Pin, or
+// the matching Unpin, panics with a freed-object message.
 func (h *Heap) Pin(o Object) { h.h.Pin(o.h) }
 
 // Unpin undoes one Pin. Unpinning an object that is not pinned panics.
