@@ -857,3 +857,51 @@ func TestCloseReleasesSpans(t *testing.T) {
 		t.Fatalf("after Close: %d allocated, %d freed; want them equal", st.Allocated, st.Freed)
 	}
 }
+
+// TestAsRacingSweep: As on a ref whose object the concurrent sweeper frees
+// meanwhile answers false; it never panics (it checked the ref, then asked
+// for the type of what might by then be a freed slot).
+func TestAsRacingSweep(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	batches := make(chan []reclaim.Object)
+	done := make(chan any)
+	go func() {
+		defer func() { done <- recover() }()
+		var objs []reclaim.Object
+		for {
+			select {
+			case b, ok := <-batches:
+				if !ok {
+					return
+				}
+				objs = b
+			default:
+			}
+			for _, o := range objs {
+				reclaim.As[hLeaf](o)
+			}
+		}
+	}()
+	rounds := 200
+	if testing.Short() {
+		rounds = 50
+	}
+	for range rounds {
+		objs := make([]reclaim.Object, 4096)
+		for i := range objs {
+			objs[i] = newHLeaf(m, i).Object() // not roots: the next Collect frees them all
+		}
+		select {
+		case batches <- objs:
+		case v := <-done:
+			t.Fatalf("As panicked racing the sweeper: %v", v)
+		}
+		m.Collect()
+	}
+	close(batches)
+	if v := <-done; v != nil {
+		t.Fatalf("As panicked racing the sweeper: %v", v)
+	}
+}

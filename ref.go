@@ -50,7 +50,7 @@ func As[T any](o Object) (Ref[T], bool) {
 	}
 	t := typeOf[T]()
 	h := heap.Lookup(o.h.Heap())
-	if h == nil || !h.Valid(o.h) || h.TypeOf(o.h) != t {
+	if h == nil || h.TypeOf(o.h) != t { // nil if o is freed
 		return Ref[T]{}, false
 	}
 	return Ref[T]{o.h}, true

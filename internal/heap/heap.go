@@ -446,15 +446,20 @@ func (h *Heap) check(x handle.Handle, op string) *span {
 
 // Valid reports whether x names a live (allocated, not yet freed) object of
 // h. An object found unreachable but not yet swept still answers true.
-func (h *Heap) Valid(x handle.Handle) bool {
+func (h *Heap) Valid(x handle.Handle) bool { return h.TypeOf(x) != nil }
+
+// TypeOf returns the type of the live object x names, or nil if x names
+// none (Valid). One check, so that an object the concurrent sweeper frees
+// in the meantime is not found live by Valid and then freed by the time
+// its type is asked for. A span's type never changes (a released span's
+// index gets a new span, and its handles a higher generation).
+func (h *Heap) TypeOf(x handle.Handle) *Type {
 	if x == 0 || x.Heap() != h.id {
-		return false
+		return nil
 	}
 	s := h.spans.get(x.Span())
-	return s != nil && x.Slot() < s.nslots && s.hv[x.Slot()].Load() == uint64(x)
-}
-
-// TypeOf returns the type of the live object x names.
-func (h *Heap) TypeOf(x handle.Handle) *Type {
-	return h.check(x, "As").typ
+	if s == nil || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
+		return nil
+	}
+	return s.typ
 }
