@@ -121,11 +121,22 @@ func (h *Heap) ensureSwept(s *span, local *cleanupq.Local) {
 	if s.sweepgen.Load() == hg {
 		return
 	}
+	if testHookEnsureSwept != nil {
+		testHookEnsureSwept()
+	}
 	h.trySweep(s, local)
-	for spins := 0; s.sweepgen.Load() != hg; spins++ {
+	// Swept in cycle hg or a later one: a caller that is not a running
+	// mutator (Pin) does not hold collections off, and a flip and the next
+	// cycle's sweep of s may come between two looks, moving s past hg.
+	for spins := 0; int32(s.sweepgen.Load()-hg) < 0; spins++ {
 		yield(spins) // another sweeper holds it; sweeping a span is short
 	}
 }
+
+// testHookEnsureSwept, if set, runs in ensureSwept once it has read the
+// heap's sweep generation and found the span unswept (a test's window on a
+// collection that a caller without a running mutator lets run).
+var testHookEnsureSwept func()
 
 // sweepone claims and sweeps the next span of the sweep list. It returns
 // false once the list is drained.
