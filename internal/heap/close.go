@@ -240,6 +240,7 @@ func (h *Heap) closeRounds(c *closing) {
 				c.err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers and %d cleanups left unrun", maxCloseRounds, len(c.recs), nc)
 				h.log.Error(c.err.Error())
 			}
+			h.closeFinalizersRan()
 			return
 		}
 		for c.next < len(c.recs) {
@@ -252,7 +253,7 @@ func (h *Heap) closeRounds(c *closing) {
 		}
 		// The calls moved Drain's counters: a Drain beside Close that
 		// read them on either side of a call waits for this.
-		h.idle.broadcast()
+		h.closeFinalizersRan()
 		n := h.queueAllCleanups(&m.local)
 		h.cq.FlushOne(&m.local)
 		h.waitCleanups()
@@ -361,10 +362,16 @@ func (h *Heap) takeAllFinalizers() []finRec {
 	return recs
 }
 
+// takeQueuedFinalizers appends the queued finalizers to recs, the
+// registered ones takeAllFinalizers took, and returns the records for
+// Close to run. fin.mu.busy holds from here until closeFinalizersRan, so
+// that a Drain beside Close waits for them: taken off the queue (and, with
+// FinalizersAtSafepoints, off pending), they are queued or running still.
 func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	f := &h.fin
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.mu.busy = true
 	for b := f.mu.q; b != nil; b = b.next {
 		recs = append(recs, b.recs[:b.n]...)
 		f.queued.Add(-int64(b.n)) // counted again when run
@@ -375,6 +382,17 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	}
 	f.mu.q, f.mu.nq = nil, 0
 	return recs
+}
+
+// closeFinalizersRan ends the busy of takeQueuedFinalizers, once Close has
+// run the round's finalizers (each counted executed first), and wakes
+// Drain.
+func (h *Heap) closeFinalizersRan() {
+	f := &h.fin
+	f.mu.Lock()
+	f.mu.busy = false
+	f.mu.Unlock()
+	h.idle.broadcast()
 }
 
 // countRegisteredCleanups counts the cleanups still registered (neither

@@ -124,8 +124,11 @@ type finState struct {
 		nq   int       // blocks in q; read by a sweeper that links one, for the early wake (finWakeEarly)
 		free *finBlock // recycled blocks
 		// busy is set while the finalizer goroutine holds records taken
-		// from q (fin.cur). Mutators running finalizers at safepoints do
-		// not set it: in that mode idle reads pending instead.
+		// from q (fin.cur), and while Close holds the finalizers it takes
+		// to run itself (takeQueuedFinalizers, until the last of them has
+		// run; the goroutine is stopped then). Mutators running finalizers
+		// at safepoints do not set it: in that mode idle reads pending
+		// too.
 		busy bool
 		// inflight holds records being run by mutators at safepoints
 		// (FinalizersAtSafepoints); roots like q.
@@ -647,10 +650,13 @@ func (f *finState) scanRoots(buf []handle.Handle) []handle.Handle {
 func (f *finState) idle() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.mu.busy {
+		return false
+	}
 	if f.hereMode {
 		return f.pending.Load() == 0
 	}
-	return f.mu.q == nil && !f.mu.busy
+	return f.mu.q == nil
 }
 
 // hasQueued reports whether records wait on the queue (not counting those
