@@ -57,7 +57,8 @@ func (m *Mutator) Collect() { m.m.Collect() }
 // collection keeps those entries for the key's finalizer, and reports the
 // key itself unreachable, as any finalizable object that nothing reaches.
 // It walks the reachable graph, so it is meant for debugging,
-// not for production paths. It is a safepoint. It runs ScanRoots and Trace
+// not for production paths. It is a safepoint, and finishes the last
+// cycle's sweep (which may queue finalizers) first. It runs ScanRoots and Trace
 // methods as a collection does: if one panics, the world restarts and
 // RetainingPath panics with a reclaim: message that includes the value.
 func (m *Mutator) RetainingPath(o Object) ([]string, bool) {

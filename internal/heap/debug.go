@@ -246,6 +246,11 @@ func (m *Mutator) RetainingPath(x handle.Handle) ([]string, bool) {
 	h.stopTheWorldLocked(time.Now(), false)
 	h.mu.Unlock()
 	defer h.startTheWorld()
+	// Sweepers are not mutators: the world stopped, they sweep on, and
+	// the search reads what a sweep writes (finalizer tables, cleanup
+	// lists, the objects it frees). Finish the sweep first, as a
+	// collection does; none starts again before the next flip.
+	h.finishSweep()
 	// The search runs the embedder's ScanRoots and Trace methods. A panic
 	// in them reaches the caller as a reclaim: panic, as it does from
 	// Collect (the deferred startTheWorld still runs); runtime.Goexit goes on.
