@@ -271,11 +271,12 @@ type Heap struct {
 	// (accountSpanLocked); and by New, before the heap is shared.
 	goal atomic.Int64
 
-	// stwLocal is the cleanup block of the leader's sweeping in
-	// finishSweep: filled by the leader with the world stopped; emptied by
-	// the cycle's last sweeper (sweepDone, mu held), which may be another
-	// goroutine but runs only after the leader's last sweep has ended;
-	// read by the mark's ScanRoots.
+	// stwLocal is the cleanup block of the sweeping in finishSweep, by the
+	// goroutine that stopped the world (a collection's leader, or
+	// RetainingPath): filled by it with the world stopped, so by one
+	// goroutine at a time; emptied by the cycle's last sweeper (sweepDone,
+	// mu held), which may be another goroutine but runs only after that
+	// last sweep has ended; read by the mark's ScanRoots.
 	stwLocal cleanupq.Local
 }
 
@@ -437,9 +438,20 @@ func (h *Heap) check(x handle.Handle, op string) *span {
 	if x.Heap() != h.id {
 		panic(fmt.Sprintf("reclaim: %s of a ref from another heap (ref heap %d, this heap %d)", op, x.Heap(), h.id))
 	}
+	s := h.liveSpan(x)
+	if s == nil {
+		panic(fmt.Sprintf("reclaim: %s of a ref to a freed object (%v)", op, x))
+	}
+	return s
+}
+
+// liveSpan returns the span of the live object x, a ref of h, names, or nil
+// if x names none: one load of the slot's handle word, so that the answer
+// holds at that load even as the sweeper frees objects.
+func (h *Heap) liveSpan(x handle.Handle) *span {
 	s := h.spans.get(x.Span())
 	if s == nil || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
-		panic(fmt.Sprintf("reclaim: %s of a ref to a freed object (%v)", op, x))
+		return nil
 	}
 	return s
 }
@@ -457,9 +469,8 @@ func (h *Heap) TypeOf(x handle.Handle) *Type {
 	if x == 0 || x.Heap() != h.id {
 		return nil
 	}
-	s := h.spans.get(x.Span())
-	if s == nil || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
-		return nil
+	if s := h.liveSpan(x); s != nil {
+		return s.typ
 	}
-	return s.typ
+	return nil
 }

@@ -218,6 +218,7 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 		v.fail("%v: in use with no memory", s)
 		return 0
 	}
+	isRetired := func(i uint32) bool { return s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0 }
 	if int(s.idx) < len(floors) {
 		for i := range s.hv {
 			x := s.handleAt(uint32(i))
@@ -225,11 +226,11 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 				v.fail("%v: slot %d's handle word is %v", s, i, x)
 				break
 			}
-			// Only a retired slot holds the last generation: its object's
-			// handles were the last to be issued there.
-			retired := s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0
-			if g := x.Gen(); g < floors[s.idx] || g > handle.MaxGen || g == handle.MaxGen && !retired {
-				v.fail("%v: slot %d has generation %d (floor %d, max %d, retired %v)", s, i, g, floors[s.idx], handle.MaxGen-1, retired)
+			// Only a retired slot holds the last generation: the sweep that
+			// retired it moved its word there, and no handle is ever issued
+			// at it.
+			if g := x.Gen(); g < floors[s.idx] || g == handle.MaxGen && !isRetired(uint32(i)) {
+				v.fail("%v: slot %d has generation %d (floor %d; the last, %d, on retired slots only)", s, i, g, floors[s.idx], handle.MaxGen)
 				break
 			}
 		}
@@ -277,7 +278,6 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	}
 
 	// Specials sit on live slots, and their count matches.
-	isRetired := func(i uint32) bool { return s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0 }
 	live := func(i uint32) bool { return s.isAllocated(i) && !isRetired(i) }
 	if t := s.sp.fin.Load(); t != nil {
 		if len(t.fn) != int(s.nslots) {
