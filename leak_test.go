@@ -268,8 +268,17 @@ func retainingPathAgainstCollection(t *testing.T, seed uint64, foreign reclaim.R
 			tb.Get(m).Set(nodes[rng.IntN(n)], nodes[rng.IntN(n)])
 		}
 	}
+	// A table refuses a key of another heap than its keys', but takes one
+	// as its first key (it has no mutator to know its own heap), and the
+	// collection treats it as a dead key: only tables left empty take it.
+	foreignTab := make([]bool, nt)
 	for range rng.IntN(3) {
-		tabs[rng.IntN(nt)].Get(m).Set(foreign, nodes[rng.IntN(n)])
+		i := rng.IntN(nt)
+		tb, v := tabs[i].Get(m), nodes[rng.IntN(n)]
+		if tb.Len() == 0 || foreignTab[i] {
+			tb.Set(foreign, v)
+			foreignTab[i] = true
+		}
 	}
 	for range 1 + rng.IntN(2) {
 		h.Pin(nodes[rng.IntN(n)].Object())
@@ -310,14 +319,7 @@ func retainingPathAgainstCollection(t *testing.T, seed uint64, foreign reclaim.R
 			}
 			dead[c.i] = !survived
 		}
-		// Entries keyed by freed nodes.
-		for i := range nodes {
-			if !dead[i] || rng.IntN(2) == 0 {
-				continue
-			}
-			if k, j := rng.IntN(nt), rng.IntN(n); !tabAlive[k].Value(m).IsNil() && !dead[j] {
-				tabs[k].Get(m).Set(nodes[i], nodes[j])
-			}
-		}
+		// No entries keyed by freed nodes: WeakMap.Set refuses a freed key
+		// (TestMisuseWeakMapKey).
 	}
 }

@@ -362,3 +362,36 @@ func TestMisuseWeakMapByValue(t *testing.T) {
 		t.Fatalf("Len %d, want 1", n)
 	}
 }
+
+// A WeakMap key that is freed, or of another heap than the table's keys,
+// panics in Set, Get, Has and Delete as every other use of such a ref does
+// (Set took it, and the next collection deleted the entry, dropping its
+// value, as if its key had died).
+func TestMisuseWeakMapKey(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	_, m2 := misuseHeap(t, reclaim.Options{})
+	tab := reclaim.New[reclaim.WeakMap[misuseObj, int]](m)
+	h.Pin(tab.Object())
+	defer h.Unpin(tab.Object())
+	stale := reclaim.New[misuseObj](m)
+	m.Collect()
+	tm := tab.Get(m)
+	wantPanic(t, func() { tm.Set(stale, 1) }, "WeakMap.Set of a ref to a freed object")
+	wantPanic(t, func() { tm.Get(stale) }, "WeakMap.Get of a ref to a freed object")
+	wantPanic(t, func() { tm.Has(stale) }, "WeakMap.Has of a ref to a freed object")
+	wantPanic(t, func() { tm.Delete(stale) }, "WeakMap.Delete of a ref to a freed object")
+	if n := tm.Len(); n != 0 {
+		t.Errorf("Len %d after refused Sets, want 0", n)
+	}
+
+	k := reclaim.New[misuseObj](m)
+	tm.Set(k, 1)
+	foreign := reclaim.New[misuseObj](m2)
+	wantPanic(t, func() { tm.Set(foreign, 2) }, "WeakMap.Set of a ref from another heap")
+	wantPanic(t, func() { tm.Get(foreign) }, "WeakMap.Get of a ref from another heap")
+	wantPanic(t, func() { tm.Has(foreign) }, "WeakMap.Has of a ref from another heap")
+	wantPanic(t, func() { tm.Delete(foreign) }, "WeakMap.Delete of a ref from another heap")
+	if v, ok := tm.Get(k); !ok || v != 1 || tm.Len() != 1 {
+		t.Errorf("Get(k) = %d, %v with Len %d; want 1, true with Len 1", v, ok, tm.Len())
+	}
+}

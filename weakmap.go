@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/heap"
 	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
@@ -48,13 +49,22 @@ type WeakMap[K, V any] struct {
 	idx  map[handle.Handle]int32 // key -> index into keys and vals
 	keys []handle.Handle
 	vals []V
+
+	// heap is the id of the heap of the table's keys, or 0 before the
+	// first Set: written by that Set, read by Set, Get, Has and Delete,
+	// which refuse a key of another heap. Like the other fields, used by
+	// mutators between safepoints; the collector does not read it.
+	heap uint32
 }
 
-// Set stores v under k. It panics if k is nil.
+// Set stores v under k. It panics if k is nil, names a freed object, or
+// belongs to another heap than the keys the table was given before.
 func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
 	if k.h == 0 {
 		panic("reclaim: WeakMap.Set with a nil key")
 	}
+	checkKey(t.heap, k.h, "WeakMap.Set")
+	t.heap = k.h.Heap()
 	if i, ok := t.idx[k.h]; ok {
 		t.vals[i] = v
 		return
@@ -70,8 +80,12 @@ func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
 	t.vals = append(t.vals, v)
 }
 
-// Get returns the value stored under k.
+// Get returns the value stored under k. It panics if k names a freed object
+// or belongs to another heap than the table's keys; a nil k has no value.
 func (t *WeakMap[K, V]) Get(k Ref[K]) (V, bool) {
+	if k.h != 0 {
+		checkKey(t.heap, k.h, "WeakMap.Get")
+	}
 	if i, ok := t.idx[k.h]; ok {
 		return t.vals[i], true
 	}
@@ -79,14 +93,21 @@ func (t *WeakMap[K, V]) Get(k Ref[K]) (V, bool) {
 	return zero, false
 }
 
-// Has reports whether k has an entry.
+// Has reports whether k has an entry. It panics as Get does.
 func (t *WeakMap[K, V]) Has(k Ref[K]) bool {
+	if k.h != 0 {
+		checkKey(t.heap, k.h, "WeakMap.Has")
+	}
 	_, ok := t.idx[k.h]
 	return ok
 }
 
-// Delete removes k's entry and reports whether there was one.
+// Delete removes k's entry and reports whether there was one. It panics as
+// Get does.
 func (t *WeakMap[K, V]) Delete(k Ref[K]) bool {
+	if k.h != 0 {
+		checkKey(t.heap, k.h, "WeakMap.Delete")
+	}
 	i, ok := t.idx[k.h]
 	if !ok {
 		return false
@@ -122,6 +143,22 @@ func (t *WeakMap[K, V]) removeAt(i int32) {
 	t.vals[last] = zero
 	t.keys = t.keys[:last]
 	t.vals = t.vals[:last]
+}
+
+// checkKey panics unless k, a non-nil key, names a live object of the heap
+// tab (the id of the heap of a table's keys; 0 for a table given none yet).
+// Without a mutator, it finds k's heap by k's id: a key of a closed heap is
+// freed, as every object of a closed heap is. An object the last mark
+// found unreachable and that is not yet swept still passes, as it does
+// Ref.Get; the next mark deletes its entry. Not generic, so that the four
+// callers of every WeakMap type share it.
+func checkKey(tab uint32, k handle.Handle, op string) {
+	if tab != 0 && k.Heap() != tab {
+		panic(fmt.Sprintf("reclaim: %s of a ref from another heap (ref heap %d, table's heap %d)", op, k.Heap(), tab))
+	}
+	if h := heap.Lookup(k.Heap()); h == nil || !h.Valid(k) {
+		panic(fmt.Sprintf("reclaim: %s of a ref to a freed object (%v)", op, k))
+	}
 }
 
 // ephemeronTable is implemented by *WeakMap; registerType recognizes it.
