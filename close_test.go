@@ -713,3 +713,65 @@ func TestCloseFinalizerGoexit(t *testing.T) {
 	}
 	wantPanic(t, func() { h.Attach() }, "closed heap")
 }
+
+// TestCloseFinalizerStateNotRetained: once Close has run a finalizer, the
+// Go memory the finalizer function holds is Go's to collect, while Close
+// goes on with the round's cleanups: the finalizer goroutine drops each
+// record as its call returns, and so must Close, for the records it took
+// from the queue (at safepoints, left there by the budget) and from the
+// finalizer tables.
+func TestCloseFinalizerStateNotRetained(t *testing.T) {
+	for _, queued := range []bool{false, true} {
+		name := "registered"
+		if queued {
+			name = "queued"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, FinalizersAtSafepoints: queued, FinalizerBudget: 1, Logger: quietLogger()})
+			m := h.Attach()
+			var freed atomic.Bool
+			var calls atomic.Int32
+			func() {
+				p := new(bigArg)
+				runtime.AddCleanup(p, func(*atomic.Bool) { freed.Store(true) }, &freed)
+				fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) { calls.Add(1); p.buf[0]++ }
+				if queued {
+					// Two die; the collection's safepoint runs one (the
+					// budget), the other stays queued for Close.
+					reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
+					reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
+					m.Collect()
+					if n := calls.Load(); n != 1 {
+						t.Fatalf("%d finalizers ran at the collection's safepoint, want 1", n)
+					}
+				} else {
+					r := reclaim.New[finNode](m)
+					h.Pin(r.Object()) // still registered when Close runs it
+					reclaim.SetFinalizer(m, r, fin)
+				}
+			}()
+			// A cleanup of the same round of Close, after the finalizers:
+			// it looks while Close still holds the round's records.
+			holder := reclaim.New[finNode](m)
+			h.Pin(holder.Object())
+			var collected, ran atomic.Bool
+			reclaim.AddCleanup(m, holder, func(*atomic.Bool) {
+				collected.Store(goCollected(&freed))
+				ran.Store(true)
+			}, &freed)
+			m.Detach()
+			if err := h.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if n, want := calls.Load(), map[bool]int32{false: 1, true: 2}[queued]; n != want {
+				t.Fatalf("%d finalizer calls, want %d", n, want)
+			}
+			if !ran.Load() {
+				t.Fatal("the cleanup did not run")
+			}
+			if !collected.Load() {
+				t.Error("a finalizer's function (and what it holds) is still reachable for Go's collector after Close ran it")
+			}
+		})
+	}
+}

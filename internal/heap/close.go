@@ -177,7 +177,7 @@ func (h *Heap) Close() error {
 type closing struct {
 	m       *Mutator
 	round   int
-	recs    []finRec // this round's finalizers, recs[next:] not run yet
+	recs    []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
 	next    int
 	taken   bool // recs holds this round's finalizers
 	calling bool // a finalizer's call is under way
@@ -203,6 +203,7 @@ func (h *Heap) finishClose(c *closing) {
 			return // done, or a panic of the heap's own: it goes on
 		}
 		c.calling = false
+		c.recs[c.next] = finRec{}
 		c.next++
 		h.fin.executed.Add(1)
 		h.idle.broadcast()
@@ -248,6 +249,7 @@ func (h *Heap) closeRounds(c *closing) {
 			c.calling = true
 			h.callFinalizer(m, &c.recs[c.next])
 			c.calling = false
+			c.recs[c.next] = finRec{} // lets go of the function, as runBlock does
 			c.next++
 			h.fin.executed.Add(1)
 		}
