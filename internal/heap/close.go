@@ -241,7 +241,7 @@ func (h *Heap) closeRounds(c *closing) {
 				c.err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers and %d cleanups left unrun", maxCloseRounds, len(c.recs), nc)
 				h.log.Error(c.err.Error())
 			}
-			h.closeFinalizersRan()
+			h.releaseCloseBusy()
 			return
 		}
 		for c.next < len(c.recs) {
@@ -253,11 +253,16 @@ func (h *Heap) closeRounds(c *closing) {
 			c.next++
 			h.fin.executed.Add(1)
 		}
-		// The calls moved Drain's counters: a Drain beside Close that
-		// read them on either side of a call waits for this.
-		h.closeFinalizersRan()
 		n := h.queueAllCleanups(&m.local)
+		if testHookCloseCleanupsQueued != nil {
+			testHookCloseCleanupsQueued(h)
+		}
 		h.cq.FlushOne(&m.local)
+		// The calls moved Drain's counters, and the cleanups just taken
+		// off their lists count as pending only now that the last of
+		// them is published: busy, held since takeQueuedFinalizers, ends
+		// here, so a Drain beside Close waits for both.
+		h.releaseCloseBusy()
 		h.waitCleanups()
 		c.taken = false
 		if len(c.recs) == 0 && n == 0 {
@@ -265,6 +270,11 @@ func (h *Heap) closeRounds(c *closing) {
 		}
 	}
 }
+
+// testHookCloseCleanupsQueued, if set, runs in each round of Close once
+// it has queued the cleanups left, before it publishes the last of them
+// (those in its own block).
+var testHookCloseCleanupsQueued func(h *Heap)
 
 // closeRelease ends Close: it stops the cleanup pool and the background
 // sweeper, detaches Close's mutator m and releases every span.
@@ -366,9 +376,12 @@ func (h *Heap) takeAllFinalizers() []finRec {
 
 // takeQueuedFinalizers appends the queued finalizers to recs, the
 // registered ones takeAllFinalizers took, and returns the records for
-// Close to run. fin.mu.busy holds from here until closeFinalizersRan, so
+// Close to run. fin.mu.busy holds from here until releaseCloseBusy, so
 // that a Drain beside Close waits for them: taken off the queue (and, with
 // FinalizersAtSafepoints, off pending), they are queued or running still.
+// It holds on while Close queues the round's cleanups, until the last of
+// them is published: before, those in Close's own block are counted
+// nowhere (cleanupq.Queue.Pending counts published records only).
 func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	f := &h.fin
 	f.mu.Lock()
@@ -386,10 +399,10 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 	return recs
 }
 
-// closeFinalizersRan ends the busy of takeQueuedFinalizers, once Close has
-// run the round's finalizers (each counted executed first), and wakes
-// Drain.
-func (h *Heap) closeFinalizersRan() {
+// releaseCloseBusy ends the busy of takeQueuedFinalizers, once Close has
+// run the round's finalizers (each counted executed first) and published
+// the cleanups it queued (counted queued by the publish), and wakes Drain.
+func (h *Heap) releaseCloseBusy() {
 	f := &h.fin
 	f.mu.Lock()
 	f.mu.busy = false

@@ -126,9 +126,10 @@ type finState struct {
 		// busy is set while the finalizer goroutine holds records taken
 		// from q (fin.cur), and while Close holds the finalizers it takes
 		// to run itself (takeQueuedFinalizers, until the last of them has
-		// run; the goroutine is stopped then). Mutators running finalizers
-		// at safepoints do not set it: in that mode idle reads pending
-		// too.
+		// run and the cleanups Close queues next are published:
+		// releaseCloseBusy; the goroutine is stopped then). Mutators
+		// running finalizers at safepoints do not set it: in that mode
+		// idle reads pending too.
 		busy bool
 		// inflight holds records being run by mutators at safepoints
 		// (FinalizersAtSafepoints); roots like q.
