@@ -180,6 +180,7 @@ type closing struct {
 	recs    []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
 	next    int
 	taken   bool // recs holds this round's finalizers
+	busy    bool // fin.mu.busy is held for this round (takeQueuedFinalizers until releaseCloseBusy)
 	calling bool // a finalizer's call is under way
 	err     error
 }
@@ -200,7 +201,13 @@ type closing struct {
 func (h *Heap) finishClose(c *closing) {
 	defer func() {
 		if !c.calling {
-			return // done, or a panic of the heap's own: it goes on
+			// Done, or a panic of the heap's own: it goes on, and Close
+			// with it, but busy must not outlive Close's round, or every
+			// later Drain would wait until its context ended.
+			if c.busy {
+				h.releaseCloseBusy(c)
+			}
+			return
 		}
 		c.calling = false
 		c.recs[c.next] = finRec{}
@@ -231,7 +238,7 @@ func (h *Heap) closeRounds(c *closing) {
 	for ; ; c.round++ {
 		if !c.taken {
 			recs := h.takeAllFinalizers()
-			c.recs, c.next, c.taken = h.takeQueuedFinalizers(recs), 0, true
+			c.recs, c.next, c.taken, c.busy = h.takeQueuedFinalizers(recs), 0, true, true
 		}
 		if c.round == maxCloseRounds {
 			// Cleanups the last round's cleanups registered are left
@@ -241,7 +248,7 @@ func (h *Heap) closeRounds(c *closing) {
 				c.err = fmt.Errorf("reclaim: Close: finalizers and cleanups kept registering more for %d rounds; %d finalizers and %d cleanups left unrun", maxCloseRounds, len(c.recs), nc)
 				h.log.Error(c.err.Error())
 			}
-			h.releaseCloseBusy()
+			h.releaseCloseBusy(c)
 			return
 		}
 		for c.next < len(c.recs) {
@@ -262,7 +269,7 @@ func (h *Heap) closeRounds(c *closing) {
 		// off their lists count as pending only now that the last of
 		// them is published: busy, held since takeQueuedFinalizers, ends
 		// here, so a Drain beside Close waits for both.
-		h.releaseCloseBusy()
+		h.releaseCloseBusy(c)
 		h.waitCleanups()
 		c.taken = false
 		if len(c.recs) == 0 && n == 0 {
@@ -402,11 +409,13 @@ func (h *Heap) takeQueuedFinalizers(recs []finRec) []finRec {
 // releaseCloseBusy ends the busy of takeQueuedFinalizers, once Close has
 // run the round's finalizers (each counted executed first) and published
 // the cleanups it queued (counted queued by the publish), and wakes Drain.
-func (h *Heap) releaseCloseBusy() {
+// finishClose calls it too if a panic of the heap's own ends a round.
+func (h *Heap) releaseCloseBusy(c *closing) {
 	f := &h.fin
 	f.mu.Lock()
 	f.mu.busy = false
 	f.mu.Unlock()
+	c.busy = false
 	h.idle.broadcast()
 }
 

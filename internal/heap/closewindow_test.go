@@ -59,3 +59,24 @@ func TestDrainBesideCloseWaitsForItsCleanups(t *testing.T) {
 		t.Errorf("the cleanup ran %d times, want 1", n)
 	}
 }
+
+// TestDrainAfterClosePanicked: a panic of the heap's own in a round of
+// Close (here the hook's, between queueing the round's cleanups and
+// publishing them) leaves Close with fin.mu.busy set; every Drain after it
+// waited until its context ended.
+func TestDrainAfterClosePanicked(t *testing.T) {
+	h, _ := closeWindowHeap(t)
+	testHookCloseCleanupsQueued = func(*Heap) { panic("closewindow test panic") }
+	defer func() { testHookCloseCleanupsQueued = nil }()
+	func() {
+		defer func() {
+			if v := recover(); v != "closewindow test panic" {
+				t.Fatalf("Close: got panic %v, want the hook's", v)
+			}
+		}()
+		h.Close()
+	}()
+	if !drainedNow(h) {
+		t.Error("Drain after Close panicked finds the heap not drained: fin.mu.busy is still set")
+	}
+}
