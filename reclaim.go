@@ -186,7 +186,8 @@ func NewHeap(opts Options) *Heap {
 // Close runs every finalizer still registered or queued, then every cleanup
 // still registered or queued, as lua_close does, and stops the heap's
 // goroutines. No collection runs once Close has begun (one under way on
-// another goroutine ends first); finalizers and cleanups run by Close may
+// another goroutine ends first; with FinalizersAtSafepoints, so do the
+// finalizer calls mutators have under way at their safepoints); finalizers and cleanups run by Close may
 // still use the heap through mutators, but other attached mutators must
 // not be used concurrently with Close (detach them first). After Close
 // returns, Attach panics, the heap holds none of its objects' memory (a

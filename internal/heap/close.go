@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime/debug"
+	"time"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
@@ -153,8 +154,9 @@ func (h *Heap) Close() error {
 	if h.fin.hereMode {
 		// Queued finalizers wait for a mutator's safepoint, which may
 		// never come now: they are taken and run below. Wait for the
-		// cleanups only.
+		// cleanups, and for the finalizers mutators have begun.
 		h.waitCleanups()
+		h.waitFinalizersHere()
 	} else {
 		_ = h.Drain(context.Background())
 	}
@@ -169,6 +171,53 @@ func (h *Heap) Close() error {
 	h.finishClose(c)
 	return c.err
 }
+
+// waitFinalizersHere waits until no mutator runs a finalizer at a
+// safepoint (FinalizersAtSafepoints), and makes them take no more: Close
+// runs what is left. A call that began before Close (at the safepoint of a
+// Collect that Close waited for, say) reads its object, which Close's
+// release would free under it, and may register finalizers and cleanups
+// that Close's rounds must see; and the object's cleanups must not run
+// before its finalizer has returned. A finalizer that calls Close on the
+// mutator running it would wait for itself: once the wait passes
+// FinalizerBlockThreshold it is logged, with the type of a finalizer
+// running.
+func (h *Heap) waitFinalizersHere() {
+	f := &h.fin
+	start := time.Now()
+	reported := false
+	for {
+		ch := h.idle.wait()
+		f.mu.Lock()
+		f.mu.closing = true
+		n := len(f.mu.inflight)
+		f.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if testHookCloseWaitsHere != nil {
+			testHookCloseWaitsHere(h)
+		}
+		if reported {
+			<-ch
+			continue
+		}
+		t := time.NewTimer(h.cfg.FinalizerBlockThreshold - time.Since(start))
+		select {
+		case <-ch:
+		case <-t.C:
+			reported = true
+			name, _ := f.current()
+			h.log.Warn("reclaim: Close waits for finalizers that mutators run at their safepoints (a finalizer that calls Close waits for itself)",
+				"running", n, "type", name, "waited", time.Since(start).Round(time.Millisecond))
+		}
+		t.Stop()
+	}
+}
+
+// testHookCloseWaitsHere, if set, runs each time waitFinalizersHere finds
+// a finalizer in flight and is about to wait for it.
+var testHookCloseWaitsHere func(h *Heap)
 
 // closing is Close's progress through its rounds, kept so that a goroutine
 // of Close's can take over when a finalizer ends the goroutine running

@@ -134,6 +134,11 @@ type finState struct {
 		// inflight holds records being run by mutators at safepoints
 		// (FinalizersAtSafepoints); roots like q.
 		inflight []finRec
+		// closing is set by Close before it waits for inflight to empty
+		// (waitFinalizersHere): from then on no mutator takes a record
+		// from q (Close runs them), and the one that empties inflight
+		// wakes Close.
+		closing bool
 	}
 
 	// cur is the block list the finalizer goroutine is running. Written by
@@ -574,6 +579,10 @@ func (h *Heap) runFinalizersHere(m *Mutator) {
 			return
 		}
 		f.mu.Lock()
+		if f.mu.closing {
+			f.mu.Unlock()
+			return // Close runs what is queued
+		}
 		b := f.mu.q
 		for b != nil && b.n == 0 {
 			f.mu.q = b.next
@@ -618,10 +627,11 @@ func (h *Heap) retireHere(r *finRec) {
 			break
 		}
 	}
+	closeWaits := f.mu.closing && len(f.mu.inflight) == 0
 	f.mu.Unlock()
 	f.executed.Add(1)
 	f.pending.Add(-1)
-	if f.pending.Load() == 0 {
+	if f.pending.Load() == 0 || closeWaits {
 		h.idle.broadcast()
 	}
 }
