@@ -165,7 +165,9 @@ func (m *Mutator) WeakValue(w handle.Weak) handle.Handle {
 		return 0
 	}
 	if s.sweepgen.Load() != h.sweepgen.Load() {
-		h.ensureSwept(s, &m.local)
+		// Sweeping writes m's cleanup block, which only the goroutine
+		// using m may touch: a slow path, checked as the others are.
+		m.weakValueSweep(h, s)
 	}
 	// The span is swept now; load the cell again, whoever swept it: a
 	// sweeper may have killed the cell since the first load (the object
@@ -179,4 +181,13 @@ func (m *Mutator) WeakValue(w handle.Weak) handle.Handle {
 		return 0
 	}
 	return x
+}
+
+// weakValueSweep is WeakValue's sweep of s, entered as a slow path: a
+// mutator used from two goroutines at once panics here instead of sweeping
+// into its cleanup block beside the other goroutine.
+func (m *Mutator) weakValueSweep(h *Heap, s *span) {
+	m.enter("Weak.Value")
+	defer m.leave()
+	h.ensureSwept(s, &m.local)
 }
