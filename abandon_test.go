@@ -344,3 +344,59 @@ func TestCollectAbandonedInFinalizerPhase(t *testing.T) {
 		})
 	}
 }
+
+// abArg is a cleanup argument whose Trace panics while panicking is set.
+type abArg struct {
+	next      reclaim.Ref[abNode]
+	panicking *atomic.Bool
+}
+
+func (a *abArg) Trace(visit func(reclaim.Object)) {
+	if a.panicking.Load() {
+		panic("abArg: trace failed")
+	}
+	visit(a.next.Object())
+}
+
+// TestCollectAbandonedWhenCleanupArgTracePanics: the Trace method of a
+// queued cleanup's argument panics while the mark scans the cleanup queue
+// (the cleanup is running: its argument is a root until it returns). The
+// collection is abandoned like one whose object Trace panicked, and the
+// heap goes on: the cleanup finishes, and the next collections run. The
+// queue's scan left the block's mutex locked, so the next mark waited for
+// it for ever with the world stopped.
+func TestCollectAbandonedWhenCleanupArgTracePanics(t *testing.T) {
+	var panicking atomic.Bool
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: 1, CleanupWorkers: 1})
+	m := h.Attach()
+	defer m.Detach()
+	x := reclaim.New[abNode](m)
+	held := abChain(m, 10)
+	var reached reclaim.Ref[abNode]
+	started, release := make(chan struct{}), make(chan struct{})
+	reclaim.AddCleanup(m, x, func(a abArg) {
+		close(started)
+		<-release
+		reached = a.next
+	}, abArg{held, &panicking})
+	x, held = reclaim.Ref[abNode]{}, reclaim.Ref[abNode]{}
+	m.Collect() // x dies: its cleanup is queued and starts
+	<-started
+
+	panicking.Store(true)
+	wantPanic(t, m.Collect, "collection abandoned", "trace failed")
+	panicking.Store(false)
+	m.Collect() // the cleanup still runs: its argument is a root
+	close(release)
+	collectDrain(t, m, h)
+	if st := h.Stats(); st.CleanupsExecuted != 1 {
+		t.Fatalf("%d cleanups executed, want 1", st.CleanupsExecuted)
+	}
+	if !isLive(reached) {
+		t.Fatal("the cleanup's argument was freed before the cleanup returned")
+	}
+	collectDrain(t, m, h)
+	if isLive(reached) {
+		t.Error("the cleanup's argument outlived the cleanup")
+	}
+}

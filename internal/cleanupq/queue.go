@@ -103,7 +103,8 @@ type Runner interface {
 	Run()
 	// Scan appends the strong handles that the cleanup's argument holds.
 	// They are GC roots until Run has returned. Scan is called with the
-	// block's mutex held and must not call back into the Queue.
+	// block's mutex held and must not call back into the Queue. It may
+	// panic; the panic reaches ScanRoots' caller, the mutex released.
 	Scan(buf []handle.Handle) []handle.Handle
 }
 
@@ -369,11 +370,21 @@ func (q *Queue) ScanRoots(locals []*Local, buf []handle.Handle) []handle.Handle 
 		}
 	}
 	for _, b := range q.arena.all() {
-		b.mu.Lock()
-		for i := b.done.Load(); i < b.n; i++ {
-			buf = b.records[i].Scan(buf)
-		}
-		b.mu.Unlock()
+		buf = b.scan(buf)
+	}
+	return buf
+}
+
+// scan appends the handles of b's records whose Run has not returned,
+// under b's mutex. A Scan may panic (a cleanup argument's Trace method):
+// the panic goes on to ScanRoots' caller, which abandons the mark, with
+// the mutex released, or the next ScanRoots and the worker that recycles
+// b would wait for it for ever.
+func (b *block) scan(buf []handle.Handle) []handle.Handle {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := b.done.Load(); i < b.n; i++ {
+		buf = b.records[i].Scan(buf)
 	}
 	return buf
 }
