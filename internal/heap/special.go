@@ -48,7 +48,7 @@ func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) i
 // the rest of the call. A slot's words are owned like the object's own
 // memory, and their users are ordered by the protocols that already order
 // accesses to that memory:
-//   - mutators (SetFinalizer, HasFinalizer, AddCleanup) read and write
+//   - mutators (SetFinalizer, AddCleanup) read and write
 //     them, only after the span is swept in the current cycle
 //     (ensureSwept); the sweeper's sweepgen store happens before their
 //     sweepgen load. Two mutators that set finalizers or add cleanups on
@@ -206,17 +206,6 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 		panic(fmt.Sprintf("reclaim: SetFinalizer called twice on one %s object (clear it with nil first)", s.typ.Name))
 	}
 	t.fn[x.Slot()] = (*funcval)(fn)
-}
-
-// HasFinalizer reports whether x has a finalizer set.
-func (m *Mutator) HasFinalizer(x handle.Handle) bool {
-	h := m.heap
-	s := h.check(x, "HasFinalizer")
-	if s.sweepgen.Load() != h.sweepgen.Load() {
-		h.ensureSwept(s, &m.local)
-		h.check(x, "HasFinalizer") // freed by that sweep: a stale ref
-	}
-	return s.sp.finAt(x.Slot()) != nil
 }
 
 // CleanupSpecial is one registered cleanup: the heap's part of the record
