@@ -20,7 +20,8 @@ type abNode struct {
 	v    int
 }
 
-// abTracer's Trace panics while panicking is set.
+// abTracer's Trace panics while panicking is set. It serves as an object
+// and as a cleanup argument.
 type abTracer struct {
 	next      reclaim.Ref[abNode]
 	panicking *atomic.Bool
@@ -345,19 +346,6 @@ func TestCollectAbandonedInFinalizerPhase(t *testing.T) {
 	}
 }
 
-// abArg is a cleanup argument whose Trace panics while panicking is set.
-type abArg struct {
-	next      reclaim.Ref[abNode]
-	panicking *atomic.Bool
-}
-
-func (a *abArg) Trace(visit func(reclaim.Object)) {
-	if a.panicking.Load() {
-		panic("abArg: trace failed")
-	}
-	visit(a.next.Object())
-}
-
 // TestCollectAbandonedWhenCleanupArgTracePanics: the Trace method of a
 // queued cleanup's argument panics while the mark scans the cleanup queue
 // (the cleanup is running: its argument is a root until it returns). The
@@ -374,11 +362,11 @@ func TestCollectAbandonedWhenCleanupArgTracePanics(t *testing.T) {
 	held := abChain(m, 10)
 	var reached reclaim.Ref[abNode]
 	started, release := make(chan struct{}), make(chan struct{})
-	reclaim.AddCleanup(m, x, func(a abArg) {
+	reclaim.AddCleanup(m, x, func(a abTracer) {
 		close(started)
 		<-release
 		reached = a.next
-	}, abArg{held, &panicking})
+	}, abTracer{held, &panicking})
 	x, held = reclaim.Ref[abNode]{}, reclaim.Ref[abNode]{}
 	m.Collect() // x dies: its cleanup is queued and starts
 	<-started

@@ -736,14 +736,7 @@ func TestCloseFinalizerStateNotRetained(t *testing.T) {
 				runtime.AddCleanup(p, func(*atomic.Bool) { freed.Store(true) }, &freed)
 				fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) { calls.Add(1); p.buf[0]++ }
 				if queued {
-					// Two die; the collection's safepoint runs one (the
-					// budget), the other stays queued for Close.
-					reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
-					reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
-					m.Collect()
-					if n := calls.Load(); n != 1 {
-						t.Fatalf("%d finalizers ran at the collection's safepoint, want 1", n)
-					}
+					queueTwoRunOne(t, m, fin, &calls)
 				} else {
 					r := reclaim.New[finNode](m)
 					h.Pin(r.Object()) // still registered when Close runs it

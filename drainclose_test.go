@@ -31,14 +31,7 @@ func TestDrainBesideCloseWaitsForItsFinalizers(t *testing.T) {
 				}
 			}
 			if here {
-				// Two die; the collection's safepoint runs one (the
-				// budget), the other stays queued for Close.
-				reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
-				reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
-				m.Collect()
-				if n := calls.Load(); n != 1 {
-					t.Fatalf("%d finalizers ran at the collection's safepoint, want 1", n)
-				}
+				queueTwoRunOne(t, m, fin, &calls)
 			} else {
 				calls.Store(1)
 				r := reclaim.New[finNode](m)
@@ -64,5 +57,19 @@ func TestDrainBesideCloseWaitsForItsFinalizers(t *testing.T) {
 				t.Errorf("Drain after Close: %v", err)
 			}
 		})
+	}
+}
+
+// queueTwoRunOne, on a heap with FinalizersAtSafepoints and a
+// FinalizerBudget of 1, makes two objects with finalizer fin, which counts
+// its calls on calls, unreachable and collects: the collection's safepoint
+// runs one (the budget), and the other stays queued for Close.
+func queueTwoRunOne(t *testing.T, m *reclaim.Mutator, fin func(*reclaim.Mutator, reclaim.Ref[finNode]), calls *atomic.Int32) {
+	t.Helper()
+	reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
+	reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
+	m.Collect()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d finalizers ran at the collection's safepoint, want 1", n)
 	}
 }

@@ -25,15 +25,7 @@ func TestPinAcrossCollectionOfItsSpan(t *testing.T) {
 	if s.sweepgen.Load() == h.sweepgen.Load() {
 		t.Fatal("span swept already; the test needs it unswept")
 	}
-	var hooked atomic.Bool
-	reached, proceed := make(chan struct{}), make(chan struct{})
-	testHookEnsureSwept = func() {
-		if hooked.CompareAndSwap(false, true) {
-			close(reached)
-			<-proceed
-		}
-	}
-	defer func() { testHookEnsureSwept = nil }()
+	reached, proceed := holdEnsureSwept(t)
 	pinned := make(chan struct{})
 	go func() {
 		defer close(pinned)
@@ -52,4 +44,20 @@ func TestPinAcrossCollectionOfItsSpan(t *testing.T) {
 	}
 	h.Unpin(x)
 	h.Unpin(x)
+}
+
+// holdEnsureSwept holds the next ensureSwept in its test hook: reached is
+// closed when a goroutine gets there, and it goes on once the test closes
+// proceed. The hook is removed when the test ends.
+func holdEnsureSwept(t *testing.T) (reached, proceed chan struct{}) {
+	var hooked atomic.Bool
+	reached, proceed = make(chan struct{}), make(chan struct{})
+	testHookEnsureSwept = func() {
+		if hooked.CompareAndSwap(false, true) {
+			close(reached)
+			<-proceed
+		}
+	}
+	t.Cleanup(func() { testHookEnsureSwept = nil })
+	return reached, proceed
 }

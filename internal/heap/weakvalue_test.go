@@ -2,7 +2,6 @@ package heap
 
 import (
 	"strings"
-	"sync/atomic"
 	"testing"
 )
 
@@ -33,15 +32,7 @@ func TestWeakValueFromSecondGoroutineCaught(t *testing.T) {
 		t.Fatal("span swept already; the test needs it unswept")
 	}
 
-	var hooked atomic.Bool
-	reached, proceed := make(chan struct{}), make(chan struct{})
-	testHookEnsureSwept = func() {
-		if hooked.CompareAndSwap(false, true) {
-			close(reached)
-			<-proceed
-		}
-	}
-	defer func() { testHookEnsureSwept = nil }()
+	reached, proceed := holdEnsureSwept(t)
 	made := make(chan struct{})
 	go func() {
 		defer close(made)
