@@ -25,7 +25,7 @@ func TestMarkParallelGraph(t *testing.T) {
 	}
 	for _, workers := range []int{1, 2, 3, 4} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
-			h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+			h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1, Logger: quietLogger()}) // quiet: the graphs hold stale refs on purpose
 			m := h.Attach()
 			defer m.Detach()
 			rng := rand.New(rand.NewPCG(uint64(workers), 7))
@@ -98,7 +98,7 @@ func TestMarkListsWithinSpans(t *testing.T) {
 	for _, order := range []string{"forward", "backward", "shuffled"} {
 		for _, workers := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%s/workers=%d", order, workers), func(t *testing.T) {
-				h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+				h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1, Logger: quietLogger()}) // quiet: the graphs hold stale refs on purpose
 				m := h.Attach()
 				defer m.Detach()
 				cells := make([]reclaim.Ref[listNode], 0, n)
@@ -200,7 +200,7 @@ func TestMarkLocalGraphs(t *testing.T) {
 			for _, withFin := range []bool{false, true} {
 				t.Run(fmt.Sprintf("seed=%d/workers=%d/fin=%v", seed, workers, withFin), func(t *testing.T) {
 					rng := rand.New(rand.NewPCG(seed, 99))
-					h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+					h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1, Logger: quietLogger()}) // quiet: the graphs hold stale refs on purpose
 					m := h.Attach()
 					defer m.Detach()
 					n := 2000 + rng.IntN(6000)
@@ -329,7 +329,7 @@ func TestMarkLinearOddSpans(t *testing.T) {
 		for _, workers := range []int{1, 2, 3} {
 			t.Run(fmt.Sprintf("seed=%d/workers=%d", seed, workers), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(seed, 7))
-				h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1})
+				h := newTestHeap(t, reclaim.Options{MarkWorkers: workers, GCPercent: -1, Logger: quietLogger()}) // quiet: the graphs hold stale refs on purpose
 				m := h.Attach()
 				defer m.Detach()
 				n := 3000 + rng.IntN(3000)
