@@ -2,10 +2,11 @@
 // protocols (fing.pml: the finalizer goroutine's wake protocol;
 // cleanup.pml: the cleanup queue's workers; ephemeron.pml: an ephemeron
 // entry's hand-off from the worker that registers it to the one that
-// marks its key; drain.pml: Drain's check that nothing is left to run)
-// and deliberately broken variants of them in broken/. TestModels
-// verifies them with spin the way run.sh does; fing.md, cleanup.md,
-// ephemeron.md and drain.md describe the models.
+// marks its key; drain.pml: Drain's check that nothing is left to run;
+// closehere.pml: Close's wait for finalizers run at safepoints) and
+// deliberately broken variants of them in broken/. TestModels verifies
+// them with spin the way run.sh does; fing.md, cleanup.md, ephemeron.md,
+// drain.md and closehere.md describe the models.
 package models
 
 import (
