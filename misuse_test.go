@@ -395,3 +395,38 @@ func TestMisuseWeakMapKey(t *testing.T) {
 		t.Errorf("Get(k) = %d, %v with Len %d; want 1, true with Len 1", v, ok, tm.Len())
 	}
 }
+
+// TestMisuseFinalizerDetachesItsMutator: the mutator a finalizer is given
+// on the finalizer goroutine, or on Close's caller, is the heap's own; a
+// finalizer's Detach of it panics, and the finalizer's panic is contained
+// like any other. The mutator stays attached and usable.
+func TestMisuseFinalizerDetachesItsMutator(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1})
+	msgs := make(chan string, 2)
+	fin := func(fm *reclaim.Mutator, _ reclaim.Ref[misuseObj]) {
+		v, panicked := panicValue(fm.Detach)
+		if !panicked {
+			msgs <- "no panic"
+			return
+		}
+		msg, _ := panicText(v)
+		reclaim.New[misuseObj](fm) // still attached
+		msgs <- msg
+	}
+	reclaim.SetFinalizer(m, reclaim.New[misuseObj](m), fin) // unreachable: the finalizer goroutine runs it
+	keep := reclaim.New[misuseObj](m)
+	h.Pin(keep.Object()) // alive at Close, which runs its finalizer itself
+	reclaim.SetFinalizer(m, keep, fin)
+	m.Collect()
+	for _, where := range []string{"on the finalizer goroutine", "run by Close"} {
+		if where == "run by Close" {
+			m.Detach()
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if msg := <-msgs; !strings.HasPrefix(msg, "reclaim:") || !strings.Contains(msg, "Detach") {
+			t.Errorf("a finalizer's Detach of its mutator %s: %q, want a reclaim: panic", where, msg)
+		}
+	}
+}

@@ -30,6 +30,8 @@ func (m *Mutator) Drain(ctx context.Context) error { return m.m.Drain(ctx) }
 
 // Detach ends m's work on its heap. Its span caches go back to the heap; a
 // detached mutator never holds a collection up. Using m afterwards panics.
+// A finalizer must not detach the mutator it is given on the finalizer
+// goroutine or by Close: that panics (the heap detaches its own).
 func (m *Mutator) Detach() { m.m.Detach() }
 
 // Safepoint lets a pending collection run. Refs held only in Go variables

@@ -336,7 +336,7 @@ var testHookCloseCleanupsQueued func(h *Heap)
 // sweeper, detaches Close's mutator m and releases every span.
 func (h *Heap) closeRelease(m *Mutator) {
 	h.cq.Close()
-	m.Detach()
+	m.detach()
 	h.bg.stop()
 	h.mu.Lock()
 	attached := len(h.mu.mutators)

@@ -455,7 +455,7 @@ func (h *Heap) runFinqGoroutine(m *Mutator) {
 	normal := false
 	defer func() {
 		if normal {
-			m.Detach()
+			m.detach()
 			close(f.doneC)
 			return
 		}

@@ -136,8 +136,19 @@ func (h *Heap) Attach(m *Mutator) {
 }
 
 // Detach unregisters m. Its span cache goes back to the centrals and its
-// cleanup block to the queue.
+// cleanup block to the queue. The heap's own mutators (the finalizer
+// goroutine's, Close's) are detached by the heap alone (detach): a
+// finalizer's Detach of the mutator it was given panics, as a misuse, so
+// that the goroutine running it goes on with the mutator still attached.
 func (m *Mutator) Detach() {
+	if m.isFing && m.heap != nil {
+		panic("reclaim: Detach of the mutator a finalizer was given (the heap's own, which the heap detaches)")
+	}
+	m.detach()
+}
+
+// detach is Detach without the check of the heap's own mutators.
+func (m *Mutator) detach() {
 	h := m.enter("Detach")
 	m.flushCache()
 	m.flushStats()
