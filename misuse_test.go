@@ -430,3 +430,40 @@ func TestMisuseFinalizerDetachesItsMutator(t *testing.T) {
 		}
 	}
 }
+
+// TestMisuseMutatorFromTwoGoroutinesFastPaths: SetFinalizer and AddCleanup
+// of an object on a swept span whose tables exist take no slow path; while
+// another goroutine is inside m.Collect (held in ScanRoots, the world
+// stopped), they panic all the same instead of writing the tables the
+// mark reads.
+func TestMisuseMutatorFromTwoGoroutinesFastPaths(t *testing.T) {
+	inScan := make(chan struct{})
+	resume := make(chan struct{})
+	var armed atomic.Bool
+	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1, ScanRoots: func(func(reclaim.Object)) {
+		if armed.CompareAndSwap(true, false) {
+			inScan <- struct{}{}
+			<-resume
+		}
+	}})
+	fin := func(*reclaim.Mutator, reclaim.Ref[misuseObj]) {}
+	r1, r2 := reclaim.New[misuseObj](m), reclaim.New[misuseObj](m) // one span
+	h.Pin(r1.Object())
+	h.Pin(r2.Object())
+	reclaim.SetFinalizer(m, r1, fin) // the span's finalizer and cleanup tables
+	reclaim.AddCleanup(m, r1, func(int) {}, 1)
+	armed.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Collect()
+	}()
+	<-inScan
+	wantPanic(t, func() { reclaim.SetFinalizer(m, r2, fin) }, "mutator used from two goroutines at once", "SetFinalizer")
+	wantPanic(t, func() { reclaim.AddCleanup(m, r2, func(int) {}, 2) }, "mutator used from two goroutines at once", "AddCleanup")
+	close(resume)
+	<-done
+	reclaim.SetFinalizer(m, r1, nil) // one goroutine again: fine
+	h.Unpin(r1.Object())
+	h.Unpin(r2.Object())
+}

@@ -184,6 +184,13 @@ func (m *Mutator) enter(op string) *Heap {
 
 func (m *Mutator) leave() { m.busy.Store(0) }
 
+// busyElsewhere reports whether another goroutine holds m in a slow path:
+// the specials' fast paths (SetFinalizer, AddCleanup), which do not enter,
+// then take the slow path, whose enter panics. One load, no CAS: two fast
+// paths at once are not caught (as two Gets are not), but a fast path
+// beside a Collect, which wrote the tables the mark reads, is.
+func (m *Mutator) busyElsewhere() bool { return m.busy.Load() != 0 }
+
 // Deref returns the address of the object x names. It is Ref.Get's fast
 // path, small enough to be inlined: two table loads and one compare of the
 // whole handle word against the slot's current handle (heap id, span, slot

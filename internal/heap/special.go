@@ -138,7 +138,9 @@ func install[T any](p *atomic.Pointer[T], t *T) *T {
 // sweptSlot returns x's span and slot (nil, 0 otherwise) when m is attached, x names a live
 // object of m's heap, and its span is swept in the current cycle: the
 // precondition of the specials' fast paths, which may then touch the
-// slot's words (see specials). The lookup is Deref's.
+// slot's words (see specials). The lookup is Deref's. The fast paths
+// also require m not busy (busyElsewhere): a goroutine inside one of m's
+// slow paths (Collect, say) holds it.
 func (m *Mutator) sweptSlot(x handle.Handle) (*span, uint32) {
 	// A detached mutator (m.heap nil) reads the empty table, whose spans
 	// have no slots, so m.heap is read only once the handle matched.
@@ -160,7 +162,7 @@ func (m *Mutator) sweptSlot(x handle.Handle) (*span, uint32) {
 // not yet swept, the first finalizer of the span or of the heap) takes the
 // slow path, which also reports misuse.
 func (m *Mutator) SetFinalizer(x handle.Handle, fn unsafe.Pointer) {
-	if s, i := m.sweptSlot(x); s != nil {
+	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
 		if t := s.sp.fin.Load(); t != nil {
 			w := &t.fn[i]
 			if fn == nil {
@@ -361,7 +363,7 @@ type cleanupTable struct {
 // SetFinalizer: a span lookup, the sweepgen check and a plain push on the
 // slot's list (see specials); anything else takes the slow path.
 func (m *Mutator) AddCleanup(x handle.Handle, c *CleanupSpecial) {
-	if s, i := m.sweptSlot(x); s != nil {
+	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
 		if t := s.sp.cl.Load(); t != nil {
 			t.push(m, i, c)
 			return
