@@ -668,3 +668,49 @@ func TestGoalFormula(t *testing.T) {
 		})
 	}
 }
+
+type soaPage struct{ B [4096]byte }
+type soaPair struct{ A, B int64 }
+
+// TestSafepointOnAllocCollectsBeforeRefusing: with SafepointOnAlloc, an
+// allocation the limit refuses runs the collection the refusal makes due,
+// there (the allocation is a safepoint), and tries again: a heap of
+// garbage under a limit of a few spans, where one span passes the goal's
+// headroom, never refuses one. A refusal that stands counts once in
+// MemoryLimitHits.
+func TestSafepointOnAllocCollectsBeforeRefusing(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{MemoryLimit: 64 << 10, SafepointOnAlloc: true, GCPercent: -1, Logger: quietLogger()})
+	m := h.Attach()
+	defer m.Detach()
+	for i := range 2000 {
+		var err error
+		if i%2 == 0 {
+			_, err = reclaim.TryNew[soaPage](m)
+		} else {
+			_, err = reclaim.TryNew[soaPair](m)
+		}
+		if err != nil {
+			st := h.Stats()
+			t.Fatalf("allocation %d refused with every object garbage: %v (cycles %d, limit hits %d)", i, err, st.Cycles, st.MemoryLimitHits)
+		}
+	}
+	// Now fill the limit with pinned objects: the refusal stands, and
+	// counts once.
+	var pinned []reclaim.Object
+	defer func() {
+		for _, o := range pinned {
+			h.Unpin(o)
+		}
+	}()
+	for {
+		r, err := reclaim.TryNew[soaPage](m)
+		if err != nil {
+			break
+		}
+		h.Pin(r.Object())
+		pinned = append(pinned, r.Object())
+	}
+	if st := h.Stats(); st.MemoryLimitHits != 1 {
+		t.Fatalf("MemoryLimitHits %d after one refused allocation, want 1", st.MemoryLimitHits)
+	}
+}

@@ -99,9 +99,11 @@ type Options struct {
 	Logger *slog.Logger
 
 	// SafepointOnAlloc makes every allocation that takes a new span a
-	// safepoint: a due collection runs inside New. Only for embedders
-	// whose ScanRoots reports every live reference, including those held
-	// in Go variables across the New call.
+	// safepoint: a due collection runs inside New, and so does the one a
+	// refusal by MemoryLimit makes due, before the allocation is tried
+	// once more (TryNew fails only if the heap is full after it). Only
+	// for embedders whose ScanRoots reports every live reference,
+	// including those held in Go variables across the New call.
 	SafepointOnAlloc bool
 	// FinalizerBlockThreshold is how long a running finalizer may keep a
 	// pending collection waiting before the heap logs it (with the

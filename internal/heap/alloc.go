@@ -122,6 +122,18 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 		h.uncache(s)
 	}
 	s, err := h.refill(m, t)
+	if err == ErrMemoryLimit && h.cfg.SafepointOnAlloc {
+		// The refusal made a collection due, and this allocation is a
+		// safepoint: run it here and try once more, as Lua collects
+		// before it reports an allocation failure. Without this, New
+		// failed on a heap of garbage whenever a span passed the goal's
+		// headroom, and the collection ran only at the next allocation.
+		m.yieldToCollection(h)
+		s, err = h.refill(m, t)
+	}
+	if err == ErrMemoryLimit {
+		h.stats.limitHits.Add(1)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -171,8 +183,7 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 				continue
 			}
 			h.gcDue.Store(true)
-			h.stats.limitHits.Add(1)
-			return nil, ErrMemoryLimit
+			return nil, ErrMemoryLimit // counted in limitHits by allocSlow
 		}
 		s := h.newSpanLocked(t)
 		h.mu.Unlock()

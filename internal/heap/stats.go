@@ -19,7 +19,7 @@ type heapStats struct {
 	foreignInMark  atomic.Int64
 	spansAllocated atomic.Int64 // h.mu held (newSpanLocked)
 	spansReleased  atomic.Int64 // h.mu held (releaseSpanLocked)
-	limitHits      atomic.Int64 // allocating mutators (refill)
+	limitHits      atomic.Int64 // allocating mutators (allocSlow), once per refused allocation
 	panics         atomic.Int64 // any goroutine that reports a panic (finalizer runners, cleanup workers)
 	slowFinalizers atomic.Int64 // a leader waiting for the world to stop
 	lastMark       atomic.Int64 // ns; the leader, in the flip
