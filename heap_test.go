@@ -833,7 +833,8 @@ func TestDetachWhileCollecting(t *testing.T) {
 }
 
 // TestCloseReleasesSpans: a closed heap that stays referenced holds none
-// of its objects' memory, pinned objects included.
+// of its objects' memory, pinned objects included, and its Stats say so:
+// no live bytes (the pacer's count) either.
 func TestCloseReleasesSpans(t *testing.T) {
 	h := newTestHeap(t, reclaim.Options{})
 	m := h.Attach()
@@ -852,6 +853,9 @@ func TestCloseReleasesSpans(t *testing.T) {
 	st := h.Stats()
 	if st.SpanBytes != 0 || st.HeapObjects != 0 {
 		t.Fatalf("after Close: %d span bytes, %d objects; want 0 and 0", st.SpanBytes, st.HeapObjects)
+	}
+	if st.HeapLiveBytes != 0 || st.MetaBytes != 0 || st.SpareBytes != 0 {
+		t.Fatalf("after Close: HeapLiveBytes %d, MetaBytes %d, SpareBytes %d; want 0", st.HeapLiveBytes, st.MetaBytes, st.SpareBytes)
 	}
 	if st.Allocated != st.Freed {
 		t.Fatalf("after Close: %d allocated, %d freed; want them equal", st.Allocated, st.Freed)

@@ -384,6 +384,12 @@ func (h *Heap) closeRelease(m *Mutator) {
 	h.mu.allspans = nil
 	h.trimSparesLocked(-1)
 	clear(h.mu.pins) // pins name objects that are gone now
+	// Nothing is live now: the pacer's count, which no flip resets any
+	// more, would otherwise show the bytes of the last cycle's marked
+	// objects and of the spans handed out since, in a heap that holds
+	// none. No mutator adds to it after this (refill panics on a dead
+	// heap first; the caches are empty).
+	h.heapLive.Store(0)
 	h.mu.Unlock()
 	h.stats.freed.Add(freed) // the objects still alive at Close go with their spans
 	freeHeapID(h.id)

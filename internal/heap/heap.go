@@ -247,7 +247,8 @@ type Heap struct {
 	// cycle plus span bytes handed to mutator caches since. Atomic, no
 	// lock: added to by mutators (addLive in refill; flushCache, by the
 	// mutator itself or by the leader with the world stopped), stored by
-	// the leader in the flip; read by AddExternal and Stats.
+	// the leader in the flip, and by Close (closeRelease, 0 once every
+	// span is released); read by AddExternal and Stats.
 	heapLive atomic.Int64
 	external atomic.Int64 // AddExternal total; atomic, added to by any goroutine
 	// extBase is external at the last flip: the pacer's goal allows for it,
