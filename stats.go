@@ -6,8 +6,12 @@ import (
 	"github.com/reclaimgc/reclaim/internal/heap"
 )
 
-// Stats is a snapshot of a heap's counters. Counters of allocation are
-// brought up to date at each mutator's safepoints.
+// Stats is a snapshot of a heap's counters. Counters of allocation
+// (Allocated, HeapObjects) are brought up to date for every mutator at each
+// collection, and for one mutator when it detaches or reaches a safepoint
+// that has work (a collection due or under way, finalizers to run there); a
+// Safepoint with nothing to do costs two loads and leaves them as they
+// were.
 type Stats struct {
 	HeapLiveBytes int64 // the pacer's live heap: bytes marked by the last cycle plus span bytes handed to allocators since
 	HeapObjects   int64 // objects allocated and not yet freed
