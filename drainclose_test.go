@@ -3,6 +3,7 @@ package reclaim_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,5 +72,62 @@ func queueTwoRunOne(t *testing.T, m *reclaim.Mutator, fin func(*reclaim.Mutator,
 	m.Collect()
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d finalizers ran at the collection's safepoint, want 1", n)
+	}
+}
+
+// TestDrainAtSafepointsYieldsToCollection: with FinalizersAtSafepoints and
+// a budget, Mutator.Drain runs the queue a budget at a time, and each round
+// is a safepoint: a collection another mutator asks for meanwhile runs
+// between two rounds. Drain went round after round without yielding, so
+// the other mutator's Collect waited for the whole queue (and for Drain's
+// goroutine to detach after it).
+func TestDrainAtSafepointsYieldsToCollection(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, FinalizersAtSafepoints: true, FinalizerBudget: 1, Logger: quietLogger()})
+	m := h.Attach()
+	const n = 20
+	var calls atomic.Int32
+	started, release := make(chan struct{}), newGate(t)
+	fin := func(*reclaim.Mutator, reclaim.Ref[finNode]) {
+		if calls.Add(1) == 2 {
+			close(started)
+			release.wait()
+		}
+	}
+	for range n {
+		reclaim.SetFinalizer(m, reclaim.New[finNode](m), fin)
+	}
+	m.Collect() // queues the n; its safepoint runs the first (the budget)
+
+	drained := make(chan error, 1)
+	go func() {
+		err := m.Drain(context.Background()) // the second call blocks
+		m.Detach()
+		drained <- err
+	}()
+	recvWithin(t, started, "Drain to run the second finalizer")
+	collected := make(chan int32, 1)
+	go func() {
+		m2 := h.Attach()
+		defer m2.Detach()
+		m2.Collect()
+		collected <- calls.Load()
+	}()
+	// Liveness, not speed: the deadline only keeps a broken request from
+	// hanging the test.
+	for deadline := time.Now().Add(waitLimit); !h.StopRequested(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the other mutator's Collect never asked to stop the world")
+		}
+	}
+	release.open()
+	ran := recvWithin(t, collected, "the other mutator's Collect")
+	if err := recvWithin(t, drained, "Drain"); err != nil {
+		t.Fatal(err)
+	}
+	if ran >= n {
+		t.Errorf("the other mutator's Collect returned after %d finalizer calls, all %d: Drain ran the whole queue before it let the collection stop the world", ran, n)
+	}
+	if got := calls.Load(); got != n {
+		t.Errorf("%d finalizer calls, want %d", got, n)
 	}
 }

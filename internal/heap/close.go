@@ -68,7 +68,11 @@ func (m *Mutator) Drain(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return h.drainError(ctx)
 			}
-			continue // a budget left some, or a sweep queued more
+			// A budget left some, or a sweep queued more. Each round
+			// is a safepoint: a collection another mutator waits for
+			// runs here, not once the whole queue has run.
+			m.yieldToCollection(h)
+			continue
 		}
 		m.block()
 		select {
