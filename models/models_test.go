@@ -3,10 +3,12 @@
 // cleanup.pml: the cleanup queue's workers; ephemeron.pml: an ephemeron
 // entry's hand-off from the worker that registers it to the one that
 // marks its key; drain.pml: Drain's check that nothing is left to run;
-// closehere.pml: Close's wait for finalizers run at safepoints) and
-// deliberately broken variants of them in broken/. TestModels verifies
-// them with spin the way run.sh does; fing.md, cleanup.md, ephemeron.md,
-// drain.md and closehere.md describe the models.
+// closehere.pml: Close's wait for finalizers run at safepoints;
+// markpool.pml: the parallel mark's work pool, its workers' sleep on its
+// cond and the mark's termination) and deliberately broken variants of
+// them in broken/. TestModels verifies them with spin the way run.sh
+// does; fing.md, cleanup.md, ephemeron.md, drain.md, closehere.md and
+// markpool.md describe the models.
 package models
 
 import (
