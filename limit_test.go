@@ -714,3 +714,51 @@ func TestSafepointOnAllocCollectsBeforeRefusing(t *testing.T) {
 		t.Fatalf("MemoryLimitHits %d after one refused allocation, want 1", st.MemoryLimitHits)
 	}
 }
+
+type lsBig struct{ A [65536]uint64 }    // 512 KiB: one slot a span, past 3% of a 4 MiB limit
+type lsMid struct{ A [16384]uint64 }    // 128 KiB: a span just past 3% of a 4 MiB limit
+type lsSmall struct{ A, B, C, D int64 } // 32 bytes: 512 slots a span
+
+// TestLimitSpanPastHeadroom: under a limit where one span is larger than
+// 3% of the limit's share for objects, a program that reaches a safepoint
+// after every allocation and keeps nothing alive is never refused: the
+// goal leaves room for the largest span the heap has made, so the
+// allocation that passes the goal still fits under the limit, and room
+// for the small allocations after it (the 3%), so the collection it makes
+// due runs at the next safepoint, before any refusal.
+func TestLimitSpanPastHeadroom(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		big  func(m *reclaim.Mutator) error
+	}{
+		{"512KiB", func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lsBig](m); return err }},
+		{"128KiB", func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lsMid](m); return err }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newTestHeap(t, reclaim.Options{MemoryLimit: 4 << 20, Logger: quietLogger()})
+			m := h.Attach()
+			defer m.Detach()
+			refused, small := 0, 0
+			for range 200 {
+				if err := c.big(m); err != nil {
+					refused++
+				}
+				for range 100 {
+					if _, err := reclaim.TryNew[lsSmall](m); err != nil {
+						small++
+					}
+				}
+				m.Safepoint()
+			}
+			st := h.Stats()
+			checkStatsSane(t, st, 4<<20)
+			if refused != 0 || small != 0 || st.MemoryLimitHits != 0 {
+				t.Fatalf("%d of 200 allocations of %s and %d of 20000 of 32 bytes refused under a 4 MiB limit with every object garbage (cycles %d, limit hits %d, goal %d)",
+					refused, c.name, small, st.Cycles, st.MemoryLimitHits, st.HeapGoal)
+			}
+			if st.Cycles == 0 {
+				t.Fatalf("no collection in 200 allocations of %s under a 4 MiB limit", c.name)
+			}
+		})
+	}
+}

@@ -70,6 +70,10 @@ type Options struct {
 	// bytes a span, 2% of a 16 KiB span; queues and special records) is
 	// not counted, nor is memory the objects reach through Go pointers (a
 	// []byte or string field's array): report that with AddExternal.
+	// Under a limit, the goal (Stats.HeapGoal) is capped below the limit's
+	// share for objects by the largest span the heap has made plus 3%
+	// (at most half that share), so that a collection is due before an
+	// allocation is refused.
 	MemoryLimit int64
 	// MarkWorkers is the number of goroutines that mark in parallel. 0
 	// means GOMAXPROCS.

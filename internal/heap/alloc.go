@@ -126,8 +126,10 @@ func (m *Mutator) allocSlow(t *Type) (handle.Handle, error) {
 		// The refusal made a collection due, and this allocation is a
 		// safepoint: run it here and try once more, as Lua collects
 		// before it reports an allocation failure. Without this, New
-		// failed on a heap of garbage whenever a span passed the goal's
-		// headroom, and the collection ran only at the next allocation.
+		// failed on a heap of garbage whenever a span did not fit in the
+		// goal's headroom (the pacer bounds it at half the limit's share
+		// for objects), and the collection ran only at the next
+		// allocation.
 		m.yieldToCollection(h)
 		s, err = h.refill(m, t)
 	}

@@ -239,8 +239,12 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 
 // accountSpanLocked adds a span of n slots of size bytes to the heap's
 // span memory (sign 1, when it is made) or takes it away (sign -1, when
-// it is released): its slab to spanBytes, its metadata to metaBytes. Under a memory limit it then caps the
-// goal again for the new proportion of metadata to slabs (pacer.Spans):
+// it is released): its slab to spanBytes, its metadata to metaBytes. A
+// span made is reported to the pacer (pacer.SpanMade), whose headroom
+// under the limit's cap is at least the largest span made, so that the
+// allocation that passes the goal fits under the limit. Under a memory
+// limit it then caps the goal again for the new proportion of metadata to
+// slabs and that headroom (pacer.Spans):
 // before the first cycle ends, the goal of a heap of small objects would
 // otherwise pass the limit. An allocator that made the span checks the
 // new goal when it accounts for the span (refill's addLive).
@@ -248,6 +252,9 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
 	h.mu.spanBytes += sign * int64(n) * int64(size)
 	h.mu.metaBytes += sign * spanMeta(n, h.padBitmaps())
+	if sign > 0 {
+		h.mu.pacer.SpanMade(int64(n)*int64(size) + spanMeta(n, h.padBitmaps()))
+	}
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
 		h.goal.Store(h.mu.pacer.Goal())
 	}

@@ -7,10 +7,11 @@
 //
 // The math, after the Go runtime's gcControllerState.heapGoal:
 //
-//	goal = max(marked + (marked+external) * GCPercent/100, MinHeap)
-//	goal = max(min(goal, (MemoryLimit - external) * slab/(slab+meta) * 97%), 0)
-//	                                                 when a limit is set
-//	due  = live + external >= goal + external        (i.e. live >= goal)
+//	goal     = max(marked + (marked+external) * GCPercent/100, MinHeap)
+//	goal     = max(min(goal, share - headroom), 0)     when a limit is set
+//	share    = (MemoryLimit - external) * slab/(slab+meta)
+//	headroom = min(share * 3% + span, share/2)
+//	due      = live + external >= goal + external      (i.e. live >= goal)
 //
 // where marked is what the last mark found live, live is what the heap holds
 // now (marked plus what was allocated since), and external is memory held
@@ -20,10 +21,20 @@
 // metadata (handle words and bitmaps, meta bytes for slab bytes of slabs in
 // the spans in use), which the goal, like GOGC's, does not: so that a
 // collection is due before an allocation is refused, the cap on the goal is
-// the part of the limit left for objects, in the heap's present proportion
-// of metadata to slabs (EndCycle, and Spans as spans come and go), less 3%
-// of headroom for the allocation between a collection's becoming due and
-// the mutators' next safepoints.
+// share, the part of the limit left for objects, in the heap's present
+// proportion of metadata to slabs (EndCycle, and Spans as spans come and
+// go), less a headroom. The headroom has two parts. span is the largest
+// span the heap has made, slab and metadata (SpanMade): the allocation
+// that takes live past the goal may take a new span, and that span must
+// still fit under the limit, or the allocation is refused before any
+// collection was due. The 3% (the runtime's
+// memoryLimitHeapGoalHeadroomPercent) is for what the mutators allocate
+// between the collection's becoming due and their next safepoints. The
+// headroom is at most half the share, so that a heap whose spans are
+// nearly as large as the limit keeps a goal above 0 (with 0, a collection
+// would be due at every safepoint, whatever was allocated). Subtracting span, bytes
+// of slab and metadata, from the share for objects leaves at least span
+// bytes of memory free, whatever the proportion.
 //
 // A negative GCPercent turns the growth rule off. With no memory limit,
 // automatic collection is then off (the goal is -1). With one, the cap alone
@@ -36,9 +47,9 @@ package pacer
 import "math"
 
 // limitHeadroomPercent is the part of the memory limit's share for objects
-// that the goal leaves free, so that a collection is due while the
-// mutators still have room to reach a safepoint (the runtime's
-// memoryLimitHeapGoalHeadroomPercent).
+// that the goal leaves free, besides the largest span, so that a
+// collection is due while the mutators still have room to reach a
+// safepoint (the runtime's memoryLimitHeapGoalHeadroomPercent).
 const limitHeadroomPercent = 3
 
 // DefaultMinHeap is the goal floor, like the Go runtime's 4 MB heapMinimum.
@@ -60,6 +71,7 @@ type Pacer struct {
 	// bytes, as of the last EndCycle (New: the floor, and 0).
 	grown, external int64
 	goal            int64 // grown, capped by the limit: set by New, EndCycle and Spans
+	span            int64 // the largest span's bytes, slab and metadata, the heap has made (SpanMade)
 }
 
 // New returns a pacer for a heap that has not collected yet: the goal is the
@@ -131,6 +143,21 @@ func (p *Pacer) Spans(slab, meta int64) bool {
 	return moved
 }
 
+// SpanMade records that the heap made a span of bytes bytes (its slab and
+// its metadata). The headroom under the limit's cap includes the largest
+// span made over the heap's life (see the package comment), so that the
+// allocation that passes the goal, which may make such a span, still fits
+// under the limit. It does not move the goal: the heap calls Spans next,
+// which caps it again.
+func (p *Pacer) SpanMade(bytes int64) { p.span = max(p.span, bytes) }
+
+// headroom is what the cap leaves free of lim (> 0), the limit's share for
+// objects: 3% of it plus the largest span made, at most half of it.
+func (p *Pacer) headroom(lim int64) int64 {
+	hr := addSat(lim/100*limitHeadroomPercent, p.span) // lim*3/100 overflows past MaxInt64/3
+	return min(hr, lim/2)
+}
+
 // capped is grown capped by the limit's share for objects, less the
 // headroom; with GCPercent negative (grown -1), that share alone.
 func (p *Pacer) capped(slab, meta int64) int64 {
@@ -145,7 +172,9 @@ func (p *Pacer) capped(slab, meta int64) int64 {
 	if slab > 0 && meta > 0 {
 		lim = int64(float64(lim) * float64(slab) / float64(slab+meta))
 	}
-	lim -= lim / 100 * limitHeadroomPercent // lim*3/100 overflows past MaxInt64/3
+	if lim > 0 {
+		lim -= p.headroom(lim)
+	}
 	// Never negative (external bytes past the limit): a negative goal
 	// would mean automatic collection off.
 	return max(min(grown, lim), 0)

@@ -145,3 +145,68 @@ func TestSaturation(t *testing.T) {
 		t.Errorf("an external total near MaxInt64 fits under a 1 GiB limit")
 	}
 }
+
+// TestSpanHeadroom: under a limit, the headroom below the cap is 3% of the
+// limit's share for objects plus the largest span made (SpanMade), at most
+// half the share; so a heap just under its goal can make one more span of
+// that size within the limit. Without a limit SpanMade changes nothing.
+func TestSpanHeadroom(t *testing.T) {
+	const MB = 1 << 20
+	p := New(Config{GCPercent: -1, MemoryLimit: 16 * MB})
+	share := int64(16 * MB)
+	if g, want := p.Goal(), share-share/100*3; g != want {
+		t.Fatalf("goal %d before any span, want %d", g, want)
+	}
+	p.SpanMade(MB)
+	if g, want := p.Goal(), share-share/100*3; g != want {
+		t.Fatalf("SpanMade moved the goal to %d by itself, want %d until Spans", g, want)
+	}
+	if !p.Spans(0, 0) {
+		t.Fatal("Spans did not report the goal moving for a span of 1 MiB")
+	}
+	if g, want := p.Goal(), share-share/100*3-MB; g != want {
+		t.Fatalf("goal %d after a span of 1 MiB, want %d (3%% and the span)", g, want)
+	}
+	p.SpanMade(64 << 10)
+	if p.Spans(0, 0) || p.Goal() != share-share/100*3-MB {
+		t.Fatalf("goal %d after a smaller span: the largest made still counts", p.Goal())
+	}
+	// The bound: a span of 12 MiB leaves half the share, not 0.
+	p.SpanMade(12 * MB)
+	if p.Spans(0, 0); p.Goal() != share/2 {
+		t.Fatalf("goal %d after a span of 12 MiB under 16, want half the share %d", p.Goal(), share/2)
+	}
+	// EndCycle keeps the largest span, and the share is the objects'.
+	q := New(Config{MemoryLimit: 24 * MB, MinHeap: 64 * MB})
+	q.SpanMade(MB)
+	q.EndCycle(10*MB, 0, 16*MB, 8*MB)
+	if g, want := q.Goal(), share-share/100*3-MB; g != want {
+		t.Fatalf("goal %d at the end of a cycle with a third of the memory metadata, want %d", g, want)
+	}
+	// Just under the goal, in the heap's proportion of metadata to slabs,
+	// a new span of the largest size fits under the limit.
+	for _, c := range []struct{ limit, slab, meta, span int64 }{
+		{4 * MB, 3 * MB, 100 << 10, 512<<10 + 32},
+		{4 * MB, 2 * MB, 1 * MB, 512<<10 + 32},
+		{64 * MB, 32 * MB, 1 * MB, 16<<10 + 4<<10 + 192},
+		{1 * MB, 512 << 10, 1 << 10, 400 << 10},
+	} {
+		r := New(Config{GCPercent: -1, MemoryLimit: c.limit})
+		r.SpanMade(c.span)
+		r.Spans(c.slab, c.meta)
+		slab := r.Goal() - 1
+		held := slab + int64(float64(slab)*float64(c.meta)/float64(c.slab))
+		if !r.Fits(held, 0, c.span) {
+			t.Errorf("limit %d, span %d: %d held just under the goal %d, and the span does not fit", c.limit, c.span, held, r.Goal())
+		}
+	}
+	n := New(Config{})
+	n.SpanMade(64 * MB)
+	if n.Spans(0, 0) || n.Goal() != DefaultMinHeap {
+		t.Fatalf("goal %d without a limit after SpanMade, want the floor %d", n.Goal(), DefaultMinHeap)
+	}
+	n.EndCycle(10*MB, 0, 0, 0)
+	if n.Goal() != 20*MB {
+		t.Fatalf("goal %d without a limit after SpanMade and a cycle, want %d", n.Goal(), 20*MB)
+	}
+}
