@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"reflect"
+	"sync"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/handle"
@@ -168,7 +169,7 @@ type ephemeronTable interface {
 }
 
 func (t *WeakMap[K, V]) ephEach(f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type)) {
-	lay := layout.Of(reflect.TypeFor[V](), nil)
+	lay := valueLayout[V]()
 	for i, k := range t.keys {
 		f(k, unsafe.Pointer(&t.vals[i]), lay)
 	}
@@ -185,3 +186,20 @@ func (t *WeakMap[K, V]) ephPrune(dead func(handle.Handle) bool) {
 }
 
 var ephemeronTableType = reflect.TypeFor[ephemeronTable]()
+
+// valueLayouts holds the reference map of each WeakMap value type V, keyed
+// by typeKey[V]: made once, kept for the program's life.
+var valueLayouts sync.Map
+
+// valueLayout returns the reference map of a WeakMap's values: by
+// reflection, or V's Trace method if *V implements Tracer, as for an
+// object or a cleanup's argument (the table's own layout is not a
+// reflected map that could cover its values).
+func valueLayout[V any]() *layout.Type {
+	key := typeKey[V]()
+	if l, ok := valueLayouts.Load(key); ok {
+		return l.(*layout.Type)
+	}
+	l, _ := valueLayouts.LoadOrStore(key, layout.Of(reflect.TypeFor[V](), tracerFunc[V]()))
+	return l.(*layout.Type)
+}
