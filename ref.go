@@ -3,6 +3,7 @@ package reclaim
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -179,7 +180,7 @@ func weakMapInside(t reflect.Type) string {
 	var walk func(t reflect.Type, top bool) string
 	walk = func(t reflect.Type, top bool) string {
 		if !top && reflect.PointerTo(t).Implements(ephemeronTableType) {
-			return t.String()
+			return t.String() // a WeakMap, or a type that embeds one
 		}
 		if seen[t] {
 			return ""
@@ -187,7 +188,7 @@ func weakMapInside(t reflect.Type) string {
 		seen[t] = true
 		switch t.Kind() {
 		case reflect.Struct:
-			if top && reflect.PointerTo(t).Implements(ephemeronTableType) {
+			if top && isWeakMap(t) {
 				return "" // a WeakMap's own fields
 			}
 			for i := range t.NumField() {
@@ -204,6 +205,15 @@ func weakMapInside(t reflect.Type) string {
 	}
 	return walk(t, true)
 }
+
+// isWeakMap reports whether t is an instance of WeakMap itself. A type that
+// embeds a WeakMap also implements ephemeronTable (its methods are
+// promoted), but it holds the table by value, as a field.
+func isWeakMap(t reflect.Type) bool {
+	return t.PkgPath() == weakMapPkg && strings.HasPrefix(t.Name(), "WeakMap[")
+}
+
+var weakMapPkg = reflect.TypeFor[Object]().PkgPath()
 
 // tracerFunc returns a layout function that calls T's Trace method, if *T
 // implements Tracer, and nil otherwise (T's layout then comes from
@@ -240,7 +250,7 @@ func registerType[T any]() *heap.Type {
 	custom := tracerFunc[T]()
 	var ephEach func(p unsafe.Pointer, f func(handle.Handle, unsafe.Pointer, *layout.Type))
 	var ephPrune func(p unsafe.Pointer, dead func(handle.Handle) bool)
-	if reflect.PointerTo(rt).Implements(ephemeronTableType) {
+	if isWeakMap(rt) {
 		// An ephemeron table's entries are traced by the ephemeron
 		// machinery only; its own layout reports nothing.
 		custom = func(p unsafe.Pointer, buf []handle.Handle) []handle.Handle { return buf }
