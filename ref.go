@@ -118,6 +118,11 @@ func TryNew[T any](m *Mutator) (Ref[T], error) {
 //     the heap, block, or modify the value.
 //  3. Trace must not retain visit.
 //
+// A Trace method promoted from an embedded field makes the outer type a
+// Tracer too, by Go's method sets, and its other fields are then not
+// scanned: embed such a type under a field name, or give the outer type a
+// Trace of its own (docs/API.md, rule 5).
+//
 // A Trace that panics abandons the collection: the heap is left as it was
 // before it, the world runs again, and the mutator that led it (in Collect
 // or Safepoint) panics with a reclaim: message that includes the value.
