@@ -496,14 +496,40 @@ func (h *Heap) countRegisteredCleanups() int {
 }
 
 // queueAllCleanups queues the cleanups of every object that has any.
+//
+// Every record is taken off its list before the first is queued: a
+// queued cleanup may run at once (a full block is published as it fills),
+// attach a mutator and register cleanups and finalizers, writing words of
+// objects this loop has yet to read, which Close owns only while no
+// callback runs. Read beside those writes, a cleanup registered then was
+// lost when the loop emptied the list after reading it.
 func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
-	n := 0
+	var recs []cleanupq.Runner
 	h.eachCleanupTable(func(cl *cleanupTable) {
 		for i := range cl.head {
-			n += h.queueCleanups(cl, uint32(i), local)
+			recs = takeCleanups(cl, uint32(i), recs)
 		}
 	})
-	return n
+	for _, r := range recs {
+		h.cq.Enqueue(local, r)
+	}
+	return len(recs)
+}
+
+// takeCleanups appends the registered cleanups of slot i to recs, moved to
+// queued, and empties its list, as queueCleanups does.
+func takeCleanups(t *cleanupTable, i uint32, recs []cleanupq.Runner) []cleanupq.Runner {
+	for c := t.head[i]; c != nil; {
+		next := c.next
+		if c.take() {
+			recs = append(recs, c.r)
+		} else if z, ok := c.r.(zeroer); ok {
+			z.Zero()
+		}
+		c = next
+	}
+	t.head[i] = nil
+	return recs
 }
 
 // eachCleanupTable calls f with the cleanup table of every span in use
