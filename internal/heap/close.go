@@ -483,7 +483,7 @@ func (h *Heap) releaseCloseBusy(c *closing) {
 // lists as queueAllCleanups does.
 func (h *Heap) countRegisteredCleanups() int {
 	n := 0
-	h.eachCleanupTable(func(cl *cleanupTable) {
+	h.eachCleanupTable(func(_ *span, cl *cleanupTable) {
 		for _, c := range cl.head {
 			for ; c != nil; c = c.next {
 				if c.registered() {
@@ -495,7 +495,10 @@ func (h *Heap) countRegisteredCleanups() int {
 	return n
 }
 
-// queueAllCleanups queues the cleanups of every object that has any.
+// queueAllCleanups queues the cleanups of every object that has any and
+// no finalizer. An object's cleanups run only after its finalizer has run:
+// one its finalizer set again this round (or another finalizer set) runs
+// next round, and the object's cleanups are queued after it.
 //
 // Every record is taken off its list before the first is queued: a
 // queued cleanup may run at once (a full block is published as it fills),
@@ -505,8 +508,12 @@ func (h *Heap) countRegisteredCleanups() int {
 // lost when the loop emptied the list after reading it.
 func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 	var recs []cleanupq.Runner
-	h.eachCleanupTable(func(cl *cleanupTable) {
+	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
+		fin := s.sp.fin.Load()
 		for i := range cl.head {
+			if fin != nil && fin.fn[i] != nil {
+				continue
+			}
 			recs = takeCleanups(cl, uint32(i), recs)
 		}
 	})
@@ -534,10 +541,10 @@ func takeCleanups(t *cleanupTable, i uint32, recs []cleanupq.Runner) []cleanupq.
 
 // eachCleanupTable calls f with the cleanup table of every span in use
 // that has one.
-func (h *Heap) eachCleanupTable(f func(cl *cleanupTable)) {
+func (h *Heap) eachCleanupTable(f func(s *span, cl *cleanupTable)) {
 	for _, s := range h.spanSnapshot() {
 		if cl := s.sp.cl.Load(); cl != nil && !s.released {
-			f(cl)
+			f(s, cl)
 		}
 	}
 }
