@@ -83,3 +83,31 @@ func TestCloseRunsCleanupsAfterReRegisteredFinalizer(t *testing.T) {
 		})
 	}
 }
+
+// The finalizers Close runs follow the weak rule of every other: a short
+// Weak of the object is nil in its finalizer (it went nil as the finalizer
+// was taken to run), and stays nil; a LongWeak stays valid.
+func TestCloseFinalizerSeesShortWeakNil(t *testing.T) {
+	for _, md := range finModes() {
+		t.Run(md.name, func(t *testing.T) {
+			h := newTestHeap(t, md.opts)
+			m := h.Attach()
+			r := reclaim.New[finNode](m)
+			h.Pin(r.Object())
+			w, lw := reclaim.MakeWeak(m, r), reclaim.MakeLongWeak(m, r)
+			var ran, weakNil, longOK bool
+			reclaim.SetFinalizer(m, r, func(fm *reclaim.Mutator, x reclaim.Ref[finNode]) {
+				ran = true
+				weakNil = w.Value(fm).IsNil()
+				longOK = lw.Value(fm) == x
+			})
+			m.Detach()
+			if err := h.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if !ran || !weakNil || !longOK {
+				t.Fatalf("finalizer run by Close: ran %v, short weak nil %v, long weak valid %v; want all true", ran, weakNil, longOK)
+			}
+		})
+	}
+}

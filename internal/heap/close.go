@@ -421,7 +421,9 @@ func (h *Heap) attachClosing(m *Mutator) {
 }
 
 // takeAllFinalizers removes every registered finalizer and returns it as a
-// record to run.
+// record to run. As the sweep does when it queues a finalizer
+// (sweepSpecials), it first clears the object's short weak handle: a Weak
+// of the object is nil in its finalizer, and after; a LongWeak stays.
 func (h *Heap) takeAllFinalizers() []finRec {
 	var recs []finRec
 	spans := h.spanSnapshot()
@@ -430,12 +432,23 @@ func (h *Heap) takeAllFinalizers() []finRec {
 		if s.released || t == nil {
 			continue
 		}
-		for i := range t.fn {
-			if fn := t.fn[i]; fn != nil {
-				t.fn[i] = nil
-				recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
+		s.sp.mu.Lock()
+		for w := 0; w*64 < len(t.fn); w++ {
+			var taken uint64
+			for i := w * 64; i < min(len(t.fn), (w+1)*64); i++ {
+				if fn := t.fn[i]; fn != nil {
+					t.fn[i] = nil
+					taken |= 1 << (i % 64)
+					recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
+				}
+			}
+			if taken != 0 && s.sp.mu.weak != nil {
+				if n := h.killWeak(s.sp.mu.weak, w, taken); n != 0 {
+					s.sp.n.Add(-n)
+				}
 			}
 		}
+		s.sp.mu.Unlock()
 	}
 	return recs
 }
