@@ -111,3 +111,42 @@ func TestCloseFinalizerSeesShortWeakNil(t *testing.T) {
 		})
 	}
 }
+
+// weakPair is a cleanup argument holding both kinds of weak reference to
+// the cleanup's object.
+type weakPair struct {
+	w  reclaim.Weak[finNode]
+	lw reclaim.LongWeak[finNode]
+}
+
+// A cleanup run by Close finds its object gone, as one run after a
+// collection does: its Weak and LongWeak are nil, so no cleanup gets its
+// object back.
+func TestCloseCleanupSeesItsWeakRefsNil(t *testing.T) {
+	for _, md := range finModes() {
+		t.Run(md.name, func(t *testing.T) {
+			h := newTestHeap(t, md.opts)
+			m := h.Attach()
+			r := reclaim.New[finNode](m)
+			h.Pin(r.Object()) // alive at Close
+			var mu sync.Mutex
+			var got []string
+			reclaim.AddCleanup(m, r, func(p weakPair) {
+				cm := h.Attach()
+				defer cm.Detach()
+				mu.Lock()
+				got = append(got, fmt.Sprintf("weak nil %v, long weak nil %v", p.w.Value(cm).IsNil(), p.lw.Value(cm).IsNil()))
+				mu.Unlock()
+			}, weakPair{reclaim.MakeWeak(m, r), reclaim.MakeLongWeak(m, r)})
+			m.Detach()
+			if err := h.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{"weak nil true, long weak nil true"}; !slices.Equal(got, want) {
+				t.Fatalf("cleanup run by Close saw %v, want %v", got, want)
+			}
+		})
+	}
+}

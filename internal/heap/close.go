@@ -519,15 +519,40 @@ func (h *Heap) countRegisteredCleanups() int {
 // objects this loop has yet to read, which Close owns only while no
 // callback runs. Read beside those writes, a cleanup registered then was
 // lost when the loop emptied the list after reading it.
+//
+// An object whose cleanups are queued is dead to the heap, as one whose
+// cleanups the sweep queues is freed: its weak handles, short and long,
+// are cleared first, so that no cleanup (nor a finalizer of a later round)
+// gets it back through a Weak or LongWeak.
 func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 	var recs []cleanupq.Runner
 	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
 		fin := s.sp.fin.Load()
+		var dead []uint64 // by bitmap word: the slots whose cleanups were taken
 		for i := range cl.head {
 			if fin != nil && fin.fn[i] != nil {
 				continue
 			}
-			recs = takeCleanups(cl, uint32(i), recs)
+			n := len(recs)
+			if recs = takeCleanups(cl, uint32(i), recs); len(recs) > n {
+				if dead == nil {
+					dead = make([]uint64, (len(cl.head)+63)/64)
+				}
+				dead[i/64] |= 1 << (i % 64)
+			}
+		}
+		if dead != nil && s.sp.n.Load() != 0 {
+			s.sp.mu.Lock()
+			for w, d := range dead {
+				for _, cells := range [][]uint32{s.sp.mu.weak, s.sp.mu.long} {
+					if cells != nil && d != 0 {
+						if n := h.killWeak(cells, w, d); n != 0 {
+							s.sp.n.Add(-n)
+						}
+					}
+				}
+			}
+			s.sp.mu.Unlock()
 		}
 	})
 	for _, r := range recs {
