@@ -533,8 +533,7 @@ func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 			if fin != nil && fin.fn[i] != nil {
 				continue
 			}
-			n := len(recs)
-			if recs = takeCleanups(cl, uint32(i), recs); len(recs) > n {
+			if takeCleanups(cl, uint32(i), func(r cleanupq.Runner) { recs = append(recs, r) }) > 0 {
 				if dead == nil {
 					dead = make([]uint64, (len(cl.head)+63)/64)
 				}
@@ -559,22 +558,6 @@ func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 		h.cq.Enqueue(local, r)
 	}
 	return len(recs)
-}
-
-// takeCleanups appends the registered cleanups of slot i to recs, moved to
-// queued, and empties its list, as queueCleanups does.
-func takeCleanups(t *cleanupTable, i uint32, recs []cleanupq.Runner) []cleanupq.Runner {
-	for c := t.head[i]; c != nil; {
-		next := c.next
-		if c.take() {
-			recs = append(recs, c.r)
-		} else if z, ok := c.r.(zeroer); ok {
-			z.Zero()
-		}
-		c = next
-	}
-	t.head[i] = nil
-	return recs
 }
 
 // eachCleanupTable calls f with the cleanup table of every span in use

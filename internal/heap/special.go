@@ -12,15 +12,23 @@ import (
 )
 
 // queueCleanups queues the registered cleanups of slot i and empties its
-// list. Called by the sweeper that claimed the span, and by Close.
+// list. Called by the sweeper that claimed the span (Close takes them
+// with takeCleanups, then queues them).
 func (h *Heap) queueCleanups(t *cleanupTable, i uint32, local *cleanupq.Local) int {
+	return takeCleanups(t, i, func(r cleanupq.Runner) { h.cq.Enqueue(local, r) })
+}
+
+// takeCleanups empties slot i's cleanup list: it moves each registered
+// cleanup to queued and passes its record to f, and drops each stopped
+// one. It returns how many it passed to f.
+func takeCleanups(t *cleanupTable, i uint32, f func(cleanupq.Runner)) int {
 	n := 0
 	for c := t.head[i]; c != nil; {
 		// Read the link first: once queued, the record may run and be
 		// reused (Recycle) before the loop would read it.
 		next := c.next
 		if c.take() {
-			h.cq.Enqueue(local, c.r)
+			f(c.r)
 			n++
 		} else if z, ok := c.r.(zeroer); ok {
 			// Stopped: dropped here, but its record may stay in memory
