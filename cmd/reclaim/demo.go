@@ -172,10 +172,24 @@ func demo(ctx context.Context, cfg demoConfig, log *slog.Logger, w io.Writer) er
 	m := h.Attach()
 	d := &demoRun{h: h, m: m, c: &c, log: log, rng: rand.New(rand.NewPCG(cfg.seed, 0x5eed)),
 		cache: make(map[string]reclaim.Weak[cursor])}
-	d.root = reclaim.New[index](m)
+	// The index and its vocabulary are allocated with TryNew: a memory
+	// limit too small for them is an error, not a panic.
+	tooSmall := func(err error) error {
+		m.Detach()
+		_ = h.Close()
+		return fmt.Errorf("the memory limit (%d bytes) is too small for the index: %w", cfg.limit, err)
+	}
+	root, err := reclaim.TryNew[index](m)
+	if err != nil {
+		return tooSmall(err)
+	}
+	d.root = root
 	h.Pin(d.root.Object())
 	for _, word := range vocabulary {
-		t := reclaim.New[term](m)
+		t, err := reclaim.TryNew[term](m)
+		if err != nil {
+			return tooSmall(err)
+		}
 		t.Get(m).word = word
 		d.root.Get(m).terms = append(d.root.Get(m).terms, t)
 	}

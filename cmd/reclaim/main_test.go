@@ -278,3 +278,12 @@ garbage
 		t.Errorf("error line parsed as %+v", res)
 	}
 }
+
+// A memory limit too small for the demo's index is an error, with a
+// message and exit status 1, not a panic.
+func TestDemoLimitTooSmall(t *testing.T) {
+	code, stdout, stderr := runCmd(t, "demo", "-limit", "1000", "-objects", "100")
+	if code != 1 || !strings.Contains(stderr, "memory limit") || strings.Contains(stderr, "goroutine") {
+		t.Errorf("demo -limit 1000: exit %d\nstdout:\n%s\nstderr:\n%s\nwant 1 and an error naming the memory limit", code, stdout, stderr)
+	}
+}
