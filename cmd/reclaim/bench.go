@@ -440,14 +440,8 @@ func (r *runner) runWorkload(w workload.Workload) report.Workload {
 		r.step(fmt.Sprintf("%s %s", w.Name, p.name))
 		pr := p.run(r.ctx, w.Peer, w.PeerN, r.cfg.count, r.cfg.peerTimeout)
 		r.done()
-		m := report.Measurement{System: p.name, N: w.PeerN, Runs: pr.runs, Error: pr.err}
-		for k, vs := range pr.extra {
-			if m.Extra == nil {
-				m.Extra = map[string]float64{}
-			}
-			m.Extra[k], _, _ = report.Summarize(vs)
-		}
-		out.Measures = append(out.Measures, m)
+		out.Measures = append(out.Measures, report.Measurement{System: p.name, N: w.PeerN, Runs: pr.runs,
+			Extra: extraMedians(pr.extra, len(pr.runs)), Error: pr.err})
 	}
 	return out
 }
@@ -478,17 +472,33 @@ func (ms *measure) add(ns float64, extra map[string]float64, err error) {
 }
 
 func (ms *measure) finish() report.Measurement {
-	for k, vs := range ms.extra {
-		if ms.m.Extra == nil {
-			ms.m.Extra = map[string]float64{}
-		}
-		ms.m.Extra[k], _, _ = report.Summarize(vs)
-	}
+	ms.m.Extra = extraMedians(ms.extra, len(ms.m.Runs))
 	if len(ms.errs) > 0 {
 		ms.m.Error = strings.Join(ms.errs, "; ")
 		ms.m.Error = fmt.Sprintf("%d of %d runs failed: %s", ms.failed, ms.failed+len(ms.m.Runs), ms.m.Error)
 	}
 	return ms.m
+}
+
+// extraMedians returns the median of each extra metric over runs runs; nil
+// if there is none. A run that left a metric out counts as zero for it: the
+// peers print unfinalized only when it is not zero, and runBenchmark leaves
+// B/op and allocs/op out when they are zero.
+func extraMedians(extra map[string][]float64, runs int) map[string]float64 {
+	var out map[string]float64
+	for k, vs := range extra {
+		if len(vs) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]float64{}
+		}
+		if n := runs - len(vs); n > 0 {
+			vs = append(slices.Clone(vs), make([]float64, n)...)
+		}
+		out[k], _, _ = report.Summarize(vs)
+	}
+	return out
 }
 
 // runBenchmark runs fn once through testing.Benchmark and returns its cost

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim/internal/report"
+	"github.com/reclaimgc/reclaim/internal/workload"
 )
 
 // runCmd runs the command line in process and returns its exit status and
@@ -285,5 +288,43 @@ func TestDemoLimitTooSmall(t *testing.T) {
 	code, stdout, stderr := runCmd(t, "demo", "-limit", "1000", "-objects", "100")
 	if code != 1 || !strings.Contains(stderr, "memory limit") || strings.Contains(stderr, "goroutine") {
 		t.Errorf("demo -limit 1000: exit %d\nstdout:\n%s\nstderr:\n%s\nwant 1 and an error naming the memory limit", code, stdout, stderr)
+	}
+}
+
+// A metric a run leaves out is zero for that run: the protocol prints
+// unfinalized only when it is not zero, and B/op and allocs/op are left out
+// when zero. The median is taken over every run, not over those that
+// reported the metric.
+func TestExtraMedianCountsOmittedAsZero(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "peer.sh")
+	err := os.WriteFile(script, []byte(`#!/bin/sh
+# args: WORKLOAD N RUNS
+echo '{"system":"boehm","workload":"'"$1"'","n":'"$2"',"ns_per_op":100,"ops":1}'
+echo '{"system":"boehm","workload":"'"$1"'","n":'"$2"',"ns_per_op":110,"ops":1}'
+echo '{"system":"boehm","workload":"'"$1"'","n":'"$2"',"ns_per_op":120,"ops":1,"unfinalized":3}'
+`), 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: benchConfig{count: 1, peerTimeout: time.Minute}, ctx: context.Background(), stderr: io.Discard,
+		peers: []*peer{{name: "boehm", argv: []string{"/bin/sh", script}}}}
+	w := workload.Workload{Name: "fake", Peer: "cleanup-run", PeerN: 10, Reclaim: func(b *testing.B) {
+		for range b.N {
+		}
+	}}
+	res := r.runWorkload(w)
+	if len(res.Measures) != 2 || res.Measures[1].System != "boehm" || len(res.Measures[1].Runs) != 3 {
+		t.Fatalf("measures %+v, want reclaim and boehm with 3 runs", res.Measures)
+	}
+	if got := res.Measures[1].Extra["unfinalized"]; got != 0 {
+		t.Errorf("boehm unfinalized = %v, want 0: the median of 0, 0 and 3", got)
+	}
+
+	var ms measure
+	ms.add(10, map[string]float64{"allocs/op": 1}, nil)
+	ms.add(11, nil, nil)
+	ms.add(12, nil, nil)
+	if got := ms.finish().Extra["allocs/op"]; got != 0 {
+		t.Errorf("allocs/op = %v, want 0: the median of 1, 0 and 0", got)
 	}
 }
