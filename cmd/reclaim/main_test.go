@@ -328,3 +328,11 @@ echo '{"system":"boehm","workload":"'"$1"'","n":'"$2"',"ns_per_op":120,"ops":1,"
 		t.Errorf("allocs/op = %v, want 0: the median of 1, 0 and 0", got)
 	}
 }
+
+// soak -h prints its flags and exits 0, like demo -h and bench -h.
+func TestSoakHelp(t *testing.T) {
+	code, _, stderr := runCmd(t, "soak", "-h")
+	if code != 0 || !strings.Contains(stderr, "-mutators") {
+		t.Errorf("soak -h: exit %d, stderr %q; want 0 and the flags", code, stderr)
+	}
+}

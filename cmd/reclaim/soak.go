@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,9 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	limit := fs.Int64("limit", 32<<20, "the heap's memory limit in bytes")
 	verbose := fs.Bool("v", false, "log the heap's diagnostics")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	level := slog.LevelWarn
