@@ -336,3 +336,21 @@ func TestSoakHelp(t *testing.T) {
 		t.Errorf("soak -h: exit %d, stderr %q; want 0 and the flags", code, stderr)
 	}
 }
+
+// soak refuses flag values it would otherwise replace by its defaults
+// while printing the values given.
+func TestSoakBadArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"-duration", "50ms", "-mutators", "0"},
+		{"-duration", "50ms", "-mutators", "-1"},
+		{"-duration", "0s"},
+		{"-duration", "50ms", "-limit", "-1"},
+		{"-duration", "50ms", "-limit", "0"},
+		{"-duration", "50ms", "extra"},
+	} {
+		code, stdout, stderr := runCmd(t, append([]string{"soak"}, args...)...)
+		if code != 2 || !strings.Contains(stderr, "bad arguments") {
+			t.Errorf("soak %v: exit %d\nstdout:\n%s\nstderr:\n%s\nwant 2 and bad arguments", args, code, stdout, stderr)
+		}
+	}
+}

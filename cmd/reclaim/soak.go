@@ -30,6 +30,13 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	// soak.Run replaces a zero or negative value by its default; refuse
+	// them rather than print one figure and run another.
+	if fs.NArg() > 0 || *duration <= 0 || *mutators <= 0 || *limit <= 0 {
+		fmt.Fprintf(stderr, "reclaim soak: bad arguments\n")
+		fs.Usage()
+		return 2
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug
