@@ -115,6 +115,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 
+	if cfg.out != "" {
+		// Make the report's directory first: a run can take an hour, and
+		// its results would be lost to a directory that cannot be made.
+		if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+			fmt.Fprintf(stderr, "reclaim bench: %v\n", err)
+			return 1
+		}
+	}
 	res, err := bench(ctx, cfg, strings.TrimSpace(commandName()+" bench "+quoteArgs(args)), stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "reclaim bench: %v\n", err)

@@ -354,3 +354,17 @@ func TestSoakBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// An -out directory that cannot be made fails the command before it runs
+// anything: the runs' results would be lost otherwise.
+func TestBenchOutNotADirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCmd(t, "bench", "-quick", "-benchtime", "1ms", "-count", "1", "-only", "get",
+		"-scaling-max", "-1", "-peers=false", "-progress", "off", "-v", "-out", filepath.Join(file, "report"))
+	if code != 1 || !strings.Contains(stderr, "not a directory") || strings.Contains(stderr, "msg=ran") {
+		t.Errorf("bench -out under a file: exit %d, stderr:\n%s\nwant 1 and the error before any run", code, stderr)
+	}
+}
