@@ -297,3 +297,30 @@ func TestWriteDir(t *testing.T) {
 		t.Errorf("WriteDir changed the results it wrote")
 	}
 }
+
+// A workload counts as measured on more than one system only when reclaim
+// and another system both have a figure: one whose other systems all
+// failed, or on which reclaim failed, says nothing about who is fastest.
+func TestVerdictCountsOnlyCompared(t *testing.T) {
+	r := &Results{Workloads: []Workload{
+		{Name: "others-failed", Measures: []Measurement{
+			{System: SystemReclaim, Runs: []float64{10}},
+			{System: "go", Error: "the benchmark failed"},
+			{System: "v8", Error: "unknown workload"},
+		}},
+		{Name: "reclaim-failed", Measures: []Measurement{
+			{System: SystemReclaim, Error: "1 of 1 runs failed: panic: x"},
+			{System: "go", Runs: []float64{5}},
+			{System: "boehm", Runs: []float64{4}},
+		}},
+		{Name: "compared", Measures: []Measurement{
+			{System: SystemReclaim, Runs: []float64{10}},
+			{System: "go", Runs: []float64{20}},
+		}},
+	}}
+	r.Finish()
+	want := "reclaim is the fastest system on all 1 workloads measured on more than one system."
+	if got := verdict(r); got != want {
+		t.Errorf("verdict = %q, want %q", got, want)
+	}
+}

@@ -128,7 +128,7 @@ func WriteMarkdown(w io.Writer, r *Results, charts []Chart) error {
 func verdict(r *Results) string {
 	measured := 0
 	for _, wl := range r.Workloads {
-		if best := bestOf(wl.Measures); best != nil && len(wl.Measures) > 1 {
+		if compared(wl) {
 			measured++
 		}
 	}
@@ -145,6 +145,20 @@ func verdict(r *Results) string {
 	}
 	return fmt.Sprintf("reclaim is the fastest system on %d of %d workloads; it is not on %s.",
 		measured-len(gaps), measured, strings.Join(parts, ", "))
+}
+
+// compared reports whether wl has a figure for reclaim and for at least
+// one other system: a system that failed is not measured.
+func compared(wl Workload) bool {
+	if base := wl.Reclaim(); base == nil || !(base.Median > 0) {
+		return false
+	}
+	for _, m := range wl.Measures {
+		if m.System != SystemReclaim && m.Median > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func runsNote(r *Results) string {
