@@ -210,7 +210,12 @@ func demo(ctx context.Context, cfg demoConfig, log *slog.Logger, w io.Writer) er
 		d.query()
 	}
 	churn := time.Since(start)
+	// Stats brings a mutator's allocation counts up to date when it
+	// detaches (or at a collection), not at every allocation.
+	m.Detach()
 	during := h.Stats()
+	m = h.Attach()
+	d.m = m
 
 	// Drop the index: every document becomes garbage, then collect twice
 	// (the second cycle frees the blobs whose finalizers the first queued)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,5 +367,21 @@ func TestBenchOutNotADirectory(t *testing.T) {
 		"-scaling-max", "-1", "-peers=false", "-progress", "off", "-v", "-out", filepath.Join(file, "report"))
 	if code != 1 || !strings.Contains(stderr, "not a directory") || strings.Contains(stderr, "msg=ran") {
 		t.Errorf("bench -out under a file: exit %d, stderr:\n%s\nwant 1 and the error before any run", code, stderr)
+	}
+}
+
+// The live heap printed for the end of the churn counts the objects the
+// churn left: at least the index and its vocabulary, which stay pinned.
+func TestDemoLiveHeapUpToDate(t *testing.T) {
+	code, stdout, stderr := runCmd(t, "demo", "-objects", "10", "-live", "1", "-limit", "0")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	m := regexp.MustCompile(`(?m)^live heap +(\d+) objects`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no live heap line:\n%s", stdout)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1+len(vocabulary) {
+		t.Errorf("live heap at the end of the churn: %d objects, want at least %d (the index and its terms):\n%s", n, 1+len(vocabulary), stdout)
 	}
 }
