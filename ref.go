@@ -184,8 +184,11 @@ func weakMapInside(t reflect.Type) string {
 	seen := make(map[reflect.Type]bool)
 	var walk func(t reflect.Type, top bool) string
 	walk = func(t reflect.Type, top bool) string {
-		if !top && reflect.PointerTo(t).Implements(ephemeronTableType) {
-			return t.String() // a WeakMap, or a type that embeds one
+		if !top && isWeakMap(t) {
+			// A type that embeds a WeakMap is found below, at its
+			// field; one that embeds a *WeakMap implements
+			// ephemeronTable too, but holds no WeakMap by value.
+			return t.String()
 		}
 		if seen[t] {
 			return ""

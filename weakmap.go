@@ -162,7 +162,8 @@ func checkKey(tab uint32, k handle.Handle, op string) {
 	}
 }
 
-// ephemeronTable is implemented by *WeakMap; registerType recognizes it.
+// ephemeronTable is implemented by *WeakMap (and by a type embedding a
+// WeakMap or a *WeakMap); registerType recognizes a WeakMap by its name.
 type ephemeronTable interface {
 	ephEach(f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type))
 	ephPrune(dead func(handle.Handle) bool)
@@ -184,8 +185,6 @@ func (t *WeakMap[K, V]) ephPrune(dead func(handle.Handle) bool) {
 		i++
 	}
 }
-
-var ephemeronTableType = reflect.TypeFor[ephemeronTable]()
 
 // valueLayouts holds the reference map of each WeakMap value type V, keyed
 // by typeKey[V]: made once, kept for the program's life.

@@ -59,3 +59,25 @@ func TestWeakMapPointerEmbedded(t *testing.T) {
 		t.Fatal("a ref in a field of a type embedding a *WeakMap was freed")
 	}
 }
+
+// wmePtrHolder holds a wmePtrTable by value: it holds a *WeakMap, a Go
+// pointer, and no WeakMap by value.
+type wmePtrHolder struct {
+	P wmePtrTable
+	N int
+}
+
+// A type holding, by value, a type that embeds a *WeakMap is an ordinary
+// object as wmePtrTable itself is: the *WeakMap's promoted methods do not
+// make it a WeakMap held by value.
+func TestWeakMapPointerEmbeddedNested(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	if v, p := panicValue(func() { reclaim.New[wmePtrHolder](m) }); p {
+		t.Fatalf("New of a type holding a wmePtrTable by value panicked: %v", v)
+	}
+	if v, p := panicValue(func() { reclaim.New[[]wmePtrTable](m) }); p {
+		t.Fatalf("New of a slice of wmePtrTable panicked: %v", v)
+	}
+}
