@@ -178,8 +178,9 @@ func lookupType(key unsafe.Pointer, register func() *heap.Type) *heap.Type {
 // weakMapInside returns where t holds a WeakMap by value, inside a struct
 // field, an array or a slice element at any depth ("field Tab", say, or
 // "field Scopes, element, field Tab"), or "" if it does not. t itself
-// being a WeakMap is not such a case. Go pointers, maps and the other
-// opaque kinds are not looked into: the collector does not either.
+// being a WeakMap is not such a case, but a WeakMap whose values hold one
+// by value is ("values: ..."). Go pointers, maps and the other opaque
+// kinds are not looked into: the collector does not either.
 func weakMapInside(t reflect.Type) string {
 	seen := make(map[reflect.Type]bool)
 	var walk func(t reflect.Type, top bool) string
@@ -197,7 +198,14 @@ func weakMapInside(t reflect.Type) string {
 		switch t.Kind() {
 		case reflect.Struct:
 			if top && isWeakMap(t) {
-				return "" // a WeakMap's own fields
+				// A WeakMap's own fields, but for its values: a
+				// WeakMap among them would be scanned as the rest of
+				// the value is, its keys kept alive.
+				vals, _ := t.FieldByName("vals")
+				if w := walk(vals.Type.Elem(), false); w != "" {
+					return "values: " + w
+				}
+				return ""
 			}
 			for i := range t.NumField() {
 				if w := walk(t.Field(i).Type, false); w != "" {

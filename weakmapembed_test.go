@@ -81,3 +81,19 @@ func TestWeakMapPointerEmbeddedNested(t *testing.T) {
 		t.Fatalf("New of a slice of wmePtrTable panicked: %v", v)
 	}
 }
+
+// A WeakMap whose values hold a WeakMap by value: the inner table would be
+// scanned as the entry's value is, like any field, its keys kept alive (as
+// strong refs) while the outer entry's key lives, and its dead entries
+// never pruned. New refuses it, as it refuses any other type holding a
+// WeakMap by value.
+func TestMisuseWeakMapInWeakMapValues(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1})
+	m := h.Attach()
+	defer m.Detach()
+	wantPanic(t, func() { reclaim.New[reclaim.WeakMap[wmeLeaf, reclaim.WeakMap[wmeLeaf, int]]](m) }, "holds a WeakMap by value (values: reclaim.WeakMap[")
+	wantPanic(t, func() { reclaim.New[reclaim.WeakMap[wmeLeaf, []wmeOuter]](m) }, "holds a WeakMap by value (values: element: field T: ")
+	// Values holding a Ref to a WeakMap, or a pointer to one, are fine.
+	reclaim.New[reclaim.WeakMap[wmeLeaf, reclaim.Ref[reclaim.WeakMap[wmeLeaf, int]]]](m)
+	reclaim.New[reclaim.WeakMap[wmeLeaf, wmePtrTable]](m)
+}
