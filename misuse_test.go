@@ -467,3 +467,30 @@ func TestMisuseMutatorFromTwoGoroutinesFastPaths(t *testing.T) {
 	h.Unpin(r1.Object())
 	h.Unpin(r2.Object())
 }
+
+// A WeakMap of one heap given a key of another: its entry cannot be kept
+// (the mark cannot tell whether the key lives), and the mark deletes it.
+// It counts the key as a foreign ref, as it counts one in a field, so that
+// the loss is reported rather than silent.
+func TestMisuseWeakMapForeignKey(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1})
+	h2, m2 := misuseHeap(t, reclaim.Options{GCPercent: -1})
+	for _, refs := range []bool{false, true} {
+		k := reclaim.New[misuseObj](m2)
+		h2.Pin(k.Object())
+		before := h.Stats().ForeignRefsInMark
+		if refs {
+			tab := reclaim.New[reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]](m)
+			h.Pin(tab.Object())
+			tab.Get(m).Set(k, reclaim.New[misuseObj](m))
+		} else {
+			tab := reclaim.New[reclaim.WeakMap[misuseObj, int]](m)
+			h.Pin(tab.Object())
+			tab.Get(m).Set(k, 1)
+		}
+		m.Collect()
+		if d := h.Stats().ForeignRefsInMark - before; d != 1 {
+			t.Errorf("values with refs %v: ForeignRefsInMark grew by %d, want 1 (the key of another heap whose entry the mark deleted)", refs, d)
+		}
+	}
+}

@@ -69,7 +69,7 @@ type Stats struct {
 	SlowFinalizers  int64 // finalizers reported for holding a collection up
 
 	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored)
-	ForeignRefsInMark int64 // refs of another heap found in live objects
+	ForeignRefsInMark int64 // refs of another heap found in live objects (and keys of another heap deleted from WeakMaps)
 
 	FinalizerCycles    int64 // finalizable cycles reported (Options.Debug)
 	UnrunnableCleanups int64 // cleanups whose argument leads back to their object, reported (Options.Debug)

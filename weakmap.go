@@ -59,7 +59,11 @@ type WeakMap[K, V any] struct {
 }
 
 // Set stores v under k. It panics if k is nil, names a freed object, or
-// belongs to another heap than the keys the table was given before.
+// belongs to another heap than the keys the table was given before. A
+// table does not know its own heap: a key of another heap than the
+// table's is a misuse Set cannot see, and the table's heap's next
+// collection deletes its entry, counting the key in
+// Stats.ForeignRefsInMark and warning as it does of any foreign ref.
 func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
 	if k.h == 0 {
 		panic("reclaim: WeakMap.Set with a nil key")

@@ -272,8 +272,11 @@ func (h *Heap) checkEphemerons() {
 }
 
 // finishEphemerons prunes the tables found this mark and resets the state.
+// It counts the keys of another heap among the entries it deletes: a
+// misuse (WeakMap.Set cannot tell the table's heap), reported as a foreign
+// ref in a live object is, not a silent loss of the entry.
 // REQUIRES: world stopped, marking complete.
-func (h *Heap) finishEphemerons() (pruned int) {
+func (h *Heap) finishEphemerons() (pruned int, foreign int64) {
 	tables := h.resetEphemerons()
 	for _, x := range tables {
 		s := h.spans.get(x.Span())
@@ -282,8 +285,11 @@ func (h *Heap) finishEphemerons() (pruned int) {
 				return false
 			}
 			pruned++
+			if key.Heap() != h.id {
+				foreign++
+			}
 			return true
 		})
 	}
-	return pruned
+	return pruned, foreign
 }

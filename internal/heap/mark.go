@@ -1508,7 +1508,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	if invariantsBuild && ephTables {
 		h.checkEphemerons()
 	}
-	ms0 := h.finishEphemerons()
+	ms0, foreign := h.finishEphemerons()
 	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
 		all := append(roots, doomed...)
 		var buf, finTabs []handle.Handle
@@ -1527,6 +1527,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		ms.foreign += w.st.foreign
 		ms.finRoots += w.st.finRoots
 	}
+	ms.foreign += foreign // keys of WeakMap entries the prune deleted
 	ms.roots = len(roots)
 	ms.pruned = ms0
 	ms.duration = time.Since(start)
