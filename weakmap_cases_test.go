@@ -8,8 +8,6 @@ import (
 	"github.com/reclaimgc/reclaim"
 )
 
-type wcTab = reclaim.WeakMap[Key, reclaim.Ref[Key]]
-
 // A table whose keys are tables: a finalizable table reached only through
 // its own entry in another table (its value is the table itself) is
 // finalized, its entry kept for the finalizer and deleted once it is
@@ -20,14 +18,14 @@ func TestWeakMapTableKeys(t *testing.T) {
 			h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: w})
 			m := h.Attach()
 			defer m.Detach()
-			outer := reclaim.New[reclaim.WeakMap[wcTab, reclaim.Object]](m)
+			outer := reclaim.New[reclaim.WeakMap[rvTab, reclaim.Object]](m)
 			h.Pin(outer.Object())
-			inner := reclaim.New[wcTab](m)
+			inner := reclaim.New[rvTab](m)
 			k := newKey(m, 1)
 			inner.Get(m).Set(k, k)
 			outer.Get(m).Set(inner, inner.Object())
 			ran := 0
-			reclaim.SetFinalizer(m, inner, func(m *reclaim.Mutator, r reclaim.Ref[wcTab]) {
+			reclaim.SetFinalizer(m, inner, func(m *reclaim.Mutator, r reclaim.Ref[rvTab]) {
 				ran++
 				if v, ok := outer.Get(m).Get(r); !ok || v != r.Object() {
 					t.Errorf("in its finalizer, the table's own entry is %v %v", v, ok)
@@ -57,7 +55,7 @@ func TestWeakMapFinalizerReplacesOwnEntry(t *testing.T) {
 			h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: w})
 			m := h.Attach()
 			defer m.Detach()
-			tab := reclaim.New[wcTab](m)
+			tab := reclaim.New[rvTab](m)
 			h.Pin(tab.Object())
 			k := newKey(m, 1)
 			tab.Get(m).Set(k, k)
@@ -119,13 +117,13 @@ func TestWeakMapManyTablesSharingKeys(t *testing.T) {
 			const nt, nk = 8, 200
 			hold := reclaim.New[holder](m)
 			h.Pin(hold.Object())
-			tabs := make([]reclaim.Ref[wcTab], nt)
+			tabs := make([]reclaim.Ref[rvTab], nt)
 			keys := make([]reclaim.Ref[Key], nk)
 			for i := range keys {
 				keys[i] = newKey(m, i)
 			}
 			for j := range tabs {
-				tabs[j] = reclaim.New[wcTab](m)
+				tabs[j] = reclaim.New[rvTab](m)
 				h.Pin(tabs[j].Object())
 				for i := range keys {
 					tabs[j].Get(m).Set(keys[(i*7+j)%nk], keys[(i*7+j+1)%nk])
