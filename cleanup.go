@@ -41,8 +41,11 @@ type cleanupRec[S any] struct {
 	arg S
 }
 
+// Run calls the cleanup (cleanupq.Runner).
 func (c *cleanupRec[S]) Run() { c.fn(c.arg) }
 
+// Scan appends the handles the argument holds, for the mark: the argument
+// is a root until the cleanup has run (cleanupq.Runner).
 func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 	lay := c.Type().Layout
 	if lay.NoRefs {

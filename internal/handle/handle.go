@@ -35,6 +35,9 @@ type Handle uint64
 // index.
 type Weak uint64
 
+// The widths of a handle's fields (see the package comment), the largest
+// value or count each allows, and a weak cell index's width and count (a
+// span index and a slot, side by side).
 const (
 	GenBits  = 22
 	SlotBits = 10
