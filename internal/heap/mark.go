@@ -1460,6 +1460,9 @@ func (h *Heap) mark(ctx context.Context) markStats {
 			h.abandonMark(tab)
 		}
 	}()
+	// The workers' pprof labels name the heap, as the finalizer
+	// goroutine's and the cleanup goroutines' do (docs/DESIGN.md).
+	labels := pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "mark")
 	// phase runs the workers until the pool finds them all waiting with
 	// nothing left: the mark's termination, reached once per phase.
 	phase := func(finPhase bool) {
@@ -1467,7 +1470,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				pprof.Do(ctx, pprof.Labels("reclaim.worker", "mark"), func(context.Context) { work(w, finPhase) })
+				pprof.Do(ctx, labels, func(context.Context) { work(w, finPhase) })
 			}()
 		}
 		work(w0, finPhase)
