@@ -252,7 +252,8 @@ func TestStatsConsistentAfterDrain(t *testing.T) {
 }
 
 // TestCycleTraceRegions: a collection under runtime/trace records the
-// task and regions docs/DESIGN.md names.
+// task and regions docs/DESIGN.md names, the stop-the-world phase among
+// them.
 func TestCycleTraceRegions(t *testing.T) {
 	var buf bytes.Buffer
 	if err := trace.Start(&buf); err != nil {
@@ -266,7 +267,7 @@ func TestCycleTraceRegions(t *testing.T) {
 	m.Collect()
 	m.Detach()
 	trace.Stop()
-	for _, name := range []string{"reclaim.cycle", "reclaim.finishSweep", "reclaim.mark", "reclaim.sweep"} {
+	for _, name := range []string{"reclaim.cycle", "reclaim.stopTheWorld", "reclaim.finishSweep", "reclaim.mark", "reclaim.sweep"} {
 		if !bytes.Contains(buf.Bytes(), []byte(name)) {
 			t.Errorf("the trace has no %q", name)
 		}

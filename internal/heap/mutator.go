@@ -371,9 +371,14 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		return // no collection once Close has begun
 	}
 	ctx, task := trace.NewTask(bgctx, "reclaim.cycle")
+	// The region reclaim.stopTheWorld spans the stop-the-world phase, from
+	// the request to stop to the restart: the wait for the mutators to
+	// reach a safepoint, then finishSweep, the mark and the flip.
+	stw := trace.StartRegion(ctx, "reclaim.stopTheWorld")
 	start := time.Now()
 	if !h.stopTheWorldLocked(start, true) {
 		h.mu.Unlock()
+		stw.End()
 		task.End()
 		return // Close began while the world was stopping
 	}
@@ -391,6 +396,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		}
 		v := recover()
 		h.startTheWorld()
+		stw.End()
 		task.End()
 		if v == nil {
 			return // runtime.Goexit in ScanRoots or a Trace method on this goroutine: let it go on
@@ -411,6 +417,7 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	h.stats.recordPause(pause)
 	running = false
 	h.startTheWorld()
+	stw.End()
 	h.bg.wake()
 	task.End()
 	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "finalizer_roots", ms.finRoots, "pause", pause)
