@@ -87,7 +87,8 @@ func TestFinalizerAndCleanupGoroutineLabels(t *testing.T) {
 		c := reclaim.New[obsLeaf](m)
 		reclaim.AddCleanup(m, c, func(int) { obsBlockingCleanup(in, release) }, 0)
 	}()
-	m.Collect()
+	// One collection queues both. A second would wait for the finalizer
+	// goroutine, a mutator held in the blocked call, to reach a safepoint.
 	m.Collect()
 	<-in
 	<-in
