@@ -274,3 +274,16 @@ func TestCycleTraceRegions(t *testing.T) {
 		}
 	}
 }
+
+// TestBackgroundSweeperLabels: the heap's background sweeper, parked
+// between sweeps, carries reclaim.worker=sweep and reclaim.heap (it was
+// started inside NewHeap with no labels of its own, so it had those of
+// NewHeap's caller).
+func TestBackgroundSweeperLabels(t *testing.T) {
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	m := h.Attach()
+	defer m.Detach()
+	reclaim.New[obsLeaf](m)
+	m.Collect()
+	wantWorkerLabels(t, "background sweeper", goroutineLabels(t, "(*bgSweeper).start"), "sweep")
+}

@@ -1,7 +1,9 @@
 package heap
 
 import (
+	"context"
 	"math/bits"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -365,7 +367,7 @@ func (b *bgSweeper) start(h *Heap) {
 	b.wakeC = make(chan struct{}, 1)
 	b.stopC = make(chan struct{})
 	b.doneC = make(chan struct{})
-	go func() {
+	go pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "sweep"), func(context.Context) {
 		defer close(b.doneC)
 		for {
 			select {
@@ -376,7 +378,7 @@ func (b *bgSweeper) start(h *Heap) {
 			for h.sweepone(&b.local) {
 			}
 		}
-	}()
+	})
 }
 
 func (b *bgSweeper) wake() {
