@@ -361,10 +361,14 @@ func TestCollectAbandonedWhenCleanupArgTracePanics(t *testing.T) {
 	x := reclaim.New[abNode](m)
 	held := abChain(m, 10)
 	var reached reclaim.Ref[abNode]
+	var liveInCleanup atomic.Bool
 	started, release := make(chan struct{}), make(chan struct{})
 	reclaim.AddCleanup(m, x, func(a abTracer) {
 		close(started)
 		<-release
+		// Read here, while the cleanup runs: once it has returned, the
+		// argument is garbage, and a collection may free it at once.
+		liveInCleanup.Store(isLive(a.next))
 		reached = a.next
 	}, abTracer{held, &panicking})
 	x, held = reclaim.Ref[abNode]{}, reclaim.Ref[abNode]{}
@@ -380,7 +384,7 @@ func TestCollectAbandonedWhenCleanupArgTracePanics(t *testing.T) {
 	if st := h.Stats(); st.CleanupsExecuted != 1 {
 		t.Fatalf("%d cleanups executed, want 1", st.CleanupsExecuted)
 	}
-	if !isLive(reached) {
+	if !liveInCleanup.Load() {
 		t.Fatal("the cleanup's argument was freed before the cleanup returned")
 	}
 	collectDrain(t, m, h)
