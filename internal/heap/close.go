@@ -442,11 +442,7 @@ func (h *Heap) takeAllFinalizers() []finRec {
 					recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
 				}
 			}
-			if taken != 0 && s.sp.mu.weak != nil {
-				if n := h.killWeak(s.sp.mu.weak, w, taken); n != 0 {
-					s.sp.n.Add(-n)
-				}
-			}
+			h.dropWeak(s, s.sp.mu.weak, w, taken)
 		}
 		s.sp.mu.Unlock()
 	}
@@ -543,13 +539,8 @@ func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
 		if dead != nil && s.sp.n.Load() != 0 {
 			s.sp.mu.Lock()
 			for w, d := range dead {
-				for _, cells := range [][]uint32{s.sp.mu.weak, s.sp.mu.long} {
-					if cells != nil && d != 0 {
-						if n := h.killWeak(cells, w, d); n != 0 {
-							s.sp.n.Add(-n)
-						}
-					}
-				}
+				h.dropWeak(s, s.sp.mu.weak, w, d)
+				h.dropWeak(s, s.sp.mu.long, w, d)
 			}
 			s.sp.mu.Unlock()
 		}

@@ -218,11 +218,7 @@ func (h *Heap) doomKeys(buf []handle.Handle) []handle.Handle {
 				continue
 			}
 			s.sp.mu.Lock()
-			if s.sp.mu.weak != nil {
-				if n := h.killWeak(s.sp.mu.weak, wi, doom); n != 0 {
-					s.sp.n.Add(-n)
-				}
-			}
+			h.dropWeak(s, s.sp.mu.weak, wi, doom)
 			h.queueFinalizers(s, wi, doom, fin, &fins)
 			s.sp.mu.Unlock()
 			for d := doom; d != 0; d &= d - 1 {

@@ -308,7 +308,7 @@ func New(cfg Config) *Heap {
 	h.cq = cleanupq.New(cleanupq.Config{
 		MaxWorkers: cfg.CleanupWorkers,
 		OnPanic:    func(v any, stack []byte) { h.reportPanic("cleanup", v, stack) },
-		Labels:     []string{"reclaim.heap", fmt.Sprint(h.id), "reclaim.worker", "cleanup"},
+		Labels:     []string{"reclaim.heap", itoa(h.id), "reclaim.worker", "cleanup"},
 		OnIdle:     h.idle.broadcast,
 	})
 	h.fin.init()

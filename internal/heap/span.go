@@ -250,10 +250,11 @@ func paddedLen(w int) int { return (2*w+7)&^7 + 7 }
 // new goal when it accounts for the span (refill's addLive).
 // REQUIRES: h.mu held.
 func (h *Heap) accountSpanLocked(n uint32, size uintptr, sign int64) {
-	h.mu.spanBytes += sign * int64(n) * int64(size)
-	h.mu.metaBytes += sign * spanMeta(n, h.padBitmaps())
+	slab, meta := int64(n)*int64(size), spanMeta(n, h.padBitmaps())
+	h.mu.spanBytes += sign * slab
+	h.mu.metaBytes += sign * meta
 	if sign > 0 {
-		h.mu.pacer.SpanMade(int64(n)*int64(size) + spanMeta(n, h.padBitmaps()))
+		h.mu.pacer.SpanMade(slab + meta)
 	}
 	if h.mu.pacer.Spans(h.mu.spanBytes, h.mu.metaBytes) {
 		h.goal.Store(h.mu.pacer.Goal())

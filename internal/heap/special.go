@@ -526,6 +526,20 @@ func (h *Heap) killWeak(cells []uint32, w int, dead uint64) (n int32) {
 	return n
 }
 
+// dropWeak is killWeak outside the sweep, for one word: it clears the
+// weak handles cells holds for the slots dead names in word w and takes
+// them off s.sp.n at once (the sweep sums its counts, and subtracts them
+// once per span). Close and the ephemeron doom use it.
+// REQUIRES: s.sp.mu held.
+func (h *Heap) dropWeak(s *span, cells []uint32, w int, dead uint64) {
+	if cells == nil || dead == 0 {
+		return
+	}
+	if n := h.killWeak(cells, w, dead); n != 0 {
+		s.sp.n.Add(-n)
+	}
+}
+
 // prefetchCleanups asks for the lines of the first cleanup record of each
 // dead object of bitmap word w of s, exclusive. The records are cold
 // (written by AddCleanup a cycle ago) and the sweeper CASes each one: a
