@@ -3,6 +3,7 @@ package reclaim_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -489,6 +490,27 @@ func TestPacing(t *testing.T) {
 		if e := h.Stats().ExternalBytes; e != 0 {
 			t.Errorf("ExternalBytes = %d after giving it back, want 0", e)
 		}
+	})
+	t.Run("external near MaxInt64", func(t *testing.T) {
+		// Live bytes plus external bytes past MaxInt64 must make a cycle
+		// due, not wrap around to a negative total that is never due.
+		h := newTestHeap(t, reclaim.Options{})
+		m := h.Attach()
+		defer m.Detach()
+		keep := reclaim.New[[64]byte](m) // some live bytes, for the sum to overflow
+		h.Pin(keep.Object())
+		defer h.Unpin(keep.Object())
+		m.Safepoint()
+		before := h.Stats().Cycles
+		h.AddExternal(math.MaxInt64 - 1)
+		m.Safepoint()
+		if c := h.Stats().Cycles - before; c != 1 {
+			t.Errorf("%d cycles after AddExternal(MaxInt64-1) and a safepoint, want 1", c)
+		}
+		if g := h.Stats().HeapGoal; g < 0 {
+			t.Errorf("HeapGoal = %d after a cycle with external bytes near MaxInt64, want no overflow", g)
+		}
+		h.AddExternal(-(math.MaxInt64 - 1))
 	})
 }
 

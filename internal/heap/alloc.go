@@ -2,6 +2,7 @@ package heap
 
 import (
 	"errors"
+	"math"
 	"math/bits"
 	"sync"
 
@@ -327,7 +328,20 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 // due when the goal is reached.
 func (h *Heap) addLive(n int64) {
 	live := h.heapLive.Add(n)
-	if g := h.goal.Load(); g >= 0 && live+h.external.Load()-h.extBase.Load() >= g {
+	if g := h.goal.Load(); g >= 0 && pacedLive(live, h.external.Load(), h.extBase.Load()) >= g {
 		h.gcDue.Store(true)
 	}
+}
+
+// pacedLive is what the pacer's goal is compared with: the live bytes plus
+// the external bytes added since the last flip (the goal allows for those
+// the flip saw), or MaxInt64 where the sum overflows, which AddExternal's
+// near its bound would make it do. ext and base are at least 0, so ext-base
+// cannot overflow.
+func pacedLive(live, ext, base int64) int64 {
+	d := ext - base
+	if d > 0 && live > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return live + d
 }

@@ -386,7 +386,7 @@ func (h *Heap) AddExternal(n int64) {
 		h.mu.Lock()
 		// The goal already allows for the external bytes the last cycle
 		// saw; only their growth since counts against it.
-		due := h.mu.pacer.Due(h.heapLive.Load()+v-h.extBase.Load()) || !h.mu.pacer.Fits(h.mu.spanBytes+h.mu.metaBytes, v, 0)
+		due := h.mu.pacer.Due(pacedLive(h.heapLive.Load(), v, h.extBase.Load())) || !h.mu.pacer.Fits(h.mu.spanBytes+h.mu.metaBytes, v, 0)
 		h.mu.Unlock()
 		if due {
 			h.gcDue.Store(true)
