@@ -31,7 +31,7 @@ type benchConfig struct {
 	out         string
 	peers       bool
 	peersDir    string
-	benchtime   time.Duration
+	benchtime   benchTime
 	peerTimeout time.Duration
 	only        []string // hidden: run only these workloads and scaling kinds
 	scalingMax  int      // hidden: the largest scaling N; 0 turns scaling off
@@ -61,7 +61,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.out, "out", "", "write report.md, report.html, results.json and SVG charts into this `directory`")
 	fs.BoolVar(&cfg.peers, "peers", true, "run the peers under bench/peers whose toolchains are present")
 	fs.StringVar(&cfg.peersDir, "peers-dir", "", "the peers' sources (default: bench/peers in the working directory or a parent)")
-	fs.DurationVar(&cfg.benchtime, "benchtime", 500*time.Millisecond, "target time of each reclaim and Go run, like go test's -benchtime (-quick: 50ms)")
+	cfg.benchtime = benchTime{d: 500 * time.Millisecond}
+	fs.Var(&cfg.benchtime, "benchtime", "target time of each reclaim and Go run, a `duration` or a count of iterations Nx (100x), like go test's -benchtime (-quick: 50ms)")
 	fs.DurationVar(&cfg.peerTimeout, "peer-timeout", 10*time.Minute, "give up on one peer invocation after this long")
 	fs.StringVar(&only, "only", "", "comma-separated workload names and scaling kinds to run")
 	fs.IntVar(&cfg.scalingMax, "scaling-max", 0, "largest scaling N (default 1e7, -quick 1e5; -1: no scaling)")
@@ -96,7 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			cfg.count = 3
 		}
 		if !set["benchtime"] {
-			cfg.benchtime = 50 * time.Millisecond
+			cfg.benchtime = benchTime{d: 50 * time.Millisecond}
 		}
 	}
 	if cfg.scalingMax == 0 {
@@ -106,9 +107,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if only != "" {
-		cfg.only = strings.Split(only, ",")
+		cfg.only = splitList(only)
 	}
-	if fs.NArg() > 0 || cfg.count < 1 || cfg.benchtime <= 0 || cfg.peerTimeout <= 0 ||
+	if fs.NArg() > 0 || cfg.count < 1 || cfg.peerTimeout <= 0 || len(cfg.only) == 0 && only != "" ||
 		!slices.Contains([]string{"auto", "on", "off"}, cfg.progress) {
 		fmt.Fprintf(stderr, "reclaim bench: bad arguments\n")
 		fs.Usage()
@@ -146,6 +147,51 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// benchTime is the -benchtime flag: a duration, or a count of iterations
+// written as go test writes it ("100x"). Exactly one of d and n is set.
+type benchTime struct {
+	d time.Duration
+	n int
+}
+
+// String formats t as go test's -benchtime flag takes it.
+func (t *benchTime) String() string {
+	if t.n > 0 {
+		return strconv.Itoa(t.n) + "x"
+	}
+	return t.d.String()
+}
+
+// Set parses a positive duration or a positive count of iterations "Nx".
+func (t *benchTime) Set(s string) error {
+	if c, ok := strings.CutSuffix(s, "x"); ok {
+		n, err := strconv.Atoi(c)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("invalid count of iterations %q: want a positive integer followed by x, such as 100x", s)
+		}
+		*t = benchTime{n: n}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("invalid benchtime %q: want a positive duration (500ms) or a count of iterations (100x)", s)
+	}
+	*t = benchTime{d: d}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping the spaces around each
+// name and the empty names ("get, weak," is get and weak).
+func splitList(s string) []string {
+	var names []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			names = append(names, f)
+		}
+	}
+	return names
 }
 
 // setTestingFlags sets testing's flags for testing.Benchmark: -benchtime,

@@ -124,7 +124,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&cfg.limit, "limit", 48<<20, "the heap's memory limit in bytes, external bytes included (0: none)")
 	fs.IntVar(&cfg.live, "live", 1000, "documents kept in the index")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "random seed")
-	verbose := fs.Bool("v", false, "log every memory-limit hit")
+	verbose := fs.Bool("v", false, "log the heap's debug messages: every cycle, every memory-limit hit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: reclaim demo [flags]\n\n"+
 			"Builds a heap holding a document index, churns it, and prints what the collector did.\n\n")

@@ -385,3 +385,29 @@ func TestDemoLiveHeapUpToDate(t *testing.T) {
 		t.Errorf("live heap at the end of the churn: %d objects, want at least %d (the index and its terms):\n%s", n, 1+len(vocabulary), stdout)
 	}
 }
+
+// TestBenchIterationsAndSpacedOnly: -benchtime takes a count of iterations
+// as go test's does, and -only's names may have spaces around them.
+func TestBenchIterationsAndSpacedOnly(t *testing.T) {
+	r, stderr := benchJSON(t, "-quick", "-benchtime", "3x", "-count", "1", "-only", " get , ",
+		"-scaling-max", "-1", "-peers=false")
+	if r.BenchTime != "3x" {
+		t.Errorf("BenchTime = %q, want 3x", r.BenchTime)
+	}
+	if len(r.Workloads) != 1 || r.Workloads[0].Name != "get" {
+		t.Fatalf("workloads = %+v, want get only; stderr:\n%s", r.Workloads, stderr)
+	}
+	for _, m := range r.Workloads[0].Measures {
+		if len(m.Runs) != 1 || m.Runs[0] <= 0 {
+			t.Errorf("%s runs = %v, want one measured run", m.System, m.Runs)
+		}
+	}
+	for _, bad := range []string{"0x", "-2x", "x", "0s", "soon"} {
+		if code, _, stderr := runCmd(t, "bench", "-benchtime", bad, "-peers=false"); code != 2 || !strings.Contains(stderr, "invalid") {
+			t.Errorf("-benchtime %s: exit %d, %q; want 2 and the reason", bad, code, stderr)
+		}
+	}
+	if code, _, stderr := runCmd(t, "bench", "-only", " , ", "-peers=false"); code != 2 || !strings.Contains(stderr, "bad arguments") {
+		t.Errorf("-only of no names: exit %d, %q; want 2 and bad arguments", code, stderr)
+	}
+}
