@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -272,6 +273,32 @@ func TestCycleTraceRegions(t *testing.T) {
 		if !bytes.Contains(buf.Bytes(), []byte(name)) {
 			t.Errorf("the trace has no %q", name)
 		}
+	}
+}
+
+// TestBackgroundSweepTraceRegion: the sweep after an automatic cycle, which
+// the background sweeper does while the mutators run on, is in a region
+// of its own (it was in none).
+func TestBackgroundSweepTraceRegion(t *testing.T) {
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("trace.Start: %v (already tracing?)", err)
+	}
+	h := newTestHeap(t, reclaim.Options{GCPercent: 10, Logger: quietLogger()})
+	m := h.Attach()
+	for h.Stats().Cycles == 0 {
+		reclaim.New[obsLeaf](m) // garbage: the cycle's sweep has spans to free
+		m.Safepoint()
+	}
+	m.Detach() // no mutator left to sweep on demand: the background sweeper does it all
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	trace.Stop()
+	if !bytes.Contains(buf.Bytes(), []byte("reclaim.backgroundSweep")) {
+		t.Errorf("the trace has no %q", "reclaim.backgroundSweep")
 	}
 }
 

@@ -34,8 +34,8 @@ type Stats struct {
 	ExternalBytes int64 // AddExternal total
 
 	Cycles        int64         // completed collections
-	PauseTotal    time.Duration // total stop-the-world time
-	PauseLast     time.Duration // the last cycle's stop-the-world time
+	PauseTotal    time.Duration // total stop-the-world time, each cycle's as PauseLast counts it
+	PauseLast     time.Duration // the last cycle's stop-the-world time: from the request to stop, the wait for every mutator to reach a safepoint included (as the runtime's pause times include the stop), to the restart
 	LastMark      time.Duration // the last mark's duration
 	ObjectsMarked int64         // live objects found by the last mark (not counting those kept for their finalizer)
 

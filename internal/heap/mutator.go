@@ -383,7 +383,6 @@ func (h *Heap) collect(m *Mutator, full bool) {
 		return // Close began while the world was stopping
 	}
 	h.mu.Unlock()
-	stopped := time.Now()
 	h.gcDue.Store(false)
 	// The mark runs the embedder's code (ScanRoots, Trace methods). If it
 	// panics, the mark is abandoned (mark bits cleared: mark.go), the world
@@ -413,17 +412,20 @@ func (h *Heap) collect(m *Mutator, full bool) {
 	trace.WithRegion(ctx, "reclaim.mark", func() { ms = h.mark(ctx) })
 	h.flip(ms)
 
-	pause := time.Since(stopped)
+	// The pause runs from the request to stop, as the runtime's pause
+	// times do (stopTheWorldWithSema's startedStopping): the wait for the
+	// mutators to reach a safepoint is time they did not run.
+	pause := time.Since(start)
 	h.stats.recordPause(pause)
 	running = false
 	h.startTheWorld()
 	stw.End()
 	h.bg.wake()
-	task.End()
 	h.log.Debug("reclaim: cycle", "cycle", h.stats.cycles.Load(), "marked_objects", ms.objects, "marked_bytes", ms.bytes, "finalizer_roots", ms.finRoots, "pause", pause)
 	if full {
 		trace.WithRegion(ctx, "reclaim.sweep", func() { h.sweepUntilDone(&m.local) })
 	}
+	task.End() // after Collect's sweep, whose region is the task's
 }
 
 // stopTheWorldLocked stops the world with the calling mutator (at a

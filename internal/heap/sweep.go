@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/bits"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -367,7 +368,7 @@ func (b *bgSweeper) start(h *Heap) {
 	b.wakeC = make(chan struct{}, 1)
 	b.stopC = make(chan struct{})
 	b.doneC = make(chan struct{})
-	go pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "sweep"), func(context.Context) {
+	go pprof.Do(context.Background(), pprof.Labels("reclaim.heap", itoa(h.id), "reclaim.worker", "sweep"), func(ctx context.Context) {
 		defer close(b.doneC)
 		for {
 			select {
@@ -375,8 +376,11 @@ func (b *bgSweeper) start(h *Heap) {
 			case <-b.stopC:
 				return
 			}
-			for h.sweepone(&b.local) {
-			}
+			// One region per wake: the spans it sweeps after a flip.
+			trace.WithRegion(ctx, "reclaim.backgroundSweep", func() {
+				for h.sweepone(&b.local) {
+				}
+			})
 		}
 	})
 }
