@@ -168,16 +168,17 @@ func TestLimitManySizesCollectLoop(t *testing.T) {
 // bitmaps exactly: a limit of exactly one span's memory holds that span,
 // one byte less holds nothing, and either way the heap stays usable.
 func TestLimitExactSpan(t *testing.T) {
-	// One mark worker: bitmaps are 3 unpadded words per 64 slots.
+	// One mark worker: bitmaps are 3 unpadded words per 64 slots, and
+	// every slot has a handle word and a mark tag byte.
 	cases := []struct {
 		name  string
 		span  int64 // one span's memory
 		slots int
 		try   func(m *reclaim.Mutator) error
 	}{
-		{"w8", 1024*8 + 1024*8 + 3*8*16, 1024, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrW8](m); return err }},
-		{"zero", 1024*8 + 3*8*16, 1024, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrZero](m); return err }},
-		{"array", 24000 + 8 + 3*8, 1, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrArray](m); return err }},
+		{"w8", 1024*8 + 1024*8 + 3*8*16 + 1024, 1024, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrW8](m); return err }},
+		{"zero", 1024*8 + 3*8*16 + 1024, 1024, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrZero](m); return err }},
+		{"array", 24000 + 8 + 3*8 + 1, 1, func(m *reclaim.Mutator) error { _, err := reclaim.TryNew[lrArray](m); return err }},
 	}
 	for _, c := range cases {
 		for _, spans := range []int64{0, 1, 4} {

@@ -35,8 +35,9 @@ import (
 // Why this is cheap per object. A 1M-object heap is larger than the caches
 // and its objects are reached in random order, so the mark is a matter of
 // memory latency: each object is read once, and each handle found in it is
-// checked against its slot's handle word s.hv[slot] (8 bytes per slot, read
-// at random). Three things keep those misses off the critical path:
+// checked against its slot's mark tag (span.markTags, a byte a slot, read
+// at random; see markTag). Three things keep those misses off the critical
+// path:
 //
 //   - Read-ahead of objects: before scanning a span, the worker prefetches
 //     the grey objects of the next span in its queue (prefetchGrey: the
@@ -45,22 +46,26 @@ import (
 //     too; prefetch_amd64.s is its sys.Prefetch). Computing the addresses
 //     costs as much CPU as scanning, so the loop is kept free of branches
 //     on the data.
-//   - Read-ahead of handle words: the handles one span's objects hold are
-//     not checked at once; pipeline prefetches their handle words and
-//     checks them after the next span's scan, when the words are in the
-//     cache.
-//   - The mark's own span table (markSpan, indexed by span index: hv,
+//   - Read-ahead of tags: the handles one span's objects hold are not
+//     checked at once; pipeline prefetches their tags and checks them
+//     after the next span's scan, when the tags are in the cache.
+//   - The mark's own span table (markSpan, indexed by span index: tags,
 //     markBits, the span and whether it is queued; a cache line each),
 //     built when the mark begins: checking and marking a handle touches
 //     that small dense table, not span structs spread over the Go heap a
 //     page apart (TLB misses). The queued flag was a field of the span, on
 //     a line of its own, and reading it after each mark missed the cache
-//     more often than anything the mark reads but the objects and hv.
+//     more often than anything the mark reads but the objects and the
+//     handle words the check read then.
 //
 // Checking is done in batches of greyBatch, in two passes: loads first, then
 // comparing and marking, whose atomic Or would otherwise wait for every
 // load still in flight. A stale or foreign handle is caught before anything
-// is marked: it is counted and never marks a slot.
+// is marked: it is counted and never marks a slot; but for a stale handle
+// whose generation is a multiple of 255 behind that of its slot's object,
+// which has the object's tag and is taken for it (docs/DESIGN.md, "Mark
+// tags": the price of reading a byte a slot where the whole handle word
+// was eight). No handle can mark a free slot, whose tag is 0.
 //
 // Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
 // The handles a worker finds in the objects it scans that name another
@@ -107,7 +112,7 @@ import (
 // it scans. A worker that marks with plain stores (solo, or ownPlain on a
 // span it owns and has not shared) and has no ephemeron tables to mind
 // marks those itself, as it scans (scanSpan, with markWorker.local):
-// checked against hv and marked there, an object ahead of the scan in the
+// checked against the tags and marked there, an object ahead of the scan in the
 // word being scanned is scanned when the scan's loop reaches its slot,
 // one in a later word when the scan reaches that word, one behind it in
 // the same word in another wave of that word, and one in a word it has
@@ -375,7 +380,7 @@ func (q *spanQueue) takeNewest(k int) []*span {
 // A line to an entry keeps a worker's writes to queued (span idx is worker
 // idx mod nw's) off the lines of the entries other workers read.
 type markSpan struct {
-	hv       *atomic.Uint64 // &s.hv[0]
+	tags     *uint8         // &s.markTags[0], written before the workers start
 	markBits *atomic.Uint64 // &s.markBits[0]
 	s        *span
 	elemSize uintptr // s.elemSize
@@ -400,9 +405,32 @@ type markSpan struct {
 // A markSpan is one cache line.
 var _ [0]struct{} = [unsafe.Sizeof(markSpan{}) - 64]struct{}{}
 
-// hvAt returns &s.hv[i]. REQUIRES: i < e.nslots.
-func (e *markSpan) hvAt(i uint32) *atomic.Uint64 {
-	return (*atomic.Uint64)(unsafe.Add(unsafe.Pointer(e.hv), uintptr(i)*8))
+// tagAt returns s.markTags[i]. REQUIRES: i < e.nslots.
+func (e *markSpan) tagAt(i uint32) uint8 { return *(*uint8)(unsafe.Add(unsafe.Pointer(e.tags), i)) }
+
+// markTag is the mark tag of a handle, and of a slot whose object has that
+// handle: 1 + its generation mod 255. A free slot's tag is 0, which no
+// handle's is. Two handles of one slot whose generations differ by less
+// than 255 have different tags.
+func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
+
+// setMarkTags writes s.markTags: markTag of each allocated slot's handle
+// word, 0 for a free or retired slot. It reads hv and allocBits in slot
+// order, 9 bytes a slot, where checking a handle against hv read 8 bytes
+// at random.
+// REQUIRES: the world stopped, s swept and in no mutator's cache (its
+// allocBits exact); called by the mark's leader before the workers start.
+func (s *span) setMarkTags() {
+	tags, hv := s.markTags, s.hv
+	for w, a := range s.allocBits {
+		if s.retired != nil {
+			a &^= s.retired[w]
+		}
+		end := min(len(tags), w*64+64)
+		for i := w * 64; i < end; i++ {
+			tags[i] = uint8(a>>(i%64)&1) * markTag(handle.Handle(hv[i].Load()))
+		}
+	}
 }
 
 // markWord returns &s.markBits[wi]. REQUIRES: wi < (e.nslots+63)/64.
@@ -446,7 +474,7 @@ type markWorker struct {
 	// locSpans, locSeen and locHit are localWorth's counts: spans asked
 	// about, and handles found in the spans scanned with local, of them
 	// those naming the span scanned (for scanLinear, and passing the check
-	// against hv).
+	// against the tags).
 	locSpans, locSeen, locHit uint32
 	q                         spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when
@@ -576,7 +604,7 @@ func (w *markWorker) prefetchWords(refs []handle.Handle) {
 	for _, x := range refs {
 		if idx := x.Span(); idx < uint32(len(tab)) {
 			if e, i := &tab[idx], x.Slot(); i < e.nslots {
-				if line := uintptr(unsafe.Pointer(e.hvAt(i))) &^ 63; line != prev {
+				if line := uintptr(unsafe.Add(unsafe.Pointer(e.tags), i)) &^ 63; line != prev {
 					addrs = append(addrs, line)
 					prev = line
 				}
@@ -589,13 +617,15 @@ func (w *markWorker) prefetchWords(refs []handle.Handle) {
 
 // greyAll greys every handle in refs.
 func (w *markWorker) greyAll(refs []handle.Handle) {
-	tab := w.tab
+	tab, hid := w.tab, w.h.id
 	for len(refs) > 0 {
 		b := refs[:min(len(refs), greyBatch)]
 		refs = refs[len(b):]
 		// Pass 1: independent loads, overlapped by the CPU. A handle
-		// whose span index names no span, or whose slot is out of range,
-		// reads as 0, which no handle is.
+		// passes the check if it is of this heap and its tag is its
+		// slot's (markTag); then word is the handle itself, and
+		// otherwise 0, which no handle is: so is a handle whose span
+		// index names no span, or whose slot is out of range.
 		// The slot's mark word is loaded here too, so that its miss
 		// overlaps the others instead of waiting behind the previous
 		// handle's Or (a locked instruction) in pass 2; a bit found set
@@ -606,7 +636,9 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			if idx := x.Span(); idx < uint32(len(tab)) {
 				e = &tab[idx]
 				if i := x.Slot(); i < e.nslots {
-					word = e.hvAt(i).Load()
+					if e.tagAt(i) == markTag(x) && x.Heap() == hid {
+						word = uint64(x)
+					}
 					mark = e.markWord(i / 64).Load()
 				}
 			}
@@ -1194,7 +1226,7 @@ func scanFixed(buf []handle.Handle, p unsafe.Pointer, offs []uintptr) []handle.H
 // w.refs from n0 on, which it takes out. It returns the slots of word wi
 // it marked (the next wave), whether it marked one in an earlier word
 // (another pass), and how many objects it marked. A handle that fails the
-// check against hv goes back to w.refs, for greyAll to count. One in a
+// check against the tags goes back to w.refs, for greyAll to count. One in a
 // later word is scanned when scanSpan's loop reads that word.
 // REQUIRES: scanSpan's local (plain stores on s are this worker's alone).
 func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fresh int64) {
@@ -1212,9 +1244,10 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 	}
 	w.refs = refs[:k]
 	w.locHit += uint32(len(loc))
+	tags, hid := s.markTags, w.h.id
 	for _, x := range loc {
 		j := x.Slot()
-		if j >= uint32(len(s.hv)) || s.hv[j].Load() != uint64(x) {
+		if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid {
 			w.refs = append(w.refs, x)
 			continue
 		}
@@ -1253,13 +1286,13 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 // more time. It returns the slots of word wi marked behind the slot the
 // loop was at (the next wave), whether it marked one in an earlier word
 // (another pass), and how many objects it marked. The handles into other
-// spans, and those that fail the check against hv (for greyAll to count),
+// spans, and those that fail the check against the tags (for greyAll to count),
 // go to w.refs.
 // REQUIRES: scanSpan's local (plain stores on s are this worker's alone).
 func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (back uint64, again bool, fresh int64) {
 	refs := w.refs
 	base, size, idx := s.base, s.elemSize, s.idx
-	hv, mb := s.hv, s.markBits
+	tags, hid, mb := s.markTags, w.h.id, s.markBits
 	m := mb[wi].Load()
 	g := grey
 	seen, hit := uint32(0), uint32(0)
@@ -1282,7 +1315,7 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 				continue
 			}
 			j := x.Slot()
-			if j >= uint32(len(hv)) || hv[j].Load() != uint64(x) {
+			if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid {
 				refs = append(refs, x)
 				continue
 			}
@@ -1381,7 +1414,8 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		// Keys without refs can be doomed too: their spans are not
 		// scanned, but their entries' values must be traced.
 		finKeys = finKeys || s.sp.fin.Load() != nil
-		tab[idx] = markSpan{hv: &s.hv[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
+		s.setMarkTags()
+		tab[idx] = markSpan{tags: &s.markTags[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
 		}

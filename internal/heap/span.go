@@ -130,6 +130,13 @@ type span struct {
 	// another span's bits would move between the workers' cores.
 	markBits []atomic.Uint64
 
+	// markTags[i] is slot i's mark tag (markTag): what the mark checks a
+	// handle naming the slot against, a byte a slot where hv is eight.
+	// Written by the mark's leader when a mark begins (the world stopped,
+	// before the workers start), from hv and allocBits, which do not
+	// change until the mark ends; read by the workers, plainly.
+	markTags []uint8
+
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
 	// this mark (ephemeron.go); nil outside a mark with such entries. The
 	// pointer is stored, and the bits are set (atomic Or), with eph.mu
@@ -199,13 +206,14 @@ func (h *Heap) padBitmaps() bool { return h.cfg.MarkWorkers > 1 }
 
 // spanBitmaps is the memory of the bitmaps of a span of n slots (allocBits,
 // and markBits and scanBits as markBitmaps makes them with pad), in whole
-// words: all of its metadata that a spare does not keep.
+// words, and of its mark tags (a byte a slot): all of its metadata that a
+// spare does not keep.
 func spanBitmaps(n uint32, pad bool) int64 {
 	w := bitmapWords(n)
 	if pad {
-		return 8 * int64(w+paddedLen(w))
+		return 8*int64(w+paddedLen(w)) + int64(n)
 	}
-	return 3 * 8 * int64(w)
+	return 3*8*int64(w) + int64(n)
 }
 
 // bitmapWords is the length of a bitmap of n slots.
@@ -470,6 +478,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		nfree:     n,
 	}
 	s.markBits, s.scanBits = markBitmaps(n, h.padBitmaps())
+	s.markTags = make([]uint8, n)
 	// The words are published with the span (h.spans.setLocked below);
 	// the one reader that can race with these stores is a Get through a
 	// stale ref that loaded a released span whose words these were (a
