@@ -196,6 +196,7 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 		}
 		c.mu.Lock()
 		s.cached = true
+		s.markTagsFresh = false // allocation sets no tag
 		c.mu.Unlock()
 		h.addLive(int64(s.nfree) * int64(s.elemSize))
 		return s, nil
@@ -308,7 +309,8 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 				continue
 			}
 			s.cached = true
-			s.wasEmpty = false // allocated from: not idle
+			s.wasEmpty = false      // allocated from: not idle
+			s.markTagsFresh = false // allocation sets no tag
 			c.mu.Unlock()
 			return s
 		}

@@ -415,12 +415,15 @@ func (e *markSpan) tagAt(i uint32) uint8 { return *(*uint8)(unsafe.Add(unsafe.Po
 func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
 
 // setMarkTags writes s.markTags: markTag of each allocated slot's handle
-// word, 0 for a free or retired slot. It reads hv and allocBits in slot
-// order, 9 bytes a slot, where checking a handle against hv read 8 bytes
-// at random.
+// word, 0 for a free or retired slot, and sets markTagsFresh. It reads hv
+// and allocBits in slot order, 9 bytes a slot (where checking a handle
+// against hv read 8 bytes at random), and only for spans allocated from
+// since the last mark: for a 1M-object heap it took 5% of the mark's time
+// when it ran for every span.
 // REQUIRES: the world stopped, s swept and in no mutator's cache (its
 // allocBits exact); called by the mark's leader before the workers start.
 func (s *span) setMarkTags() {
+	s.markTagsFresh = true
 	tags, hv := s.markTags, s.hv
 	for w, a := range s.allocBits {
 		if s.retired != nil {
@@ -1414,7 +1417,9 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		// Keys without refs can be doomed too: their spans are not
 		// scanned, but their entries' values must be traced.
 		finKeys = finKeys || s.sp.fin.Load() != nil
-		s.setMarkTags()
+		if !s.markTagsFresh {
+			s.setMarkTags()
+		}
 		tab[idx] = markSpan{tags: &s.markTags[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing

@@ -131,11 +131,19 @@ type span struct {
 	markBits []atomic.Uint64
 
 	// markTags[i] is slot i's mark tag (markTag): what the mark checks a
-	// handle naming the slot against, a byte a slot where hv is eight.
-	// Written by the mark's leader when a mark begins (the world stopped,
-	// before the workers start), from hv and allocBits, which do not
-	// change until the mark ends; read by the workers, plainly.
+	// handle naming the slot against, a byte a slot where hv is eight:
+	// markTag(hv[i]) if the slot holds an object, else 0. Read by the mark
+	// workers, plainly. Written by the mark's leader when a mark begins
+	// (the world stopped, before the workers start) if markTagsFresh is
+	// not set, from hv and allocBits (setMarkTags), and by the span's
+	// sweeper, which zeroes the tag of each slot it frees; so a span that
+	// no mutator has allocated from since the last mark has exact tags
+	// and costs the next mark nothing.
 	markTags []uint8
+	// markTagsFresh says markTags are exact. Set by setMarkTags; cleared
+	// where a mutator caches the span (refill, takeSpan: allocation sets
+	// no tag). Owned like allocBits.
+	markTagsFresh bool
 
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
 	// this mark (ephemeron.go); nil outside a mark with such entries. The

@@ -260,6 +260,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 			// The word moves to g even for a slot retired below, so that
 			// the freed object's handles stop matching it at once.
 			storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, s.idx, i, g)))
+			s.markTags[i] = 0 // free (or retired): no handle's tag
 			if g >= handle.MaxGen {
 				// Generation exhausted: retire the slot (kept allocated,
 				// never handed out again) rather than let a handle ever
