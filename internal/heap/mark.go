@@ -496,7 +496,7 @@ type markWorker struct {
 	gword [greyBatch]uint64
 	gmark [greyBatch]uint64
 	// held are handles found by the span scanned before the current one,
-	// their handle words prefetched, to be checked after it (pipeline).
+	// their tags prefetched, to be checked after it (pipeline).
 	held []handle.Handle
 	// pf holds the addresses prefetchGrey prefetches.
 	pf []uintptr
@@ -579,13 +579,13 @@ func (w *markWorker) greyRefs() {
 }
 
 // pipeline greys the handles held since the previous call and holds those
-// in w.refs in their place, prefetching their handle words: the words are
-// read from memory while the worker scans the next span, and are in the
-// cache when the next call checks them.
+// in w.refs in their place, prefetching their slots' mark tags: the tags
+// are read from memory while the worker scans the next span, and are in
+// the cache when the next call checks them.
 func (w *markWorker) pipeline() {
 	held := w.held
 	w.held = w.refs
-	w.prefetchWords(w.held)
+	w.prefetchTags(w.held)
 	w.greyAll(held)
 	w.refs = held[:0]
 }
@@ -596,11 +596,11 @@ func (w *markWorker) flushHeld() {
 	w.held = w.held[:0]
 }
 
-// prefetchWords prefetches the handle words of refs. A line is asked for
-// once when consecutive handles name it: handles found together often
-// name neighbouring slots (a tree's nodes, a list's cells), 8 words to a
-// line.
-func (w *markWorker) prefetchWords(refs []handle.Handle) {
+// prefetchTags prefetches the mark tags of the slots refs name. A line is
+// asked for once when consecutive handles name it: handles found together
+// often name neighbouring slots (a tree's nodes, a list's cells), 64 tags
+// to a line.
+func (w *markWorker) prefetchTags(refs []handle.Handle) {
 	tab := w.tab
 	addrs := w.pf[:0]
 	prev := uintptr(0)
