@@ -14,7 +14,8 @@ import "unsafe"
 //     points to B and both have finalizers, only A's runs in that cycle, and
 //     B's runs once A is freed. A reference cycle through a finalizable
 //     object is therefore never collected (Options.Debug reports such
-//     cycles).
+//     cycles). Heap.Close keeps that order for the finalizers it runs; it
+//     runs those on such cycles too, in an order not specified.
 //   - Finalizers run one at a time, on one goroutine, as a mutator m that
 //     reaches a safepoint between calls (or, with
 //     Options.FinalizersAtSafepoints, on the embedder's mutators). m must not

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"runtime/debug"
 	"time"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
+	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
 // Drain waits until the sweep of the last cycle is complete, no finalizer
@@ -171,7 +173,7 @@ func (h *Heap) Close() error {
 	m := h.newMutator()
 	m.isFing = true // finalizers run on it: a Drain in one panics, a safepoint runs no others
 	h.attachClosing(m)
-	c := &closing{m: m}
+	c := &closing{m: m, found: math.MaxInt}
 	h.finishClose(c)
 	return c.err
 }
@@ -228,8 +230,13 @@ var testHookCloseWaitsHere func(h *Heap)
 // them (finishClose). Owned by the goroutine running Close's rounds; handed
 // over, with the goroutine's end ordered before the next one's start.
 type closing struct {
-	m       *Mutator
+	m *Mutator
+	// round counts the rounds that count towards maxCloseRounds: those
+	// that found no fewer finalizers and cleanups registered than the
+	// round before them (closeRounds). found is how many the last round
+	// found; math.MaxInt before the first.
 	round   int
+	found   int
 	recs    []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
 	next    int
 	taken   bool // recs holds this round's finalizers
@@ -284,13 +291,26 @@ func (h *Heap) finishClose(c *closing) {
 // is left: a finalizer may set another finalizer or add a cleanup, and a
 // cleanup may attach a mutator and do either (the finalizer goroutine is
 // stopped now, and start will not start it again: Close runs those
-// finalizers here). It starts where c says, so that it can resume a round
-// in its middle.
+// finalizers here). Each round runs the finalizers of the objects that no
+// other finalizable object reaches (takeUnreachedFinalizers), so a chain
+// of them takes a round a link. It starts where c says, so that it can
+// resume a round in its middle.
+//
+// A round counts towards maxCloseRounds only if it finds no fewer
+// finalizers and cleanups registered than the round before it found: the
+// callbacks registered as many as ran. Every other round finds fewer than
+// the one before, so the rounds end; a chain of finalizable objects,
+// which runs a link a round, does not count.
 func (h *Heap) closeRounds(c *closing) {
 	m := c.m
-	for ; ; c.round++ {
+	for {
 		if !c.taken {
-			recs := h.takeAllFinalizers()
+			recs, nf := h.takeUnreachedFinalizers()
+			nc := h.countRegisteredCleanups()
+			if nf+nc >= c.found {
+				c.round++
+			}
+			c.found = nf + nc
 			c.recs, c.next, c.taken, c.busy = h.takeQueuedFinalizers(recs), 0, true, true
 		}
 		if c.round == maxCloseRounds {
@@ -420,11 +440,13 @@ func (h *Heap) attachClosing(m *Mutator) {
 	h.mu.running++
 }
 
-// takeAllFinalizers removes every registered finalizer and returns it as a
-// record to run. As the sweep does when it queues a finalizer
-// (sweepSpecials), it first clears the object's short weak handle: a Weak
-// of the object is nil in its finalizer, and after; a LongWeak stays.
-func (h *Heap) takeAllFinalizers() []finRec {
+// takeFinalizers removes the registered finalizers of the objects in
+// slots i of spans s for which take(s, i) holds, and returns them as
+// records to run, in slot order.
+// As the sweep does when it queues a finalizer (sweepSpecials), it first
+// clears the object's short weak handle: a Weak of the object is nil in
+// its finalizer, and after; a LongWeak stays.
+func (h *Heap) takeFinalizers(take func(s *span, i uint32) bool) []finRec {
 	var recs []finRec
 	spans := h.spanSnapshot()
 	for _, s := range spans {
@@ -437,6 +459,9 @@ func (h *Heap) takeAllFinalizers() []finRec {
 			var taken uint64
 			for i := w * 64; i < min(len(t.fn), (w+1)*64); i++ {
 				if fn := t.fn[i]; fn != nil {
+					if !take(s, uint32(i)) {
+						continue
+					}
 					t.fn[i] = nil
 					taken |= 1 << (i % 64)
 					recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
@@ -449,8 +474,157 @@ func (h *Heap) takeAllFinalizers() []finRec {
 	return recs
 }
 
+// countRegisteredFinalizers counts the objects that have a finalizer.
+// Close calls it when no callback runs.
+func (h *Heap) countRegisteredFinalizers() int {
+	n := 0
+	for _, s := range h.spanSnapshot() {
+		if t := s.sp.fin.Load(); t != nil && !s.released {
+			for _, fn := range t.fn {
+				if fn != nil {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// takeUnreachedFinalizers takes the registered finalizers that a round of
+// Close runs, and returns them with the number of finalizers registered
+// when it began. They are those a collection would queue if the heap had
+// no roots of the embedder's (ScanRoots, pins): of the objects that have
+// a finalizer, those that no other one reaches, nor a queued finalizer's
+// object (its finalizer runs this round too, and may use what it
+// reaches), nor a registered cleanup's argument (it runs after this
+// round's finalizers). Reachability is the mark's, from those roots
+// (closeMark): over references through any object, and over the entries
+// of WeakMaps as the mark follows them; weak refs are no edges. So if A
+// reaches B and both have a finalizer, A's runs in one round and B's in a
+// later one, once A has no finalizer left, as a collection runs A's first
+// and B's only once A has been found unreachable after it: A's finalizer
+// may still use B.
+//
+// Objects on a cycle of finalizable objects (A reaching B reaching A, or A
+// reaching itself through its fields) are reached, each from another or
+// itself, in every round, and no collection would run their finalizers.
+// Close runs every finalizer still registered, so a round that finds
+// finalizers registered but none unreached, and nothing else to run
+// (no queued finalizer, no cleanup it would queue), takes all of them, in
+// slot order (of the spans, as they were made, then of the slots): on a
+// cycle, which finalizer runs first is not specified, and one may find
+// another's object finalized; so may those that the cycle reaches, which
+// run in the same round. If the mark fails (a Trace method panicked, or
+// called runtime.Goexit), the round takes all of them too, and the
+// failure is logged.
+func (h *Heap) takeUnreachedFinalizers() ([]finRec, int) {
+	n := h.countRegisteredFinalizers()
+	if n == 0 {
+		return nil, 0
+	}
+	all := func(*span, uint32) bool { return true }
+	doomed, ok := h.closeMark()
+	if !ok {
+		return h.takeFinalizers(all), n
+	}
+	recs := h.takeFinalizers(func(s *span, i uint32) bool {
+		if !s.isMarked(i) {
+			return true
+		}
+		_, ok := doomed[s.handleAt(i)] // kept for its finalizer, which a collection queues
+		return ok
+	})
+	h.abandonMark(h.markReuse.tab) // clears every mark bit
+	if len(recs) > 0 || h.fin.hasQueued() || h.anyCleanupsToQueue() {
+		// The round runs something, after which what it reached may be
+		// unreached: queued finalizers, or cleanups whose arguments
+		// reach finalizable objects.
+		return recs, n
+	}
+	return h.takeFinalizers(all), n
+}
+
+// anyCleanupsToQueue reports whether a registered cleanup's object has no
+// finalizer: queueAllCleanups would queue it. Close calls it when no
+// callback runs.
+func (h *Heap) anyCleanupsToQueue() bool {
+	found := false
+	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
+		fin := s.sp.fin.Load()
+		for i, c := range cl.head {
+			if found {
+				return
+			}
+			if fin != nil && fin.fn[i] != nil {
+				continue
+			}
+			for ; c != nil; c = c.next {
+				if c.registered() {
+					found = true
+					break
+				}
+			}
+		}
+	})
+	return found
+}
+
+// closeMark runs the heap's mark for a round of Close (markFor): from the
+// heap's own roots (queued finalizer records, cleanup arguments, the
+// referents of finalizable objects and the entries of finalizable
+// WeakMaps), not the embedder's (Close runs every finalizer, whatever
+// ScanRoots or a pin holds). It leaves the mark bits set for
+// takeUnreachedFinalizers to read, and returns the finalizable keys a
+// collection would doom (whose objects the mark then marks); the caller
+// clears the bits (abandonMark) before anything else runs.
+//
+// It runs the mark on a goroutine of its own, which it waits for: the
+// mark runs the embedder's Trace methods, and a panic there, which the
+// mark turns into its leader's after it has cleared its bits, or a
+// runtime.Goexit, ends that goroutine only. ok is false then, and the
+// failure logged.
+//
+// The mark requires a stopped world, and Close gives it what that
+// provides: no collection runs once Close has begun, and the last one's
+// sweep is done (Close finished it; a span's mark bits are clear once it
+// is swept, and no flip makes one unswept again); the finalizer goroutine
+// is stopped, and mutators run no finalizers at their safepoints any more
+// (waitFinalizersHere); no cleanup is queued or running (Close waits for
+// them before each round); and no attached mutator may be used beside
+// Close but by the callbacks it runs, none of which runs during the mark
+// or until its bits are cleared. Nothing but the mark and its caller reads
+// mark bits until then: allocation does not, and no sweep runs.
+func (h *Heap) closeMark() (doomed map[handle.Handle]struct{}, ok bool) {
+	var failure any = "runtime.Goexit"
+	var ms markStats
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if !ok {
+				if v := recover(); v != nil {
+					failure = v
+				}
+			}
+		}()
+		ms = h.markFor(bgctx, true)
+		ok = true
+	}()
+	<-done
+	if !ok {
+		h.log.Error("reclaim: Close could not order this round's finalizers (the mark that orders them failed: a Trace method panicked or called runtime.Goexit): it runs every finalizer still registered, in slot order",
+			"failure", fmt.Sprint(failure))
+		return nil, false
+	}
+	doomed = make(map[handle.Handle]struct{}, len(ms.doomed))
+	for _, x := range ms.doomed {
+		doomed[x] = struct{}{}
+	}
+	return doomed, true
+}
+
 // takeQueuedFinalizers appends the queued finalizers to recs, the
-// registered ones takeAllFinalizers took, and returns the records for
+// registered ones takeUnreachedFinalizers took, and returns the records for
 // Close to run. fin.mu.busy holds from here until releaseCloseBusy, so
 // that a Drain beside Close waits for them: taken off the queue (and, with
 // FinalizersAtSafepoints, off pending), they are queued or running still.

@@ -295,7 +295,7 @@ func (h *Heap) retainingPath(x handle.Handle) ([]string, bool) {
 			q = append(q, c)
 		}
 	}
-	h.eachRoot(true, func(kind string, from, y handle.Handle) {
+	h.eachRoot(true, true, func(kind string, from, y handle.Handle) {
 		if from != 0 {
 			kind += " " + h.spans.get(from.Span()).typ.Name
 		}
@@ -394,7 +394,7 @@ func (h *Heap) reachable(cut handle.Handle) (seen, doomed map[handle.Handle]stru
 			}
 		})
 	}
-	h.eachRoot(true, func(_ string, _, y handle.Handle) { reach(y) })
+	h.eachRoot(true, true, func(_ string, _, y handle.Handle) { reach(y) })
 	h.eachFinTable(entries)
 	var buf []handle.Handle
 	for i := 0; ; {

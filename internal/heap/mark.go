@@ -157,6 +157,7 @@ type markStats struct {
 	finRoots       int64 // finalizable objects scanned as roots: those unmarked when scanFinRoots came to them
 	pruned         int   // ephemeron entries deleted
 	duration       time.Duration
+	doomed         []handle.Handle // the finalizable keys doomed, in a mark for Close only (markFor)
 }
 
 // greyBatch is how many handles one pass of greyRefs checks: enough
@@ -1386,7 +1387,18 @@ func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
 }
 
 // mark runs the mark phase. REQUIRES: world stopped.
-func (h *Heap) mark(ctx context.Context) markStats {
+func (h *Heap) mark(ctx context.Context) markStats { return h.markFor(ctx, false) }
+
+// markFor runs the mark phase of a collection or, with forClose, the mark
+// that picks a round of Close's finalizers (closeMark): the same, but
+// from the heap's own roots only (not the embedder's: ScanRoots, pins),
+// and with no effect but the mark bits. The finalizable keys it would
+// doom are returned in markStats.doomed, their finalizers left
+// registered (their objects are marked then, as roots of the phases that
+// trace their entries); no WeakMap is pruned, nothing is logged, and the
+// caller clears the mark bits. REQUIRES: world stopped (for Close, what
+// closeMark says).
+func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
 	start := time.Now()
 	// Build the mark's span table and reset the span-batching state. The
 	// state is clean after a completed mark; resetting it here keeps a mark
@@ -1442,7 +1454,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// that has a finalizer is most of the roots' cost when there are many,
 	// as the runtime's markrootSpans, which its workers share in shards;
 	// scanning only those not reached makes live ones cost nothing more.
-	roots := h.gatherRoots(nil, false)
+	roots := h.gatherRoots(nil, false, !forClose)
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
@@ -1534,7 +1546,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	var doomed []handle.Handle
 	for ephTables && finKeys {
 		n := len(doomed)
-		if doomed = h.doomKeys(doomed); len(doomed) == n {
+		if doomed = h.doomKeys(doomed, !forClose); len(doomed) == n {
 			break
 		}
 		pool = newWorkPool(nw)
@@ -1550,8 +1562,14 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	if invariantsBuild && ephTables {
 		h.checkEphemerons()
 	}
-	ms0, foreign := h.finishEphemerons()
-	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
+	var ms0 int
+	var foreign int64
+	if forClose {
+		h.resetEphemerons() // no prune: Close's finalizers may read the entries
+	} else {
+		ms0, foreign = h.finishEphemerons()
+	}
+	if remarkCheck != nil && !forClose { // the invariants build tag: verify_invariants.go
 		all := append(roots, doomed...)
 		var buf, finTabs []handle.Handle
 		for _, s := range h.spanSnapshot() {
@@ -1584,6 +1602,11 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	}
 	h.markReuse.spare = balanceFree(kept, h.markReuse.spare)
 	h.markReuse.bufs = kept
+	if forClose {
+		ms.doomed = doomed
+		completed = true
+		return ms
+	}
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",
 			"stale", ms.stale, "foreign", ms.foreign)
@@ -1614,7 +1637,9 @@ func (goexitInMark) String() string {
 // cleared (a mark bit left set would make the next mark take its object
 // for scanned, and free what only that object reaches), and the ephemeron
 // entries registered are dropped. The queued flags live in tab, which the
-// next mark clears. REQUIRES: world stopped, no worker running.
+// next mark clears. Close calls it too, with h.markReuse.tab, once it has
+// read the bits of a mark of its own (takeUnreachedFinalizers).
+// REQUIRES: world stopped, no worker running.
 func (h *Heap) abandonMark(tab []markSpan) {
 	for i := range tab {
 		s := tab[i].s
@@ -1639,25 +1664,28 @@ const (
 	rootFinEntry    = "held by an entry of a finalizable table"
 )
 
-// gatherRoots appends every root handle: pinned objects, the embedder's
-// roots, queued finalizer records, cleanup arguments (queued and
-// registered), and, if finReferents, the referents of finalizable objects
-// (seed 003: the object is scanned, not marked).
-func (h *Heap) gatherRoots(buf []handle.Handle, finReferents bool) []handle.Handle {
-	h.eachRoot(finReferents, func(_ string, from, x handle.Handle) { buf = append(buf, x) })
+// gatherRoots appends every root handle: pinned objects and the
+// embedder's roots (if embedder), queued finalizer records, cleanup
+// arguments (queued and registered), and, if finReferents, the referents
+// of finalizable objects (seed 003: the object is scanned, not marked).
+func (h *Heap) gatherRoots(buf []handle.Handle, finReferents, embedder bool) []handle.Handle {
+	h.eachRoot(finReferents, embedder, func(_ string, from, x handle.Handle) { buf = append(buf, x) })
 	return buf
 }
 
 // eachRoot calls add for every root, with its kind and, for the referents
 // of finalizable objects, the finalizable object; those only if
-// finReferents (the mark's workers find them, scanFinRoots).
+// finReferents (the mark's workers find them, scanFinRoots). Without
+// embedder, the embedder's roots (ScanRoots, pins) are left out, and
+// ScanRoots is not called: Close's rounds order finalizers by what the
+// heap's own roots reach (closeMark).
 // REQUIRES: world stopped.
-func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.Handle)) {
+func (h *Heap) eachRoot(finReferents, embedder bool, add func(kind string, from, x handle.Handle)) {
 	h.mu.Lock()
 	spans := h.spansLocked()
 	locals := h.cleanupLocalsLocked()
 	h.mu.Unlock()
-	if h.cfg.ScanRoots != nil {
+	if embedder && h.cfg.ScanRoots != nil {
 		h.cfg.ScanRoots(func(x handle.Handle) {
 			if x != 0 {
 				add(rootScanRoots, 0, x)
@@ -1680,11 +1708,13 @@ func (h *Heap) eachRoot(finReferents bool, add func(kind string, from, x handle.
 	// the argument; read first, a Pin made between the two reads by a
 	// cleanup that returned before the queue's scan was lost, and the
 	// pinned object freed.
-	h.mu.Lock()
-	for x := range h.mu.pins {
-		add(rootPinned, 0, x)
+	if embedder {
+		h.mu.Lock()
+		for x := range h.mu.pins {
+			add(rootPinned, 0, x)
+		}
+		h.mu.Unlock()
 	}
-	h.mu.Unlock()
 	for _, s := range spans {
 		if !s.sp.any() {
 			continue
