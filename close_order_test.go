@@ -137,6 +137,65 @@ func TestCloseOrderThroughObjectWithoutFinalizer(t *testing.T) {
 	checkOrder(t, h, &l, "A", "B")
 }
 
+// The same chain, with the mutator that built it still attached when
+// Close begins: its span is in the mutator's cache, whose allocations the
+// span's allocation bits do not show yet. The mark that orders the round
+// must still take C for an object, or the chain breaks there and B's
+// finalizer runs first.
+func TestCloseOrderWithMutatorAttached(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	m := h.Attach()
+	orderChain(m, &l, "A", "-C", "B")
+	checkOrder(t, h, &l, "A", "B")
+}
+
+// Finalizers that Close runs build new chains on the mutator Close gives
+// them, in the span it keeps cached from one round to the next: each
+// round's mark must see what the previous round's finalizers allocated
+// there. A's finalizer builds P -> Q, and P's builds R -> S (each chain
+// allocated last first): Q runs after P and S after R.
+func TestCloseOrderOfChainsFinalizersBuild(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	m := h.Attach()
+	build := func(names ...string) func(*reclaim.Mutator, reclaim.Ref[orderNode]) {
+		return func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
+			l.finalizer(fm, x)
+			orderChain(fm, &l, names...)
+		}
+	}
+	a := reclaim.New[orderNode](m)
+	a.Get(m).name = "A"
+	reclaim.SetFinalizer(m, a, func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
+		l.finalizer(fm, x)
+		pq := orderChain(fm, &l, "P", "Q")
+		reclaim.SetFinalizer(fm, pq[0], nil)
+		reclaim.SetFinalizer(fm, pq[0], build("R", "S"))
+	})
+	m.Detach()
+	if err := closeWithin(t, h); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pos := map[string]int{}
+	for i, n := range l.ran {
+		pos[n] = i
+	}
+	if len(l.ran) != 5 || len(pos) != 5 {
+		t.Fatalf("Close ran %v, want A, P, Q, R, S once each", l.ran)
+	}
+	for _, before := range [][2]string{{"A", "P"}, {"P", "Q"}, {"P", "R"}, {"R", "S"}} {
+		if pos[before[0]] > pos[before[1]] {
+			t.Errorf("Close ran %v: %s's finalizer after %s's", l.ran, before[0], before[1])
+		}
+	}
+	for _, s := range l.invalid {
+		t.Errorf("finalizer of %s (a finalizer must run before those of the objects it reaches)", s)
+	}
+}
+
 // A chain of finalizable objects runs from its head, one link a round.
 func TestCloseOrderChain(t *testing.T) {
 	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})

@@ -206,17 +206,17 @@ func NewHeap(opts Options) *Heap {
 //
 // Close runs the finalizers still registered in rounds, in the order a
 // collection keeps (see SetFinalizer): each round runs the finalizers of
-// the objects that no other finalizable object reaches, nor a finalizer
-// queued by a collection, nor the argument of a registered cleanup (the
-// embedder's roots, ScanRoots and pinned objects, do not count), then
-// the cleanups of the objects left without a finalizer. So if A reaches B
-// and both have finalizers, A's finalizer runs first, and B's only in a
-// later round, once A's has returned; a chain of them runs from its head,
-// a link a round. Objects on a cycle of finalizable objects (A reaches B
-// and B reaches A, or A reaches itself), which no collection finalizes,
-// are finalized too: a round that finds every finalizer left reached by
-// another, and nothing else to run, runs all of them, in an order not
-// specified, and one of them may find another's object finalized.
+// the objects that neither a finalizer queued by a collection nor the
+// argument of a registered cleanup reaches (the embedder's roots,
+// ScanRoots and pinned objects, do not count), ordered so that if A
+// reaches B and both have finalizers, A's finalizer runs first, and B's
+// after A's has returned; a chain of them runs from its head. Then it
+// runs the cleanups of the objects left without a finalizer. Objects on a
+// cycle of finalizable objects (A reaches B and B reaches A, or A reaches
+// itself), which no collection finalizes, are finalized too, after what
+// reaches the cycle, in an order among themselves not specified: one of
+// them may find another's object finalized. Through a WeakMap, an
+// entry's value counts as reached from its key and from its table.
 //
 // The finalizers still registered run on the goroutine that calls Close, one
 // at a time; a panic in one is reported through OnPanic and Close goes on. A

@@ -7,11 +7,13 @@ import (
 	"math"
 	"math/bits"
 	"runtime/debug"
+	"slices"
 	"time"
 	"unsafe"
 
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
+	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
 // Drain waits until the sweep of the last cycle is complete, no finalizer
@@ -440,13 +442,12 @@ func (h *Heap) attachClosing(m *Mutator) {
 	h.mu.running++
 }
 
-// takeFinalizers removes the registered finalizers of the objects in
-// slots i of spans s for which take(s, i) holds, and returns them as
-// records to run, in slot order.
+// takeAllFinalizers removes every registered finalizer and returns it as
+// a record to run, in slot order.
 // As the sweep does when it queues a finalizer (sweepSpecials), it first
 // clears the object's short weak handle: a Weak of the object is nil in
 // its finalizer, and after; a LongWeak stays.
-func (h *Heap) takeFinalizers(take func(s *span, i uint32) bool) []finRec {
+func (h *Heap) takeAllFinalizers() []finRec {
 	var recs []finRec
 	spans := h.spanSnapshot()
 	for _, s := range spans {
@@ -459,9 +460,6 @@ func (h *Heap) takeFinalizers(take func(s *span, i uint32) bool) []finRec {
 			var taken uint64
 			for i := w * 64; i < min(len(t.fn), (w+1)*64); i++ {
 				if fn := t.fn[i]; fn != nil {
-					if !take(s, uint32(i)) {
-						continue
-					}
 					t.fn[i] = nil
 					taken |= 1 << (i % 64)
 					recs = append(recs, finRec{x: s.handleAt(uint32(i)), typ: s.typ, fn: unsafe.Pointer(fn)})
@@ -469,6 +467,22 @@ func (h *Heap) takeFinalizers(take func(s *span, i uint32) bool) []finRec {
 			}
 			h.dropWeak(s, s.sp.mu.weak, w, taken)
 		}
+		s.sp.mu.Unlock()
+	}
+	return recs
+}
+
+// takeFinalizersOf is takeAllFinalizers for the objects xs, in their order:
+// the finalizer of each, which it must have.
+func (h *Heap) takeFinalizersOf(xs []handle.Handle) []finRec {
+	recs := make([]finRec, 0, len(xs))
+	for _, x := range xs {
+		s, i := h.spans.get(x.Span()), x.Slot()
+		t := s.sp.fin.Load()
+		s.sp.mu.Lock()
+		recs = append(recs, finRec{x: x, typ: s.typ, fn: unsafe.Pointer(t.fn[i])})
+		t.fn[i] = nil
+		h.dropWeak(s, s.sp.mu.weak, int(i/64), 1<<(i%64))
 		s.sp.mu.Unlock()
 	}
 	return recs
@@ -491,57 +505,44 @@ func (h *Heap) countRegisteredFinalizers() int {
 }
 
 // takeUnreachedFinalizers takes the registered finalizers that a round of
-// Close runs, and returns them with the number of finalizers registered
-// when it began. They are those a collection would queue if the heap had
-// no roots of the embedder's (ScanRoots, pins): of the objects that have
-// a finalizer, those that no other one reaches, nor a queued finalizer's
-// object (its finalizer runs this round too, and may use what it
-// reaches), nor a registered cleanup's argument (it runs after this
-// round's finalizers). Reachability is the mark's, from those roots
-// (closeMark): over references through any object, and over the entries
-// of WeakMaps as the mark follows them; weak refs are no edges. So if A
-// reaches B and both have a finalizer, A's runs in one round and B's in a
-// later one, once A has no finalizer left, as a collection runs A's first
-// and B's only once A has been found unreachable after it: A's finalizer
-// may still use B.
+// Close runs, in the order it runs them, and returns them with the number
+// of finalizers registered when it began. A round runs the finalizer of
+// every object that has one but for those that a queued finalizer's
+// object reaches (its finalizer runs this round too, and may use what it
+// reaches) or a registered cleanup's argument (it runs after this round's
+// finalizers), and orders them as collections would run them: if A
+// reaches B and both have a finalizer, A's runs first, since A's
+// finalizer may still use B (a collection runs A's, and B's only once A
+// has been found unreachable after it). The order is closeOrder's.
 //
 // Objects on a cycle of finalizable objects (A reaching B reaching A, or A
-// reaching itself through its fields) are reached, each from another or
-// itself, in every round, and no collection would run their finalizers.
-// Close runs every finalizer still registered, so a round that finds
-// finalizers registered but none unreached, and nothing else to run
-// (no queued finalizer, no cleanup it would queue), takes all of them, in
-// slot order (of the spans, as they were made, then of the slots): on a
-// cycle, which finalizer runs first is not specified, and one may find
-// another's object finalized; so may those that the cycle reaches, which
-// run in the same round. If the mark fails (a Trace method panicked, or
-// called runtime.Goexit), the round takes all of them too, and the
-// failure is logged.
+// reaching itself through its fields), which no collection would
+// finalize, run too, after the finalizers of what reaches the cycle and
+// in no particular order among themselves: one may find another's object
+// finalized. A round that finds finalizers registered but every one of
+// them excluded, and nothing else to run (no queued finalizer, no
+// cleanup it would queue: a cleanup whose argument reaches its own
+// object, say), takes all of them, in slot order (of the spans, as they
+// were made, then of the slots). If the walk fails (a Trace method
+// panicked, or called runtime.Goexit), the round takes all of them too,
+// and the failure is logged.
 func (h *Heap) takeUnreachedFinalizers() ([]finRec, int) {
 	n := h.countRegisteredFinalizers()
 	if n == 0 {
 		return nil, 0
 	}
-	all := func(*span, uint32) bool { return true }
-	doomed, ok := h.closeMark()
+	order, ok := h.closeOrder()
 	if !ok {
-		return h.takeFinalizers(all), n
+		return h.takeAllFinalizers(), n
 	}
-	recs := h.takeFinalizers(func(s *span, i uint32) bool {
-		if !s.isMarked(i) {
-			return true
-		}
-		_, ok := doomed[s.handleAt(i)] // kept for its finalizer, which a collection queues
-		return ok
-	})
-	h.abandonMark(h.markReuse.tab) // clears every mark bit
+	recs := h.takeFinalizersOf(order)
 	if len(recs) > 0 || h.fin.hasQueued() || h.anyCleanupsToQueue() {
 		// The round runs something, after which what it reached may be
 		// unreached: queued finalizers, or cleanups whose arguments
 		// reach finalizable objects.
 		return recs, n
 	}
-	return h.takeFinalizers(all), n
+	return h.takeAllFinalizers(), n
 }
 
 // anyCleanupsToQueue reports whether a registered cleanup's object has no
@@ -569,58 +570,177 @@ func (h *Heap) anyCleanupsToQueue() bool {
 	return found
 }
 
-// closeMark runs the heap's mark for a round of Close (markFor): from the
-// heap's own roots (queued finalizer records, cleanup arguments, the
-// referents of finalizable objects and the entries of finalizable
-// WeakMaps), not the embedder's (Close runs every finalizer, whatever
-// ScanRoots or a pin holds). It leaves the mark bits set for
-// takeUnreachedFinalizers to read, and returns the finalizable keys a
-// collection would doom (whose objects the mark then marks); the caller
-// clears the bits (abandonMark) before anything else runs.
+// closeOrder returns the objects with a finalizer that a round of Close
+// runs, in the order it runs them (takeUnreachedFinalizers), from one walk
+// of the heap. It first visits everything the heap's own roots other than
+// the finalizable objects reach: queued finalizer records and the
+// arguments of cleanups (not the embedder's roots, ScanRoots and pins:
+// Close runs every finalizer, whatever they hold); a finalizable object
+// visited then waits for a later round. Then, from each finalizable object
+// not visited yet, in slot order, it walks depth first over what the
+// object reaches and lists the finalizable objects in the order the walk
+// leaves them (postorder). Reversed, that order puts A before B whenever
+// A reaches B and B does not reach A: the walk leaves B before A, whether
+// it came to B from A or had left B before it came to A. (On a cycle,
+// each reaches the other, and either may come first.) It is one walk per
+// round, so a chain of finalizable objects runs in one round, where a
+// mark per round (a collection's rule, the heads first) ran one link a
+// round and a mark of the whole heap for each.
 //
-// It runs the mark on a goroutine of its own, which it waits for: the
-// mark runs the embedder's Trace methods, and a panic there, which the
-// mark turns into its leader's after it has cleared its bits, or a
-// runtime.Goexit, ends that goroutine only. ok is false then, and the
-// failure logged.
+// The edges are the mark's, but for WeakMaps, where they are
+// conservative: an entry's value is reached from its table and from its
+// key, whatever else holds the two (the mark traces a value only once both
+// are reached), so a finalizable value runs after a finalizable key or
+// table holding it. The visited set is the spans' mark bits, clear since
+// the last sweep, and cleared again before closeOrder returns.
 //
-// The mark requires a stopped world, and Close gives it what that
-// provides: no collection runs once Close has begun, and the last one's
-// sweep is done (Close finished it; a span's mark bits are clear once it
-// is swept, and no flip makes one unswept again); the finalizer goroutine
-// is stopped, and mutators run no finalizers at their safepoints any more
-// (waitFinalizersHere); no cleanup is queued or running (Close waits for
-// them before each round); and no attached mutator may be used beside
-// Close but by the callbacks it runs, none of which runs during the mark
-// or until its bits are cleared. Nothing but the mark and its caller reads
-// mark bits until then: allocation does not, and no sweep runs.
-func (h *Heap) closeMark() (doomed map[handle.Handle]struct{}, ok bool) {
+// It walks on a goroutine of its own, which it waits for: the walk runs
+// the embedder's Trace methods, and a panic or a runtime.Goexit there ends
+// that goroutine only. ok is false then, and the failure logged.
+//
+// Close gives the walk what a stopped world provides: no collection runs
+// once Close has begun, and the last one's sweep is done; the finalizer
+// goroutine is stopped, and mutators run no finalizers at their
+// safepoints any more (waitFinalizersHere); no cleanup is queued or
+// running (Close waits for them before each round); and no attached
+// mutator may be used beside Close but by the callbacks it runs, none of
+// which runs during the walk.
+func (h *Heap) closeOrder() (order []handle.Handle, ok bool) {
 	var failure any = "runtime.Goexit"
-	var ms markStats
+	spans := h.spanSnapshot()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer func() {
+			clearVisited(spans)
 			if !ok {
 				if v := recover(); v != nil {
 					failure = v
 				}
 			}
 		}()
-		ms = h.markFor(bgctx, true)
+		order = h.walkForClose(spans)
 		ok = true
 	}()
 	<-done
 	if !ok {
-		h.log.Error("reclaim: Close could not order this round's finalizers (the mark that orders them failed: a Trace method panicked or called runtime.Goexit): it runs every finalizer still registered, in slot order",
+		h.log.Error("reclaim: Close could not order this round's finalizers (the walk that orders them failed: a Trace method panicked or called runtime.Goexit): it runs every finalizer still registered, in slot order",
 			"failure", fmt.Sprint(failure))
 		return nil, false
 	}
-	doomed = make(map[handle.Handle]struct{}, len(ms.doomed))
-	for _, x := range ms.doomed {
-		doomed[x] = struct{}{}
+	return order, true
+}
+
+// walkForClose is closeOrder's walk. REQUIRES: what closeOrder says.
+func (h *Heap) walkForClose(spans []*span) []handle.Handle {
+	// byKey holds, for each key of a WeakMap entry, the handles the
+	// entry's value holds: edges from the key.
+	byKey := make(map[handle.Handle][]handle.Handle)
+	for _, s := range spans {
+		if s.released || s.typ.EphEach == nil {
+			continue
+		}
+		for i := range s.nslots {
+			s.typ.EphEach(s.ptr(i), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+				if !lay.NoRefs {
+					byKey[key] = lay.Scan(val, byKey[key])
+				}
+			})
+		}
 	}
-	return doomed, true
+	var buf []handle.Handle
+	// children appends what x holds: its fields, and, for a WeakMap, its
+	// entries' values, and, for a key, the values of its entries.
+	children := func(x handle.Handle, s *span, buf []handle.Handle) []handle.Handle {
+		buf = h.scanInto(x, buf)
+		if s.typ.EphEach != nil {
+			s.typ.EphEach(s.ptr(x.Slot()), func(_ handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+				if !lay.NoRefs {
+					buf = lay.Scan(val, buf)
+				}
+			})
+		}
+		return append(buf, byKey[x]...)
+	}
+	// visit marks x visited and returns its span, or nil if x names no
+	// live object or was visited already.
+	visit := func(x handle.Handle) *span {
+		s := h.spans.get(x.Span())
+		if s == nil || x.Heap() != h.id || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
+			return nil
+		}
+		mw, bit := &s.markBits[x.Slot()/64], uint64(1)<<(x.Slot()%64)
+		if old := mw.Load(); old&bit == 0 {
+			mw.Store(old | bit)
+			return s
+		}
+		return nil
+	}
+	// The heap's own roots, finalizable objects aside: what they reach
+	// waits for a later round.
+	var stack []handle.Handle
+	h.eachRoot(false, false, func(_ string, _, x handle.Handle) { stack = append(stack, x) })
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if s := visit(x); s != nil {
+			buf = children(x, s, buf[:0])
+			stack = append(stack, buf...)
+		}
+	}
+	// Depth first from each finalizable object not visited, in slot
+	// order. A frame is a handle, with post set once its children are
+	// pushed: popped again, the walk leaves it.
+	type frame struct {
+		x    handle.Handle
+		post bool
+	}
+	var frames []frame
+	var post []handle.Handle
+	for _, s := range spans {
+		fin := s.sp.fin.Load()
+		if s.released || fin == nil {
+			continue
+		}
+		for i, fn := range fin.fn {
+			if fn == nil {
+				continue
+			}
+			frames = append(frames[:0], frame{x: s.handleAt(uint32(i))})
+			for len(frames) > 0 {
+				f := frames[len(frames)-1]
+				frames = frames[:len(frames)-1]
+				if f.post {
+					if h.finalizable(f.x) {
+						post = append(post, f.x)
+					}
+					continue
+				}
+				ys := visit(f.x)
+				if ys == nil {
+					continue
+				}
+				frames = append(frames, frame{x: f.x, post: true})
+				buf = children(f.x, ys, buf[:0])
+				for _, c := range buf {
+					frames = append(frames, frame{x: c})
+				}
+			}
+		}
+	}
+	slices.Reverse(post)
+	return post
+}
+
+// clearVisited clears the mark bits closeOrder's walk set.
+func clearVisited(spans []*span) {
+	for _, s := range spans {
+		for w := range s.markBits {
+			if s.markBits[w].Load() != 0 {
+				s.markBits[w].Store(0)
+			}
+		}
+	}
 }
 
 // takeQueuedFinalizers appends the queued finalizers to recs, the

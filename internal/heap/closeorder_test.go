@@ -65,3 +65,47 @@ func TestCloseRunsQueuedFinalizerBeforeWhatItReaches(t *testing.T) {
 		t.Errorf("Close ran the finalizers of %v, want %v (Q's, then B's)", ran, want)
 	}
 }
+
+// TestCloseRunsChainInOneRound: a chain of finalizable objects, each
+// reaching the next, runs head first in one round of Close, from one walk
+// of the heap. Picking a round's finalizers as a collection does (the
+// heads alone) took a round, and a mark of the whole heap, per link.
+func TestCloseRunsChainInOneRound(t *testing.T) {
+	const n = 1000
+	h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1})
+	var ran []int64
+	orderCall = func(fm *Mutator, x handle.Handle) {
+		ran = append(ran, (*orderObj)(fm.Deref(x)).id)
+	}
+	rounds := 0
+	testHookCloseCleanupsQueued = func(*Heap) { rounds++ }
+	defer func() { orderCall, testHookCloseCleanupsQueued = nil, nil }()
+	fn := unsafe.Pointer(&ran) // any non-nil word: FinCall ignores it
+	next := handle.Handle(0)
+	for id := int64(n); id >= 1; id-- { // the tail first: the slot order is the chain's reversed
+		x, err := m.Alloc(orderObjType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := (*orderObj)(m.Deref(x))
+		o.id, o.next = id, next
+		m.SetFinalizer(x, fn)
+		next = x
+	}
+	m.Detach()
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if len(ran) != n {
+		t.Fatalf("Close ran %d finalizers, want %d", len(ran), n)
+	}
+	for i, id := range ran {
+		if id != int64(i+1) {
+			t.Fatalf("finalizer %d to run was object %d's, want %d's (the chain from its head)", i, id, i+1)
+		}
+	}
+	// The round that runs them, and the one that finds none left.
+	if rounds > 2 {
+		t.Errorf("Close took %d rounds for a chain of %d, want 2", rounds, n)
+	}
+}

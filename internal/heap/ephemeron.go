@@ -193,12 +193,9 @@ func (h *Heap) resetEphemerons() []handle.Handle {
 // (step 3 at the top of the file) and that have a finalizer, and appends
 // them to buf: the caller greys them as roots of another phase. The short
 // weak handles of a doomed key are cleared first, as the sweep clears them
-// before it queues a finalizer (sweepSpecials); long ones stay. Without
-// queue (the mark for Close, markFor), it only appends them: their
-// finalizers and weak handles stay. A key doomed already is marked, and
-// not doomed again.
+// before it queues a finalizer (sweepSpecials); long ones stay.
 // REQUIRES: world stopped, no worker running (a phase has ended).
-func (h *Heap) doomKeys(buf []handle.Handle, queue bool) []handle.Handle {
+func (h *Heap) doomKeys(buf []handle.Handle) []handle.Handle {
 	e := &h.eph
 	e.mu.Lock()
 	spans := e.mu.spans
@@ -218,12 +215,6 @@ func (h *Heap) doomKeys(buf []handle.Handle, queue bool) []handle.Handle {
 				}
 			}
 			if doom == 0 {
-				continue
-			}
-			if !queue {
-				for d := doom; d != 0; d &= d - 1 {
-					buf = append(buf, s.handleAt(uint32(wi*64+bits.TrailingZeros64(d))))
-				}
 				continue
 			}
 			s.sp.mu.Lock()

@@ -164,10 +164,7 @@ type Heap struct {
 	log *slog.Logger // immutable after New; safe for concurrent use
 
 	// markReuse keeps the mark's span table and its workers' buffers from
-	// one mark to the next; owned by the leader (world stopped). In
-	// Close's rounds, where no cycle runs, by the goroutine closeMark
-	// starts for its mark, then by Close's once it has ended
-	// (takeUnreachedFinalizers clears the bits through tab).
+	// one mark to the next; owned by the leader (world stopped).
 	markReuse struct {
 		tab   []markSpan
 		bufs  []markBuffers

@@ -157,7 +157,6 @@ type markStats struct {
 	finRoots       int64 // finalizable objects scanned as roots: those unmarked when scanFinRoots came to them
 	pruned         int   // ephemeron entries deleted
 	duration       time.Duration
-	doomed         []handle.Handle // the finalizable keys doomed, in a mark for Close only (markFor)
 }
 
 // greyBatch is how many handles one pass of greyRefs checks: enough
@@ -421,12 +420,17 @@ func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
 // against hv read 8 bytes at random), and only for spans allocated from
 // since the last mark: for a 1M-object heap it took 5% of the mark's time
 // when it ran for every span.
-// REQUIRES: the world stopped, s swept and in no mutator's cache (its
-// allocBits exact); called by the mark's leader before the workers start.
+// It reads the allocations through allocWord and leaves the tags of a span
+// in a mutator's cache marked stale, so that it stays right for a span
+// still cached, whose mutator may allocate more; a collection's mark
+// flushes the caches first, and finds none.
+// REQUIRES: the world stopped, s swept; called by the mark's leader
+// before the workers start.
 func (s *span) setMarkTags() {
-	s.markTagsFresh = true
+	s.markTagsFresh = !s.cached
 	tags, hv := s.markTags, s.hv
-	for w, a := range s.allocBits {
+	for w := range s.allocBits {
+		a := s.allocWord(uint32(w))
 		if s.retired != nil {
 			a &^= s.retired[w]
 		}
@@ -1387,18 +1391,7 @@ func (w *markWorker) take(mail [][]handle.Handle, spans []*span) {
 }
 
 // mark runs the mark phase. REQUIRES: world stopped.
-func (h *Heap) mark(ctx context.Context) markStats { return h.markFor(ctx, false) }
-
-// markFor runs the mark phase of a collection or, with forClose, the mark
-// that picks a round of Close's finalizers (closeMark): the same, but
-// from the heap's own roots only (not the embedder's: ScanRoots, pins),
-// and with no effect but the mark bits. The finalizable keys it would
-// doom are returned in markStats.doomed, their finalizers left
-// registered (their objects are marked then, as roots of the phases that
-// trace their entries); no WeakMap is pruned, nothing is logged, and the
-// caller clears the mark bits. REQUIRES: world stopped (for Close, what
-// closeMark says).
-func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
+func (h *Heap) mark(ctx context.Context) markStats {
 	start := time.Now()
 	// Build the mark's span table and reset the span-batching state. The
 	// state is clean after a completed mark; resetting it here keeps a mark
@@ -1454,7 +1447,7 @@ func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
 	// that has a finalizer is most of the roots' cost when there are many,
 	// as the runtime's markrootSpans, which its workers share in shards;
 	// scanning only those not reached makes live ones cost nothing more.
-	roots := h.gatherRoots(nil, false, !forClose)
+	roots := h.gatherRoots(nil, false, true)
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
@@ -1546,7 +1539,7 @@ func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
 	var doomed []handle.Handle
 	for ephTables && finKeys {
 		n := len(doomed)
-		if doomed = h.doomKeys(doomed, !forClose); len(doomed) == n {
+		if doomed = h.doomKeys(doomed); len(doomed) == n {
 			break
 		}
 		pool = newWorkPool(nw)
@@ -1562,14 +1555,8 @@ func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
 	if invariantsBuild && ephTables {
 		h.checkEphemerons()
 	}
-	var ms0 int
-	var foreign int64
-	if forClose {
-		h.resetEphemerons() // no prune: Close's finalizers may read the entries
-	} else {
-		ms0, foreign = h.finishEphemerons()
-	}
-	if remarkCheck != nil && !forClose { // the invariants build tag: verify_invariants.go
+	ms0, foreign := h.finishEphemerons()
+	if remarkCheck != nil { // the invariants build tag: verify_invariants.go
 		all := append(roots, doomed...)
 		var buf, finTabs []handle.Handle
 		for _, s := range h.spanSnapshot() {
@@ -1602,11 +1589,6 @@ func (h *Heap) markFor(ctx context.Context, forClose bool) markStats {
 	}
 	h.markReuse.spare = balanceFree(kept, h.markReuse.spare)
 	h.markReuse.bufs = kept
-	if forClose {
-		ms.doomed = doomed
-		completed = true
-		return ms
-	}
 	if ms.stale > 0 || ms.foreign > 0 {
 		h.log.Warn("reclaim: live objects hold refs that name no live object of this heap (refs kept across a safepoint, or stored from another heap)",
 			"stale", ms.stale, "foreign", ms.foreign)
@@ -1637,9 +1619,7 @@ func (goexitInMark) String() string {
 // cleared (a mark bit left set would make the next mark take its object
 // for scanned, and free what only that object reaches), and the ephemeron
 // entries registered are dropped. The queued flags live in tab, which the
-// next mark clears. Close calls it too, with h.markReuse.tab, once it has
-// read the bits of a mark of its own (takeUnreachedFinalizers).
-// REQUIRES: world stopped, no worker running.
+// next mark clears. REQUIRES: world stopped, no worker running.
 func (h *Heap) abandonMark(tab []markSpan) {
 	for i := range tab {
 		s := tab[i].s
@@ -1678,7 +1658,7 @@ func (h *Heap) gatherRoots(buf []handle.Handle, finReferents, embedder bool) []h
 // finReferents (the mark's workers find them, scanFinRoots). Without
 // embedder, the embedder's roots (ScanRoots, pins) are left out, and
 // ScanRoots is not called: Close's rounds order finalizers by what the
-// heap's own roots reach (closeMark).
+// heap's own roots reach (closeOrder).
 // REQUIRES: world stopped.
 func (h *Heap) eachRoot(finReferents, embedder bool, add func(kind string, from, x handle.Handle)) {
 	h.mu.Lock()

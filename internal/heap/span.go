@@ -124,9 +124,10 @@ type span struct {
 	// read lock-free during the mark by workers and the leader. The
 	// span's sweeper reads it, sets the bits of the objects it revives for
 	// their finalizer (sweepSpecials, atomic Or) and clears it; the leader
-	// clears it when a mark is abandoned (abandonMark). Close's rounds
-	// mark too, on Close's goroutine with no sweep left to run, read the
-	// bits and clear them before any callback runs (closeMark). With several mark
+	// clears it when a mark is abandoned (abandonMark). Close's rounds use
+	// it as the visited set of their walk (closeOrder), on a goroutine of
+	// Close's with no sweep left to run, and clear it before any callback
+	// runs. With several mark
 	// workers it shares its cache lines with scanBits only (markBitmaps):
 	// the span's owner writes both with plain stores, and a line holding
 	// another span's bits would move between the workers' cores.
