@@ -196,7 +196,6 @@ func (h *Heap) refill(m *Mutator, t *Type) (*span, error) {
 		}
 		c.mu.Lock()
 		s.cached = true
-		s.markTagsFresh = false // allocation sets no tag
 		c.mu.Unlock()
 		h.addLive(int64(s.nfree) * int64(s.elemSize))
 		return s, nil
@@ -309,8 +308,7 @@ func (h *Heap) takeSpan(c *central, local *cleanupq.Local) *span {
 				continue
 			}
 			s.cached = true
-			s.wasEmpty = false      // allocated from: not idle
-			s.markTagsFresh = false // allocation sets no tag
+			s.wasEmpty = false // allocated from: not idle
 			c.mu.Unlock()
 			return s
 		}

@@ -65,7 +65,8 @@ import (
 // whose generation is a multiple of 255 behind that of its slot's object,
 // which has the object's tag and is taken for it (docs/DESIGN.md, "Mark
 // tags": the price of reading a byte a slot where the whole handle word
-// was eight). No handle can mark a free slot, whose tag is 0.
+// was eight). No handle can mark a free slot (its allocation bit is
+// clear) or a retired one (tag 0).
 //
 // Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
 // The handles a worker finds in the objects it scans that name another
@@ -380,11 +381,12 @@ func (q *spanQueue) takeNewest(k int) []*span {
 // A line to an entry keeps a worker's writes to queued (span idx is worker
 // idx mod nw's) off the lines of the entries other workers read.
 type markSpan struct {
-	tags     *uint8         // &s.markTags[0], written before the workers start
-	markBits *atomic.Uint64 // &s.markBits[0]
-	s        *span
-	elemSize uintptr // s.elemSize
-	nslots   uint32  // s.nslots: len(s.hv), at most 64*len(s.markBits)
+	tags      *uint8         // &s.markTags[0]
+	allocBits *uint64        // &s.allocBits[0]
+	markBits  *atomic.Uint64 // &s.markBits[0]
+	s         *span
+	elemSize  uintptr // s.elemSize
+	nslots    uint32  // s.nslots: len(s.hv), at most 64*len(s.markBits)
 	// queued is 1 while the span waits in a worker's queue or the shared
 	// pool (the runtime's spanScanOwnership), and always for a noScan
 	// span. A worker that marks an object here and finds it 0 sets it
@@ -399,7 +401,7 @@ type markSpan struct {
 	// the span to the pool; from then on in this mark every worker uses
 	// atomics on the span's mark state. Written and read only by the owner.
 	shared bool
-	_      [64 - 4*unsafe.Sizeof(uintptr(0)) - 10]byte // to 64 bytes: four words, then 10 bytes of fields
+	_      [64 - 5*unsafe.Sizeof(uintptr(0)) - 10]byte // to 64 bytes: five words, then 10 bytes of fields
 }
 
 // A markSpan is one cache line.
@@ -408,37 +410,16 @@ var _ [0]struct{} = [unsafe.Sizeof(markSpan{}) - 64]struct{}{}
 // tagAt returns s.markTags[i]. REQUIRES: i < e.nslots.
 func (e *markSpan) tagAt(i uint32) uint8 { return *(*uint8)(unsafe.Add(unsafe.Pointer(e.tags), i)) }
 
-// markTag is the mark tag of a handle, and of a slot whose object has that
-// handle: 1 + its generation mod 255. A free slot's tag is 0, which no
-// handle's is. Two handles of one slot whose generations differ by less
+// markTag is the mark tag of a handle, and of the slot whose handle word
+// it is: 1 + its generation mod 255 (a retired slot's is 0, which no
+// handle's is). Two handles of one slot whose generations differ by less
 // than 255 have different tags.
 func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
 
-// setMarkTags writes s.markTags: markTag of each allocated slot's handle
-// word, 0 for a free or retired slot, and sets markTagsFresh. It reads hv
-// and allocBits in slot order, 9 bytes a slot (where checking a handle
-// against hv read 8 bytes at random), and only for spans allocated from
-// since the last mark: for a 1M-object heap it took 5% of the mark's time
-// when it ran for every span.
-// It reads the allocations through allocWord and leaves the tags of a span
-// in a mutator's cache marked stale, so that it stays right for a span
-// still cached, whose mutator may allocate more; a collection's mark
-// flushes the caches first, and finds none.
-// REQUIRES: the world stopped, s swept; called by the mark's leader
-// before the workers start.
-func (s *span) setMarkTags() {
-	s.markTagsFresh = !s.cached
-	tags, hv := s.markTags, s.hv
-	for w := range s.allocBits {
-		a := s.allocWord(uint32(w))
-		if s.retired != nil {
-			a &^= s.retired[w]
-		}
-		end := min(len(tags), w*64+64)
-		for i := w * 64; i < end; i++ {
-			tags[i] = uint8(a>>(i%64)&1) * markTag(handle.Handle(hv[i].Load()))
-		}
-	}
+// allocAt reports whether slot i of e's span is allocated. REQUIRES: i <
+// e.nslots, the world stopped (the caches flushed: allocBits exact).
+func (e *markSpan) allocAt(i uint32) bool {
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(e.allocBits), uintptr(i/64)*8))&(1<<(i%64)) != 0
 }
 
 // markWord returns &s.markBits[wi]. REQUIRES: wi < (e.nslots+63)/64.
@@ -630,8 +611,9 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 		b := refs[:min(len(refs), greyBatch)]
 		refs = refs[len(b):]
 		// Pass 1: independent loads, overlapped by the CPU. A handle
-		// passes the check if it is of this heap and its tag is its
-		// slot's (markTag); then word is the handle itself, and
+		// passes the check if it is of this heap, its tag is its
+		// slot's (markTag) and its slot is allocated; then word is the
+		// handle itself, and
 		// otherwise 0, which no handle is: so is a handle whose span
 		// index names no span, or whose slot is out of range.
 		// The slot's mark word is loaded here too, so that its miss
@@ -644,7 +626,7 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			if idx := x.Span(); idx < uint32(len(tab)) {
 				e = &tab[idx]
 				if i := x.Slot(); i < e.nslots {
-					if e.tagAt(i) == markTag(x) && x.Heap() == hid {
+					if e.tagAt(i) == markTag(x) && x.Heap() == hid && e.allocAt(i) {
 						word = uint64(x)
 					}
 					mark = e.markWord(i / 64).Load()
@@ -1252,10 +1234,10 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 	}
 	w.refs = refs[:k]
 	w.locHit += uint32(len(loc))
-	tags, hid := s.markTags, w.h.id
+	tags, alloc, hid := s.markTags, s.allocBits, w.h.id
 	for _, x := range loc {
 		j := x.Slot()
-		if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid {
+		if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid || alloc[j/64]&(1<<(j%64)) == 0 {
 			w.refs = append(w.refs, x)
 			continue
 		}
@@ -1300,7 +1282,7 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (back uint64, again bool, fresh int64) {
 	refs := w.refs
 	base, size, idx := s.base, s.elemSize, s.idx
-	tags, hid, mb := s.markTags, w.h.id, s.markBits
+	tags, alloc, hid, mb := s.markTags, s.allocBits, w.h.id, s.markBits
 	m := mb[wi].Load()
 	g := grey
 	seen, hit := uint32(0), uint32(0)
@@ -1323,7 +1305,7 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 				continue
 			}
 			j := x.Slot()
-			if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid {
+			if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid || alloc[j/64]&(1<<(j%64)) == 0 {
 				refs = append(refs, x)
 				continue
 			}
@@ -1422,10 +1404,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 		// Keys without refs can be doomed too: their spans are not
 		// scanned, but their entries' values must be traced.
 		finKeys = finKeys || s.sp.fin.Load() != nil
-		if !s.markTagsFresh {
-			s.setMarkTags()
-		}
-		tab[idx] = markSpan{tags: &s.markTags[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
+		tab[idx] = markSpan{tags: &s.markTags[0], allocBits: &s.allocBits[0], markBits: &s.markBits[0], s: s, elemSize: s.elemSize, nslots: uint32(len(s.hv)), noScan: s.noScan}
 		if s.noScan {
 			tab[idx].queued.Store(1) // never queued: marking it queues nothing
 		}

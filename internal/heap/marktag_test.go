@@ -6,14 +6,14 @@ import (
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
-// TestMarkTag: a handle's mark tag is never 0 (a free slot's), and the
+// TestMarkTag: a handle's mark tag is never 0 (a retired slot's), and the
 // handles of one slot whose generations are less than 255 apart have
 // different tags.
 func TestMarkTag(t *testing.T) {
 	for _, g := range []uint32{0, 1, 254, 255, 1000, handle.MaxGen - 300} {
 		x := handle.Pack(7, 3, 5, g)
 		if markTag(x) == 0 {
-			t.Errorf("markTag(gen %d) = 0, a free slot's tag", g)
+			t.Errorf("markTag(gen %d) = 0, a retired slot's tag", g)
 		}
 		for k := uint32(1); k < 255; k++ {
 			if y := handle.Pack(7, 3, 5, g+k); markTag(y) == markTag(x) {
@@ -30,12 +30,12 @@ type tagHolder struct{ ref handle.Handle }
 var tagHolderType = newTestType[tagHolder]()
 
 // TestMarkFreeSlotHandle: a live object holds a handle to a free slot
-// whose tag its own would equal if made from the slot's handle word alone
-// (the word's generation plus 255), and, in another collection, the
-// slot's word itself, the handle its next object will get (a forged ref).
-// The mark must take both for stale, count them and mark nothing: a free
-// slot's tag is 0. Marked, the free slot came out of the sweep allocated,
-// an object nobody had allocated.
+// whose tag equals the slot's (the generation of the slot's handle word
+// plus 255), and, in another case, the slot's word itself, the handle its
+// next object will get (a forged ref). The mark must take both for stale,
+// count them and mark nothing: the slot's allocation bit is clear. Marked,
+// the free slot came out of the sweep allocated, an object nobody had
+// allocated.
 func TestMarkFreeSlotHandle(t *testing.T) {
 	type gen func(next handle.Handle) uint32
 	aliased := func(next handle.Handle) uint32 { return next.Gen() + 255 }

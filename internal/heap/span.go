@@ -133,20 +133,13 @@ type span struct {
 	// another span's bits would move between the workers' cores.
 	markBits []atomic.Uint64
 
-	// markTags[i] is slot i's mark tag (markTag): what the mark checks a
-	// handle naming the slot against, a byte a slot where hv is eight:
-	// markTag(hv[i]) if the slot holds an object, else 0. Read by the mark
-	// workers, plainly. Written by the mark's leader when a mark begins
-	// (the world stopped, before the workers start) if markTagsFresh is
-	// not set, from hv and allocBits (setMarkTags), and by the span's
-	// sweeper, which zeroes the tag of each slot it frees; so a span that
-	// no mutator has allocated from since the last mark has exact tags
-	// and costs the next mark nothing.
+	// markTags[i] is slot i's mark tag: markTag(hv[i]), or 0 for a
+	// retired slot. What the mark checks a handle against, with the
+	// slot's allocation bit: a byte a slot, where hv is eight. Written
+	// where hv[i] is (newSpanLocked, and the sweeper that frees or retires
+	// the slot), owned like hv's words; read by the mark workers, plainly,
+	// with the world stopped.
 	markTags []uint8
-	// markTagsFresh says markTags are exact. Set by setMarkTags; cleared
-	// where a mutator caches the span (refill, takeSpan: allocation sets
-	// no tag). Owned like allocBits.
-	markTagsFresh bool
 
 	// ephKeys marks slots that are keys of ephemeron entries waiting in
 	// this mark (ephemeron.go); nil outside a mark with such entries. The
@@ -498,7 +491,9 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 	// a span otherwise).
 	floor := h.mu.idxFloor[idx]
 	for i := range s.hv {
-		storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, idx, uint32(i), floor)))
+		x := handle.Pack(h.id, idx, uint32(i), floor)
+		storeFreedGen(&s.hv[i], uint64(x))
+		s.markTags[i] = markTag(x)
 	}
 	s.sweepgen.Store(h.sweepgen.Load())
 	h.spans.setLocked(idx, s)

@@ -259,8 +259,9 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 			g := s.gen(i) + 1
 			// The word moves to g even for a slot retired below, so that
 			// the freed object's handles stop matching it at once.
-			storeFreedGen(&s.hv[i], uint64(handle.Pack(h.id, s.idx, i, g)))
-			s.markTags[i] = 0 // free (or retired): no handle's tag
+			x := handle.Pack(h.id, s.idx, i, g)
+			storeFreedGen(&s.hv[i], uint64(x))
+			s.markTags[i] = markTag(x)
 			if g >= handle.MaxGen {
 				// Generation exhausted: retire the slot (kept allocated,
 				// never handed out again) rather than let a handle ever
@@ -270,6 +271,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				}
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
+				s.markTags[i] = 0 // kept allocated: no handle may mark it
 			}
 		}
 		deadBits[w] = dead

@@ -256,17 +256,15 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 	if s.freeIndex > s.nslots {
 		v.fail("%v: freeIndex %d past nslots", s, s.freeIndex)
 	}
-	// Exact mark tags (markTagsFresh) are what setMarkTags would write.
-	if s.markTagsFresh {
-		for i := range s.nslots {
-			want := uint8(0)
-			if s.isAllocated(i) && !isRetired(i) {
-				want = markTag(s.handleAt(i))
-			}
-			if s.markTags[i] != want {
-				v.fail("%v: slot %d's mark tag is %d, want %d (exact tags: markTagsFresh)", s, i, s.markTags[i], want)
-				break
-			}
+	// Each slot's mark tag is its handle word's (a retired slot's 0).
+	for i := range s.nslots {
+		want := markTag(s.handleAt(i))
+		if isRetired(i) {
+			want = 0
+		}
+		if s.markTags[i] != want {
+			v.fail("%v: slot %d's mark tag is %d, want %d", s, i, s.markTags[i], want)
+			break
 		}
 	}
 	retired := 0
