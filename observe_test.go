@@ -314,3 +314,37 @@ func TestBackgroundSweeperLabels(t *testing.T) {
 	m.Collect()
 	wantWorkerLabels(t, "background sweeper", goroutineLabels(t, "(*bgSweeper).start"), "sweep")
 }
+
+// TestSlowSafepointLogged: a collection that waits past
+// FinalizerBlockThreshold for a mutator that does not reach a safepoint,
+// with no finalizer to blame, says so in the log, once, instead of waiting
+// in silence (a goroutine that calls Attach while its own mutator runs
+// waits for ever so).
+func TestSlowSafepointLogged(t *testing.T) {
+	lb, logger := newLogBuffer()
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, Logger: logger, FinalizerBlockThreshold: 10 * time.Millisecond})
+	m := h.Attach()
+	defer m.Detach()
+	slow := h.Attach()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Collect()
+	}()
+	// slow reaches its safepoint only once the wait is logged (or after a
+	// minute, and the test fails).
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(lb.String(), "waits for mutators to reach a safepoint") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	slow.Safepoint()
+	<-done
+	slow.Detach()
+	out := lb.String()
+	if n := strings.Count(out, "waits for mutators to reach a safepoint"); n != 1 {
+		t.Errorf("the wait was logged %d times, want once; log:\n%s", n, out)
+	}
+	if !strings.Contains(out, "mutators=1") {
+		t.Errorf("the log does not say one mutator was waited for:\n%s", out)
+	}
+}

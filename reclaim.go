@@ -111,7 +111,8 @@ type Options struct {
 	SafepointOnAlloc bool
 	// FinalizerBlockThreshold is how long a running finalizer may keep a
 	// pending collection waiting before the heap logs it (with the
-	// finalizer's type). 0 means 1s.
+	// finalizer's type), and how long any mutator may before the heap logs
+	// that the collection waits (once per collection). 0 means 1s.
 	FinalizerBlockThreshold time.Duration
 	// Debug makes every collection look for finalizable objects that are
 	// part of a reference cycle (they are never collected) and cleanups

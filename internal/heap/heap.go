@@ -95,7 +95,8 @@ type Config struct {
 	// inside the allocating call.
 	SafepointOnAlloc bool
 	// FinalizerBlockThreshold is how long a running finalizer may keep a
-	// pending collection waiting before it is reported. 0 means 1s.
+	// pending collection waiting before it is reported, and how long any
+	// mutator may before the wait is (once per collection). 0 means 1s.
 	FinalizerBlockThreshold time.Duration
 	// DebugCycles makes each collection look for finalizable cycles and
 	// cleanups whose argument leads back to their object, and report them.

@@ -468,7 +468,7 @@ func (h *Heap) waitStoppedLocked(start time.Time, forCycle bool) bool {
 	if h.mu.running == 0 {
 		return true
 	}
-	reported := false
+	reported, reportedWait := false, false
 	timer := time.AfterFunc(h.cfg.FinalizerBlockThreshold, func() {
 		h.mu.Lock()
 		h.mu.cond.Broadcast()
@@ -489,6 +489,17 @@ func (h *Heap) waitStoppedLocked(start time.Time, forCycle bool) bool {
 				h.mu.Unlock()
 				h.log.Warn("reclaim: a finalizer keeps a pending collection waiting",
 					"type", name, "waited", time.Since(start).Round(time.Millisecond))
+				h.mu.Lock()
+			} else if !reportedWait {
+				// No finalizer to blame: a mutator that does not reach
+				// a safepoint, or a goroutine blocked in Attach (or in a
+				// wait of its own) while a mutator it runs is not at one,
+				// which never ends. Said once per wait.
+				reportedWait = true
+				n := h.mu.running
+				h.mu.Unlock()
+				h.log.Warn("reclaim: a pending collection waits for mutators to reach a safepoint (Safepoint, New, Collect, Drain); a goroutine must not wait, in Attach or elsewhere, while a mutator it runs is not at one",
+					"mutators", n, "waited", time.Since(start).Round(time.Millisecond))
 				h.mu.Lock()
 			}
 		}
