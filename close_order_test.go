@@ -364,3 +364,48 @@ func TestCloseOrderThroughWeakMapEntry(t *testing.T) {
 		t.Errorf("Close ran the finalizers in the order %v, want F and K, then B", l.ran)
 	}
 }
+
+// A cleanup of an object that a finalizable object reaches runs only
+// after that finalizer, as in a collection, even when the finalizer waits
+// for a later round of Close: D's cleanup's argument reaches A, so A's
+// finalizer runs in the round after D's cleanup; A reaches C, whose
+// cleanup must wait for A's finalizer, which may still use C.
+func TestCloseOrderCleanupAfterReachingFinalizer(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	log := func(s string) {
+		l.mu.Lock()
+		l.ran = append(l.ran, s)
+		l.mu.Unlock()
+	}
+	m := h.Attach()
+	refs := orderChain(m, &l, "A", "-C")
+	reclaim.AddCleanup(m, refs[1], func(int) { log("C's cleanup") }, 0)
+	d := reclaim.New[orderNode](m)
+	reclaim.AddCleanup(m, d, func(reclaim.Ref[orderNode]) { log("D's cleanup") }, refs[0])
+	m.Detach()
+	checkOrder(t, h, &l, "D's cleanup", "A", "C's cleanup")
+}
+
+// A reaches C, and C's cleanup's argument reaches A: each waits for the
+// other, and Close still runs both.
+func TestCloseOrderCleanupCycleThroughFinalizer(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	m := h.Attach()
+	refs := orderChain(m, &l, "A", "-C")
+	reclaim.AddCleanup(m, refs[1], func(reclaim.Ref[orderNode]) {
+		l.mu.Lock()
+		l.ran = append(l.ran, "C's cleanup")
+		l.mu.Unlock()
+	}, refs[0])
+	m.Detach()
+	if err := closeWithin(t, h); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if got := slices.Sorted(slices.Values(l.ran)); !slices.Equal(got, []string{"A", "C's cleanup"}) {
+		t.Errorf("Close ran %v, want A's finalizer and C's cleanup", l.ran)
+	}
+}

@@ -237,9 +237,12 @@ type closing struct {
 	// that found no fewer finalizers and cleanups registered than the
 	// round before them (closeRounds). found is how many the last round
 	// found; math.MaxInt before the first.
-	round   int
-	found   int
-	recs    []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
+	round int
+	found int
+	recs  []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
+	// held are the objects that a finalizable object whose finalizer
+	// waits for a later round reaches: their cleanups wait with it.
+	held    map[handle.Handle]struct{}
 	next    int
 	taken   bool // recs holds this round's finalizers
 	busy    bool // fin.mu.busy is held for this round (takeQueuedFinalizers until releaseCloseBusy)
@@ -307,7 +310,8 @@ func (h *Heap) closeRounds(c *closing) {
 	m := c.m
 	for {
 		if !c.taken {
-			recs, nf := h.takeUnreachedFinalizers()
+			recs, nf, held := h.takeUnreachedFinalizers()
+			c.held = held
 			nc := h.countRegisteredCleanups()
 			if nf+nc >= c.found {
 				c.round++
@@ -335,7 +339,7 @@ func (h *Heap) closeRounds(c *closing) {
 			c.next++
 			h.fin.executed.Add(1)
 		}
-		n := h.queueAllCleanups(&m.local)
+		n := h.queueAllCleanups(&m.local, c.held)
 		if testHookCloseCleanupsQueued != nil {
 			testHookCloseCleanupsQueued(h)
 		}
@@ -526,29 +530,33 @@ func (h *Heap) countRegisteredFinalizers() int {
 // were made, then of the slots). If the walk fails (a Trace method
 // panicked, or called runtime.Goexit), the round takes all of them too,
 // and the failure is logged.
-func (h *Heap) takeUnreachedFinalizers() ([]finRec, int) {
+//
+// held is what the finalizable objects left for a later round reach
+// (closeOrder): their cleanups wait for those finalizers, as in a
+// collection, which marks the referents of finalizable objects.
+func (h *Heap) takeUnreachedFinalizers() ([]finRec, int, map[handle.Handle]struct{}) {
 	n := h.countRegisteredFinalizers()
 	if n == 0 {
-		return nil, 0
+		return nil, 0, nil
 	}
-	order, ok := h.closeOrder()
+	order, held, ok := h.closeOrder()
 	if !ok {
-		return h.takeAllFinalizers(), n
+		return h.takeAllFinalizers(), n, nil
 	}
 	recs := h.takeFinalizersOf(order)
-	if len(recs) > 0 || h.fin.hasQueued() || h.anyCleanupsToQueue() {
+	if len(recs) > 0 || h.fin.hasQueued() || h.anyCleanupsToQueue(held) {
 		// The round runs something, after which what it reached may be
 		// unreached: queued finalizers, or cleanups whose arguments
 		// reach finalizable objects.
-		return recs, n
+		return recs, n, held
 	}
-	return h.takeAllFinalizers(), n
+	return h.takeAllFinalizers(), n, nil
 }
 
 // anyCleanupsToQueue reports whether a registered cleanup's object has no
-// finalizer: queueAllCleanups would queue it. Close calls it when no
-// callback runs.
-func (h *Heap) anyCleanupsToQueue() bool {
+// finalizer and is not in held: queueAllCleanups would queue it. Close
+// calls it when no callback runs.
+func (h *Heap) anyCleanupsToQueue(held map[handle.Handle]struct{}) bool {
 	found := false
 	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
 		fin := s.sp.fin.Load()
@@ -556,7 +564,7 @@ func (h *Heap) anyCleanupsToQueue() bool {
 			if found {
 				return
 			}
-			if fin != nil && fin.fn[i] != nil {
+			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) {
 				continue
 			}
 			for ; c != nil; c = c.next {
@@ -568,6 +576,15 @@ func (h *Heap) anyCleanupsToQueue() bool {
 		}
 	})
 	return found
+}
+
+// isHeld reports whether slot i of s holds an object in held.
+func isHeld(held map[handle.Handle]struct{}, s *span, i int) bool {
+	if len(held) == 0 {
+		return false
+	}
+	_, ok := held[s.handleAt(uint32(i))]
+	return ok
 }
 
 // closeOrder returns the objects with a finalizer that a round of Close
@@ -594,6 +611,10 @@ func (h *Heap) anyCleanupsToQueue() bool {
 // table holding it. The visited set is the spans' mark bits, clear since
 // the last sweep, and cleared again before closeOrder returns.
 //
+// held is everything the finalizable objects visited from the roots (those
+// that wait for a later round) reach: the cleanups of those objects wait
+// for their finalizers.
+//
 // It walks on a goroutine of its own, which it waits for: the walk runs
 // the embedder's Trace methods, and a panic or a runtime.Goexit there ends
 // that goroutine only. ok is false then, and the failure logged.
@@ -605,7 +626,7 @@ func (h *Heap) anyCleanupsToQueue() bool {
 // running (Close waits for them before each round); and no attached
 // mutator may be used beside Close but by the callbacks it runs, none of
 // which runs during the walk.
-func (h *Heap) closeOrder() (order []handle.Handle, ok bool) {
+func (h *Heap) closeOrder() (order []handle.Handle, held map[handle.Handle]struct{}, ok bool) {
 	var failure any = "runtime.Goexit"
 	spans := h.spanSnapshot()
 	done := make(chan struct{})
@@ -619,20 +640,20 @@ func (h *Heap) closeOrder() (order []handle.Handle, ok bool) {
 				}
 			}
 		}()
-		order = h.walkForClose(spans)
+		order, held = h.walkForClose(spans)
 		ok = true
 	}()
 	<-done
 	if !ok {
 		h.log.Error("reclaim: Close could not order this round's finalizers (the walk that orders them failed: a Trace method panicked or called runtime.Goexit): it runs every finalizer still registered, in slot order",
 			"failure", fmt.Sprint(failure))
-		return nil, false
+		return nil, nil, false
 	}
-	return order, true
+	return order, held, true
 }
 
 // walkForClose is closeOrder's walk. REQUIRES: what closeOrder says.
-func (h *Heap) walkForClose(spans []*span) []handle.Handle {
+func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]struct{}) {
 	// byKey holds, for each key of a WeakMap entry, the handles the
 	// entry's value holds: edges from the key.
 	byKey := make(map[handle.Handle][]handle.Handle)
@@ -688,6 +709,34 @@ func (h *Heap) walkForClose(spans []*span) []handle.Handle {
 			stack = append(stack, buf...)
 		}
 	}
+	// What the finalizable objects visited so far reach waits with them
+	// (a set of its own: the mark bits are the roots' walk's).
+	var held map[handle.Handle]struct{}
+	for _, s := range spans {
+		fin := s.sp.fin.Load()
+		if s.released || fin == nil {
+			continue
+		}
+		for i, fn := range fin.fn {
+			if fn != nil && s.isMarked(uint32(i)) {
+				stack = children(s.handleAt(uint32(i)), s, stack)
+			}
+		}
+	}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, ok := held[x]; ok || x.Heap() != h.id {
+			continue
+		}
+		if s := h.liveSpan(x); s != nil {
+			if held == nil {
+				held = make(map[handle.Handle]struct{})
+			}
+			held[x] = struct{}{}
+			stack = children(x, s, stack)
+		}
+	}
 	// Depth first from each finalizable object not visited, in slot
 	// order. A frame is a handle, with post set once its children are
 	// pushed: popped again, the walk leaves it.
@@ -729,7 +778,7 @@ func (h *Heap) walkForClose(spans []*span) []handle.Handle {
 		}
 	}
 	slices.Reverse(post)
-	return post
+	return post, held
 }
 
 // clearVisited clears the mark bits closeOrder's walk set.
@@ -799,7 +848,8 @@ func (h *Heap) countRegisteredCleanups() int {
 }
 
 // queueAllCleanups queues the cleanups of every object that has any and
-// no finalizer. An object's cleanups run only after its finalizer has run:
+// no finalizer, but for those in held, which a finalizable object whose
+// finalizer has yet to run reaches (takeUnreachedFinalizers). An object's cleanups run only after its finalizer has run:
 // one its finalizer set again this round (or another finalizer set) runs
 // next round, and the object's cleanups are queued after it.
 //
@@ -814,13 +864,13 @@ func (h *Heap) countRegisteredCleanups() int {
 // cleanups the sweep queues is freed: its weak handles, short and long,
 // are cleared first, so that no cleanup (nor a finalizer of a later round)
 // gets it back through a Weak or LongWeak.
-func (h *Heap) queueAllCleanups(local *cleanupq.Local) int {
+func (h *Heap) queueAllCleanups(local *cleanupq.Local, held map[handle.Handle]struct{}) int {
 	var recs []cleanupq.Runner
 	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
 		fin := s.sp.fin.Load()
 		var dead []uint64 // by bitmap word: the slots whose cleanups were taken
 		for i := range cl.head {
-			if fin != nil && fin.fn[i] != nil {
+			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) {
 				continue
 			}
 			if takeCleanups(cl, uint32(i), func(r cleanupq.Runner) { recs = append(recs, r) }) > 0 {
