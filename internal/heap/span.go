@@ -696,12 +696,16 @@ func (h *Heap) trimSparesLocked(limit int64) {
 // name emptySpan, which has no slots), so it needs no check; the shifts are
 // handle.Handle's layout.
 func (t *spanTable) span(x handle.Handle) *span {
-	// The chunk's entry at index (x>>44)&(1<<spanChunkBits-1), 8 bytes
-	// apart, addressed by unsafe.Add: indexing a *spanChunk costs an
-	// explicit nil check on every Get (a load from an index register may
-	// fault far from the zero page); the load from the sum needs none.
-	return *(**span)(unsafe.Add(t.dir[x>>54].p, uintptr(x>>41)&((1<<spanChunkBits-1)<<3)))
+	// The chunk's entry at index (x>>44)&(1<<spanChunkBits-1), a pointer
+	// (1<<ptrShift bytes) apart, addressed by unsafe.Add: indexing a
+	// *spanChunk costs an explicit nil check on every Get (a load from an
+	// index register may fault far from the zero page); the load from the
+	// sum needs none.
+	return *(**span)(unsafe.Add(t.dir[x>>54].p, uintptr(x>>(44-ptrShift))&((1<<spanChunkBits-1)<<ptrShift)))
 }
+
+// ptrShift is log2 of a pointer's size: 3, or 2 on 32-bit platforms.
+const ptrShift = 2 + ^uintptr(0)>>63
 
 // spanPtr and chunkPtr are pointer cells written atomically and read either
 // atomically or, on Deref's fast path, plainly. The plain reads are sound:
