@@ -409,3 +409,46 @@ func TestCloseOrderCleanupCycleThroughFinalizer(t *testing.T) {
 		t.Errorf("Close ran %v, want A's finalizer and C's cleanup", l.ran)
 	}
 }
+
+// A registered cleanup's argument keeps the objects it reaches alive until
+// the cleanup has run, their cleanups too, as in a collection: Close runs
+// the cleanup of X, whose argument is Y, before Y's own cleanup. Both ran
+// in one round, Y's first (Y's object is the lower slot).
+func TestCloseOrderCleanupBeforeCleanupItReaches(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	m := h.Attach()
+	y := reclaim.New[orderNode](m)
+	x := reclaim.New[orderNode](m)
+	record := func(name string) func(reclaim.Ref[orderNode]) {
+		return func(reclaim.Ref[orderNode]) {
+			l.mu.Lock()
+			l.ran = append(l.ran, name)
+			l.mu.Unlock()
+		}
+	}
+	reclaim.AddCleanup(m, y, record("Y"), reclaim.Ref[orderNode]{})
+	reclaim.AddCleanup(m, x, record("X"), y)
+	m.Detach()
+	checkOrder(t, h, &l, "X", "Y")
+}
+
+// Two cleanups, each one's argument the other's object: no collection runs
+// either, but Close runs both, once each, and returns.
+func TestCloseRunsCleanupCycle(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var ran atomic.Int32
+	m := h.Attach()
+	x := reclaim.New[orderNode](m)
+	y := reclaim.New[orderNode](m)
+	count := func(reclaim.Ref[orderNode]) { ran.Add(1) }
+	reclaim.AddCleanup(m, x, count, y)
+	reclaim.AddCleanup(m, y, count, x)
+	m.Detach()
+	if err := closeWithin(t, h); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := ran.Load(); n != 2 {
+		t.Errorf("%d cleanups ran, want 2", n)
+	}
+}

@@ -212,7 +212,11 @@ func NewHeap(opts Options) *Heap {
 // ScanRoots and pinned objects, do not count), ordered so that if A
 // reaches B and both have finalizers, A's finalizer runs first, and B's
 // after A's has returned; a chain of them runs from its head. Then it
-// runs the cleanups of the objects left without a finalizer. Objects on a
+// runs the cleanups of the objects left without a finalizer, but for
+// those of objects that a waiting finalizable object or a registered
+// cleanup's argument reaches, which wait for that callback (cleanups that
+// only wait for one another, as two whose arguments are each other's
+// objects, run all the same). Objects on a
 // cycle of finalizable objects (A reaches B and B reaches A, or A reaches
 // itself), which no collection finalizes, are finalized too, after what
 // reaches the cycle, in an order among themselves not specified: one of

@@ -352,9 +352,34 @@ func (h *Heap) closeRounds(c *closing) {
 		h.waitCleanups()
 		c.taken = false
 		if len(c.recs) == 0 && n == 0 {
-			return
+			if c.held == nil || h.countRegisteredCleanups() == 0 {
+				return
+			}
+			// Nothing ran, and every cleanup left waits for another
+			// (each one's argument reaches the other's object, or its
+			// own): no round would run them. Run them all, in slot
+			// order, as a round runs a cycle of finalizers.
+			c.held = nil
+			h.queueAllCleanupsNow(c)
 		}
 	}
+}
+
+// queueAllCleanupsNow queues every cleanup left, as a round does, on the
+// block of Close's mutator, and waits for them. Close calls it when no
+// callback ran in a round and cleanups are still registered, every one
+// waiting for another. It holds fin.mu.busy until the last is published,
+// as a round does, so that a Drain beside Close waits for them.
+func (h *Heap) queueAllCleanupsNow(c *closing) {
+	f := &h.fin
+	f.mu.Lock()
+	f.mu.busy = true
+	f.mu.Unlock()
+	c.busy = true
+	h.queueAllCleanups(&c.m.local, nil)
+	h.cq.FlushOne(&c.m.local)
+	h.releaseCloseBusy(c)
+	h.waitCleanups()
 }
 
 // testHookCloseCleanupsQueued, if set, runs in each round of Close once
@@ -536,12 +561,15 @@ func (h *Heap) countRegisteredFinalizers() int {
 // collection, which marks the referents of finalizable objects.
 func (h *Heap) takeUnreachedFinalizers() ([]finRec, int, map[handle.Handle]struct{}) {
 	n := h.countRegisteredFinalizers()
-	if n == 0 {
+	if n == 0 && h.countRegisteredCleanups() == 0 {
 		return nil, 0, nil
 	}
 	order, held, ok := h.closeOrder()
 	if !ok {
 		return h.takeAllFinalizers(), n, nil
+	}
+	if n == 0 {
+		return nil, 0, held // cleanups alone: held says which wait
 	}
 	recs := h.takeFinalizersOf(order)
 	if len(recs) > 0 || h.fin.hasQueued() || h.anyCleanupsToQueue(held) {
@@ -709,9 +737,27 @@ func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]s
 			stack = append(stack, buf...)
 		}
 	}
+	// The cleanups of the objects visited so far wait too: a queued
+	// finalizer's object, or a registered cleanup's argument, reaches
+	// them, and may still use them (a collection keeps them alive until
+	// that callback has run).
+	var held map[handle.Handle]struct{}
+	for _, s := range spans {
+		cl := s.sp.cl.Load()
+		if s.released || cl == nil {
+			continue
+		}
+		for i, c := range cl.head {
+			if c != nil && s.isMarked(uint32(i)) {
+				if held == nil {
+					held = make(map[handle.Handle]struct{})
+				}
+				held[s.handleAt(uint32(i))] = struct{}{}
+			}
+		}
+	}
 	// What the finalizable objects visited so far reach waits with them
 	// (a set of its own: the mark bits are the roots' walk's).
-	var held map[handle.Handle]struct{}
 	for _, s := range spans {
 		fin := s.sp.fin.Load()
 		if s.released || fin == nil {
