@@ -452,3 +452,63 @@ func TestCloseRunsCleanupCycle(t *testing.T) {
 		t.Errorf("%d cleanups ran, want 2", n)
 	}
 }
+
+// A finalizer that registers again, as a finalizer of a collection may
+// (the object resurrected, to be finalized again), keeps what its object
+// reaches alive until it has run again: A reaches C, and A's first
+// finalizer sets A's finalizer again, so C's cleanup runs after A's second
+// finalizer, which may still use C. Close queued C's cleanup in the round
+// of A's first finalizer, from what it found before that finalizer ran.
+func TestCloseOrderCleanupAfterFinalizerSetAgain(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	m := h.Attach()
+	refs := orderChain(m, &l, "-A", "-C")
+	refs[0].Get(m).name = "A"
+	reclaim.AddCleanup(m, refs[1], func(int) {
+		l.mu.Lock()
+		l.ran = append(l.ran, "C's cleanup")
+		l.mu.Unlock()
+	}, 0)
+	again := true
+	var fin func(*reclaim.Mutator, reclaim.Ref[orderNode])
+	fin = func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
+		l.finalizer(fm, x)
+		x.Get(fm).finalized = false
+		if again {
+			again = false
+			reclaim.SetFinalizer(fm, x, fin)
+		}
+	}
+	reclaim.SetFinalizer(m, refs[0], fin)
+	m.Detach()
+	checkOrder(t, h, &l, "A", "A", "C's cleanup")
+}
+
+// A cleanup that a finalizer registers keeps what its argument reaches
+// alive until it has run, as one registered before Close does: A's
+// finalizer adds a cleanup to D whose argument is C, which has a cleanup
+// of its own; D's runs first. Close queued both in the round of A's
+// finalizer, from what it found before that finalizer ran (C's first: C's
+// object is the lower slot).
+func TestCloseOrderCleanupAFinalizerAdds(t *testing.T) {
+	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
+	var l orderLog
+	log := func(s string) {
+		l.mu.Lock()
+		l.ran = append(l.ran, s)
+		l.mu.Unlock()
+	}
+	m := h.Attach()
+	c := reclaim.New[orderNode](m) // the lower slot
+	d := reclaim.New[orderNode](m)
+	a := reclaim.New[orderNode](m)
+	a.Get(m).next = d
+	reclaim.AddCleanup(m, c, func(int) { log("C's cleanup") }, 0)
+	reclaim.SetFinalizer(m, a, func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
+		log("A")
+		reclaim.AddCleanup(fm, x.Get(fm).next, func(reclaim.Ref[orderNode]) { log("D's cleanup") }, c)
+	})
+	m.Detach()
+	checkOrder(t, h, &l, "A", "D's cleanup", "C's cleanup")
+}

@@ -339,6 +339,15 @@ func (h *Heap) closeRounds(c *closing) {
 			c.next++
 			h.fin.executed.Add(1)
 		}
+		if c.next > 0 && h.countRegisteredCleanups() > 0 {
+			// The finalizers may have registered what the walk before
+			// them did not see: a finalizer (their own again, say) on
+			// an object that reaches one with a cleanup, or a cleanup
+			// whose argument does. Those cleanups wait as the walk's do.
+			if held, ok := h.closeHeld(); ok {
+				c.held = held
+			}
+		}
 		n := h.queueAllCleanups(&m.local, c.held)
 		if testHookCloseCleanupsQueued != nil {
 			testHookCloseCleanupsQueued(h)
@@ -655,6 +664,22 @@ func isHeld(held map[handle.Handle]struct{}, s *span, i int) bool {
 // mutator may be used beside Close but by the callbacks it runs, none of
 // which runs during the walk.
 func (h *Heap) closeOrder() (order []handle.Handle, held map[handle.Handle]struct{}, ok bool) {
+	return h.walkOnOwnGoroutine(false)
+}
+
+// closeHeld is closeOrder's held alone, for a round whose finalizers have
+// run: what the heap's own roots reach, and what every object that has a
+// finalizer now (one waiting for a later round, or one the round's
+// finalizers set) reaches. Those objects' cleanups wait. ok is false if
+// the walk failed (logged, as closeOrder logs it).
+func (h *Heap) closeHeld() (held map[handle.Handle]struct{}, ok bool) {
+	_, held, ok = h.walkOnOwnGoroutine(true)
+	return held, ok
+}
+
+// walkOnOwnGoroutine runs walkForClose on a goroutine of its own, which it
+// waits for (closeOrder).
+func (h *Heap) walkOnOwnGoroutine(heldOnly bool) (order []handle.Handle, held map[handle.Handle]struct{}, ok bool) {
 	var failure any = "runtime.Goexit"
 	spans := h.spanSnapshot()
 	done := make(chan struct{})
@@ -668,10 +693,15 @@ func (h *Heap) closeOrder() (order []handle.Handle, held map[handle.Handle]struc
 				}
 			}
 		}()
-		order, held = h.walkForClose(spans)
+		order, held = h.walkForClose(spans, heldOnly)
 		ok = true
 	}()
 	<-done
+	if !ok && heldOnly {
+		h.log.Error("reclaim: Close could not find which cleanups this round's finalizers left waiting (the walk failed: a Trace method panicked or called runtime.Goexit): it queues them as it found them before the finalizers ran",
+			"failure", fmt.Sprint(failure))
+		return nil, nil, false
+	}
 	if !ok {
 		h.log.Error("reclaim: Close could not order this round's finalizers (the walk that orders them failed: a Trace method panicked or called runtime.Goexit): it runs every finalizer still registered, in slot order",
 			"failure", fmt.Sprint(failure))
@@ -681,7 +711,9 @@ func (h *Heap) closeOrder() (order []handle.Handle, held map[handle.Handle]struc
 }
 
 // walkForClose is closeOrder's walk. REQUIRES: what closeOrder says.
-func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]struct{}) {
+// With heldOnly (closeHeld), what every finalizable object reaches is held,
+// and the walk returns no order.
+func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[handle.Handle]struct{}) {
 	// byKey holds, for each key of a WeakMap entry, the handles the
 	// entry's value holds: edges from the key.
 	byKey := make(map[handle.Handle][]handle.Handle)
@@ -729,6 +761,19 @@ func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]s
 	// waits for a later round.
 	var stack []handle.Handle
 	h.eachRoot(false, false, func(_ string, _, x handle.Handle) { stack = append(stack, x) })
+	if heldOnly {
+		// No finalizer runs before the cleanups now: what every
+		// finalizable object reaches waits with it.
+		for _, s := range spans {
+			if fin := s.sp.fin.Load(); fin != nil && !s.released {
+				for i, fn := range fin.fn {
+					if fn != nil {
+						stack = append(stack, s.handleAt(uint32(i)))
+					}
+				}
+			}
+		}
+	}
 	for len(stack) > 0 {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -737,10 +782,13 @@ func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]s
 			stack = append(stack, buf...)
 		}
 	}
-	// The cleanups of the objects visited so far wait too: a queued
+	// The cleanups of the objects visited so far wait: a queued
 	// finalizer's object, or a registered cleanup's argument, reaches
 	// them, and may still use them (a collection keeps them alive until
-	// that callback has run).
+	// that callback has run); and so does a finalizable object visited,
+	// whose finalizer waits for a later round (a collection marks the
+	// referents of finalizable objects), and what it reaches, which the
+	// walk visited through it.
 	var held map[handle.Handle]struct{}
 	for _, s := range spans {
 		cl := s.sp.cl.Load()
@@ -756,32 +804,8 @@ func (h *Heap) walkForClose(spans []*span) ([]handle.Handle, map[handle.Handle]s
 			}
 		}
 	}
-	// What the finalizable objects visited so far reach waits with them
-	// (a set of its own: the mark bits are the roots' walk's).
-	for _, s := range spans {
-		fin := s.sp.fin.Load()
-		if s.released || fin == nil {
-			continue
-		}
-		for i, fn := range fin.fn {
-			if fn != nil && s.isMarked(uint32(i)) {
-				stack = children(s.handleAt(uint32(i)), s, stack)
-			}
-		}
-	}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if _, ok := held[x]; ok || x.Heap() != h.id {
-			continue
-		}
-		if s := h.liveSpan(x); s != nil {
-			if held == nil {
-				held = make(map[handle.Handle]struct{})
-			}
-			held[x] = struct{}{}
-			stack = children(x, s, stack)
-		}
+	if heldOnly {
+		return nil, held
 	}
 	// Depth first from each finalizable object not visited, in slot
 	// order. A frame is a handle, with post set once its children are
