@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -410,8 +411,9 @@ func TestMemoryGoesDown(t *testing.T) {
 	}
 	m.Collect()
 	full := h.Stats().SpanBytes
-	if want := int64(n) * 16; full < want {
-		t.Fatalf("span bytes %d for %d 16-byte objects", full, n)
+	size := int64(unsafe.Sizeof(hNode{})) // 16 bytes, 12 where a word is 32 bits
+	if want := int64(n) * size; full < want {
+		t.Fatalf("span bytes %d for %d %d-byte objects", full, n, size)
 	}
 	cut.Get(m).Next = reclaim.Ref[hNode]{}
 	m.Collect()
@@ -421,7 +423,7 @@ func TestMemoryGoesDown(t *testing.T) {
 	if st.HeapObjects != int64(n/100+1) {
 		t.Errorf("HeapObjects = %d, want %d", st.HeapObjects, n/100+1)
 	}
-	if bound := int64(n/100+1)*16 + 2*16<<10; st.SpanBytes > bound {
+	if bound := int64(n/100+1)*size + 2*16<<10; st.SpanBytes > bound {
 		t.Errorf("span bytes %d after freeing 99%% of %d, want at most %d", st.SpanBytes, full, bound)
 	}
 	h.Unpin(first.Object())
@@ -563,9 +565,13 @@ func TestMemoryLimit(t *testing.T) {
 	if n := h.Stats().MemoryLimitHits; n != 2 {
 		t.Errorf("MemoryLimitHits = %d, want 2", n)
 	}
-	// A smaller type does not slip through either.
-	if _, err := reclaim.TryNew[hLeaf](m); !errors.Is(err, reclaim.ErrMemoryLimit) {
-		t.Errorf("TryNew[hLeaf] at the limit: %v, want ErrMemoryLimit", err)
+	// A smaller type does not slip through either: lrW8 is 8 bytes on every
+	// word size, and a span of 1024 of them with its handle words and
+	// bitmaps is larger than the room the last [1024]byte span leaves under
+	// the limit. (hLeaf, an int, is 4 bytes where a word is 32 bits: its
+	// span is smaller than that room, and rightly fits in it.)
+	if _, err := reclaim.TryNew[lrW8](m); !errors.Is(err, reclaim.ErrMemoryLimit) {
+		t.Errorf("TryNew[lrW8] at the limit: %v, want ErrMemoryLimit", err)
 	}
 
 	// The heap stays usable: the roots survive intact, and freeing them
