@@ -287,8 +287,15 @@ func TestBigArrays(t *testing.T) {
 		a   [4096]elem
 	}
 	lt2 := Of(reflect.TypeFor[big2](), nil)
-	if len(lt2.refs) != 0 || len(lt2.ops) != 1 || lt2.ops[0].off != 8 || lt2.ops[0].stride != 16 {
-		t.Fatalf("[4096]elem compiled to %v", lt2)
+	// a at 8 and elem 16 bytes on 64-bit platforms; where a word is 32 bits
+	// a uint64 (the handle) is 4-aligned: a at 4 and elem 12 bytes.
+	var v2 big2
+	off, stride := unsafe.Offsetof(v2.a), unsafe.Sizeof(v2.a[0])
+	if len(lt2.refs) != 0 || len(lt2.ops) != 1 || lt2.ops[0].off != off || lt2.ops[0].stride != stride {
+		t.Fatalf("[4096]elem compiled to %v, want an array at %d, %d bytes apart", lt2, off, stride)
+	}
+	if sub := lt2.ops[0].sub; sub == nil || len(sub.refs) != 1 || sub.refs[0] != unsafe.Offsetof(v2.a[0].r) {
+		t.Fatalf("[4096]elem's element compiled to %v, want the handle at %d", sub, unsafe.Offsetof(v2.a[0].r))
 	}
 	b2 := new(big2)
 	b2.a[0].r, b2.a[4095].r, b2.a[100].a = 4, 5, 6
