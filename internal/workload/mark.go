@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -50,12 +51,17 @@ type goLinks[N any] struct {
 	val                    uint64
 }
 
-// ggnode is gnode with Go pointers (48 bytes in Go's size classes).
+// ggnode is gnode with Go pointers (40 bytes, 48 in Go's size classes; 24
+// where a word is 32 bits).
 type ggnode struct{ goLinks[ggnode] }
 
-// gwnode is wnode with Go pointers (128 bytes).
+// gwnode is wnode with Go pointers (128 bytes). Its four pointers are 16
+// bytes smaller than wnode's four handles where a word is 32 bits, and the
+// first blank field makes that up, so both sides of mark-wide mark 128-byte
+// nodes on every platform (it is empty on 64-bit platforms).
 type gwnode struct {
 	goLinks[gwnode]
+	_ [4 * (8 - unsafe.Sizeof(uintptr(0)))]byte
 	_ [11]uint64
 }
 

@@ -214,10 +214,17 @@ func TestWorkloadsRun(t *testing.T) {
 	rc, ok1 := results["graph-churn/reclaim"]
 	gc, ok2 := results["graph-churn/go"]
 	if ok1 && ok2 {
-		// The Go-pointer graph is 2^14 nodes of 48 bytes, all scannable,
-		// plus its index; the reclaim graph adds only its spans' headers.
-		if rs, gs := rc.Extra["go-scan-graph-MB"], gc.Extra["go-scan-graph-MB"]; !(gs > 0.75) || !(rs < gs/4) {
-			t.Errorf("go-scan-graph-MB: reclaim graph %.3f, Go graph %.3f; want the reclaim one under a quarter of the Go one", rs, gs)
+		// The Go-pointer graph is 2^14 nodes with four pointers each, plus
+		// its index; the reclaim graph adds only its spans' headers. How
+		// much of a node Go counts as scanned depends on its collector:
+		// the whole 48-byte slot where it scans a dense span at once
+		// (amd64 with AVX-512), the bytes up to the last pointer where it
+		// scans object by object (16 where a word is 32 bits). The floor
+		// is the latter for the nodes alone, and holds for both.
+		var g ggnode
+		floor := float64(1<<14) * float64(unsafe.Offsetof(g.x2)+unsafe.Sizeof(g.x2)) / (1 << 20)
+		if rs, gs := rc.Extra["go-scan-graph-MB"], gc.Extra["go-scan-graph-MB"]; !(gs > floor) || !(rs < gs/4) {
+			t.Errorf("go-scan-graph-MB: reclaim graph %.3f, Go graph %.3f; want the Go one over %.3f and the reclaim one under a quarter of it", rs, gs, floor)
 		}
 	}
 	runtime.GC()
