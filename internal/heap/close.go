@@ -240,8 +240,10 @@ type closing struct {
 	round int
 	found int
 	recs  []finRec // this round's finalizers, recs[next:] not run yet; each zeroed once run
-	// held are the objects that a finalizable object whose finalizer
-	// waits for a later round reaches: their cleanups wait with it.
+	// held are the objects whose cleanups wait for a later round: what
+	// a finalizable object whose finalizer waits for a later round
+	// reaches, and what the arguments of cleanups that wait reach
+	// (walkForClose).
 	held    map[handle.Handle]struct{}
 	next    int
 	taken   bool // recs holds this round's finalizers
@@ -348,15 +350,33 @@ func (h *Heap) closeRounds(c *closing) {
 				c.held = held
 			}
 		}
-		n := h.queueAllCleanups(&m.local, c.held)
-		if testHookCloseCleanupsQueued != nil {
+		// The round's cleanups run in waves (cleanupLevels): each one
+		// before those of the objects its argument reaches.
+		var levels map[handle.Handle]int32
+		if h.countRegisteredCleanups() > 0 {
+			levels = h.cleanupLevelsOnOwnGoroutine(c.held)
+		}
+		waves := h.takeCleanupWaves(c.held, levels)
+		n := 0
+		for k := range waves {
+			if k > 0 {
+				h.waitCleanups()
+			}
+			h.queueCleanupWave(&m.local, &waves[k])
+			n += len(waves[k].recs)
+			waves[k] = cleanupWave{}
+			if k == 0 && testHookCloseCleanupsQueued != nil {
+				testHookCloseCleanupsQueued(h)
+			}
+			h.cq.FlushOne(&m.local)
+		}
+		if len(waves) == 0 && testHookCloseCleanupsQueued != nil {
 			testHookCloseCleanupsQueued(h)
 		}
-		h.cq.FlushOne(&m.local)
-		// The calls moved Drain's counters, and the cleanups just taken
-		// off their lists count as pending only now that the last of
-		// them is published: busy, held since takeQueuedFinalizers, ends
-		// here, so a Drain beside Close waits for both.
+		// The calls moved Drain's counters, and the cleanups taken off
+		// their lists count as pending only once published, those of
+		// the last wave now: busy, held since takeQueuedFinalizers, ends
+		// here, so a Drain beside Close waits for all of them.
 		h.releaseCloseBusy(c)
 		h.waitCleanups()
 		c.taken = false
@@ -648,9 +668,12 @@ func isHeld(held map[handle.Handle]struct{}, s *span, i int) bool {
 // table holding it. The visited set is the spans' mark bits, clear since
 // the last sweep, and cleared again before closeOrder returns.
 //
-// held is everything the finalizable objects visited from the roots (those
-// that wait for a later round) reach: the cleanups of those objects wait
-// for their finalizers.
+// held is everything the queued finalizers' objects and the finalizable
+// objects visited from the roots (those that wait for a later round)
+// reach, closed over the arguments of the cleanups that wait
+// (walkForClose): the cleanups of those objects wait for these callbacks.
+// What only the arguments of cleanups that run this round reach is not
+// held: the round runs its cleanups after theirs (cleanupLevels).
 //
 // It walks on a goroutine of its own, which it waits for: the walk runs
 // the embedder's Trace methods, and a panic or a runtime.Goexit there ends
@@ -668,10 +691,11 @@ func (h *Heap) closeOrder() (order []handle.Handle, held map[handle.Handle]struc
 }
 
 // closeHeld is closeOrder's held alone, for a round whose finalizers have
-// run: what the heap's own roots reach, and what every object that has a
+// run: what the queued finalizers' objects and every object that has a
 // finalizer now (one waiting for a later round, or one the round's
-// finalizers set) reaches. Those objects' cleanups wait. ok is false if
-// the walk failed (logged, as closeOrder logs it).
+// finalizers set) reach, closed over the arguments of the cleanups that
+// wait (walkForClose). Those objects' cleanups wait. ok is false if the
+// walk failed (logged, as closeOrder logs it).
 func (h *Heap) closeHeld() (held map[handle.Handle]struct{}, ok bool) {
 	_, held, ok = h.walkOnOwnGoroutine(true)
 	return held, ok
@@ -710,13 +734,18 @@ func (h *Heap) walkOnOwnGoroutine(heldOnly bool) (order []handle.Handle, held ma
 	return order, held, true
 }
 
-// walkForClose is closeOrder's walk. REQUIRES: what closeOrder says.
-// With heldOnly (closeHeld), what every finalizable object reaches is held,
-// and the walk returns no order.
-func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[handle.Handle]struct{}) {
+// closeGraph is the graph Close's walks follow: an object's fields, and,
+// for a WeakMap, its entries' values, and, for a key, the values of its
+// entries (conservative, see closeOrder). Owned by the goroutine walking.
+type closeGraph struct {
+	h *Heap
 	// byKey holds, for each key of a WeakMap entry, the handles the
 	// entry's value holds: edges from the key.
-	byKey := make(map[handle.Handle][]handle.Handle)
+	byKey map[handle.Handle][]handle.Handle
+}
+
+func (h *Heap) newCloseGraph(spans []*span) *closeGraph {
+	g := &closeGraph{h: h, byKey: make(map[handle.Handle][]handle.Handle)}
 	for _, s := range spans {
 		if s.released || s.typ.EphEach == nil {
 			continue
@@ -724,71 +753,193 @@ func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[
 		for i := range s.nslots {
 			s.typ.EphEach(s.ptr(i), func(key handle.Handle, val unsafe.Pointer, lay *layout.Type) {
 				if !lay.NoRefs {
-					byKey[key] = lay.Scan(val, byKey[key])
+					g.byKey[key] = lay.Scan(val, g.byKey[key])
 				}
 			})
 		}
 	}
-	var buf []handle.Handle
-	// children appends what x holds: its fields, and, for a WeakMap, its
-	// entries' values, and, for a key, the values of its entries.
-	children := func(x handle.Handle, s *span, buf []handle.Handle) []handle.Handle {
-		buf = h.scanInto(x, buf)
-		if s.typ.EphEach != nil {
-			s.typ.EphEach(s.ptr(x.Slot()), func(_ handle.Handle, val unsafe.Pointer, lay *layout.Type) {
-				if !lay.NoRefs {
-					buf = lay.Scan(val, buf)
-				}
-			})
-		}
-		return append(buf, byKey[x]...)
+	return g
+}
+
+// children appends what x, in s, holds: its fields, and, for a WeakMap,
+// its entries' values, and, for a key, the values of its entries.
+func (g *closeGraph) children(x handle.Handle, s *span, buf []handle.Handle) []handle.Handle {
+	buf = g.h.scanInto(x, buf)
+	if s.typ.EphEach != nil {
+		s.typ.EphEach(s.ptr(x.Slot()), func(_ handle.Handle, val unsafe.Pointer, lay *layout.Type) {
+			if !lay.NoRefs {
+				buf = lay.Scan(val, buf)
+			}
+		})
 	}
-	// visit marks x visited and returns its span, or nil if x names no
-	// live object or was visited already.
-	visit := func(x handle.Handle) *span {
-		s := h.spans.get(x.Span())
-		if s == nil || x.Heap() != h.id || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
-			return nil
-		}
-		mw, bit := &s.markBits[x.Slot()/64], uint64(1)<<(x.Slot()%64)
-		if old := mw.Load(); old&bit == 0 {
-			mw.Store(old | bit)
-			return s
-		}
+	return append(buf, g.byKey[x]...)
+}
+
+// live returns x's span, or nil if x names no live object of the heap.
+func (g *closeGraph) live(x handle.Handle) *span {
+	h := g.h
+	s := h.spans.get(x.Span())
+	if s == nil || x.Heap() != h.id || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
 		return nil
 	}
-	// The heap's own roots, finalizable objects aside: what they reach
-	// waits for a later round.
-	var stack []handle.Handle
-	h.eachRoot(false, false, func(_ string, _, x handle.Handle) { stack = append(stack, x) })
-	if heldOnly {
-		// No finalizer runs before the cleanups now: what every
-		// finalizable object reaches waits with it.
-		for _, s := range spans {
-			if fin := s.sp.fin.Load(); fin != nil && !s.released {
-				for i, fn := range fin.fn {
-					if fn != nil {
-						stack = append(stack, s.handleAt(uint32(i)))
-					}
+	return s
+}
+
+// visit marks x visited and returns its span, or nil if x names no live
+// object or was visited already.
+func (g *closeGraph) visit(x handle.Handle) *span {
+	s := g.live(x)
+	if s == nil {
+		return nil
+	}
+	mw, bit := &s.markBits[x.Slot()/64], uint64(1)<<(x.Slot()%64)
+	if old := mw.Load(); old&bit == 0 {
+		mw.Store(old | bit)
+		return s
+	}
+	return nil
+}
+
+// cleanupArgs appends what the arguments of slot i's registered cleanups
+// hold, as eachRoot scans them.
+func cleanupArgs(s *span, i uint32, buf []handle.Handle) []handle.Handle {
+	cl := s.sp.cl.Load()
+	if cl == nil || !cl.argRefs.Load() || int(i) >= len(cl.head) {
+		return buf
+	}
+	for c := cl.head[i]; c != nil; c = c.next {
+		if c.registered() {
+			buf = c.r.Scan(buf)
+		}
+	}
+	return buf
+}
+
+// hasRegisteredCleanup reports whether slot i of s has a registered
+// cleanup (neither stopped nor queued).
+func hasRegisteredCleanup(cl *cleanupTable, i int) bool {
+	for c := cl.head[i]; c != nil; c = c.next {
+		if c.registered() {
+			return true
+		}
+	}
+	return false
+}
+
+// walkForClose is closeOrder's walk. REQUIRES: what closeOrder says.
+// With heldOnly (closeHeld), what every finalizable object reaches is held,
+// and the walk returns no order.
+//
+// held is what waits for a later round: the objects that a queued
+// finalizer's object or a finalizable object whose finalizer waits (one a
+// registered cleanup's argument or a queued finalizer's object reaches;
+// with heldOnly, every finalizable object) reaches; and, closing that
+// over cleanups, what the arguments of the registered cleanups of those
+// objects and of finalizable objects reach (a cleanup that does not run
+// this round keeps what its argument reaches alive). An object that only
+// the arguments of cleanups that may run this round reach is not held:
+// the round runs its cleanups after theirs (cleanupLevels).
+func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[handle.Handle]struct{}) {
+	g := h.newCloseGraph(spans)
+	var buf []handle.Handle
+	// The heap's own roots: the queued finalizers' objects, and the
+	// arguments of cleanups.
+	var finRoots, argRoots []handle.Handle
+	h.eachRoot(false, false, func(kind string, _, x handle.Handle) {
+		if kind == rootFinQueue {
+			finRoots = append(finRoots, x)
+		} else {
+			argRoots = append(argRoots, x)
+		}
+	})
+	// walk visits, depth first, what stack reaches; with args, through
+	// registered cleanups' arguments too.
+	walk := func(stack []handle.Handle, args bool) {
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if s := g.visit(x); s != nil {
+				buf = g.children(x, s, buf[:0])
+				if args {
+					buf = cleanupArgs(s, x.Slot(), buf)
+				}
+				stack = append(stack, buf...)
+			}
+		}
+	}
+	// finalizable lists the objects that have a finalizer.
+	var finalizable []handle.Handle
+	for _, s := range spans {
+		if fin := s.sp.fin.Load(); fin != nil && !s.released {
+			for i, fn := range fin.fn {
+				if fn != nil {
+					finalizable = append(finalizable, s.handleAt(uint32(i)))
 				}
 			}
 		}
 	}
-	for len(stack) > 0 {
-		x := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if s := visit(x); s != nil {
-			buf = children(x, s, buf[:0])
-			stack = append(stack, buf...)
+	var post []handle.Handle
+	// waiting are the finalizable objects whose finalizers wait for a
+	// later round: every one with heldOnly, else those the heap's own
+	// roots reach.
+	waiting := finalizable
+	if !heldOnly && len(finalizable) > 0 {
+		// What the heap's own roots reach, finalizable objects aside: a
+		// finalizable object visited waits for a later round.
+		walk(append(slices.Clone(finRoots), argRoots...), false)
+		waiting = nil
+		for _, x := range finalizable {
+			if s := h.spans.get(x.Span()); s.isMarked(x.Slot()) {
+				waiting = append(waiting, x)
+			}
+		}
+		// Depth first from each finalizable object not visited, in
+		// slot order. A frame is a handle, with post set once its
+		// children are pushed: popped again, the walk leaves it.
+		type frame struct {
+			x    handle.Handle
+			post bool
+		}
+		var frames []frame
+		for _, x := range finalizable {
+			frames = append(frames[:0], frame{x: x})
+			for len(frames) > 0 {
+				f := frames[len(frames)-1]
+				frames = frames[:len(frames)-1]
+				if f.post {
+					if h.finalizable(f.x) {
+						post = append(post, f.x)
+					}
+					continue
+				}
+				ys := g.visit(f.x)
+				if ys == nil {
+					continue
+				}
+				frames = append(frames, frame{x: f.x, post: true})
+				buf = g.children(f.x, ys, buf[:0])
+				for _, c := range buf {
+					frames = append(frames, frame{x: c})
+				}
+			}
+		}
+		slices.Reverse(post)
+		clearVisited(spans)
+	}
+	// The cleanups of what a queued finalizer's object or a waiting
+	// finalizable object reaches wait: that callback may still use them
+	// (a collection keeps them alive until it has run; it marks the
+	// referents of finalizable objects). So do those of what the
+	// arguments of cleanups that do not run this round reach: those of
+	// the objects just found, and those of finalizable objects (an
+	// object's cleanups run after its finalizer).
+	roots := append(slices.Clone(finRoots), waiting...)
+	for _, x := range finalizable {
+		if s := g.live(x); s != nil {
+			roots = cleanupArgs(s, x.Slot(), roots)
 		}
 	}
-	// The cleanups of the objects visited so far wait: a queued
-	// finalizer's object, or a registered cleanup's argument, reaches
-	// them, and may still use them (a collection keeps them alive until
-	// that callback has run); and so does a finalizable object visited,
-	// whose finalizer waits for a later round (a collection marks the
-	// referents of finalizable objects), and what it reaches, which the
-	// walk visited through it.
+	walk(roots, true)
 	var held map[handle.Handle]struct{}
 	for _, s := range spans {
 		cl := s.sp.cl.Load()
@@ -807,47 +958,6 @@ func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[
 	if heldOnly {
 		return nil, held
 	}
-	// Depth first from each finalizable object not visited, in slot
-	// order. A frame is a handle, with post set once its children are
-	// pushed: popped again, the walk leaves it.
-	type frame struct {
-		x    handle.Handle
-		post bool
-	}
-	var frames []frame
-	var post []handle.Handle
-	for _, s := range spans {
-		fin := s.sp.fin.Load()
-		if s.released || fin == nil {
-			continue
-		}
-		for i, fn := range fin.fn {
-			if fn == nil {
-				continue
-			}
-			frames = append(frames[:0], frame{x: s.handleAt(uint32(i))})
-			for len(frames) > 0 {
-				f := frames[len(frames)-1]
-				frames = frames[:len(frames)-1]
-				if f.post {
-					if h.finalizable(f.x) {
-						post = append(post, f.x)
-					}
-					continue
-				}
-				ys := visit(f.x)
-				if ys == nil {
-					continue
-				}
-				frames = append(frames, frame{x: f.x, post: true})
-				buf = children(f.x, ys, buf[:0])
-				for _, c := range buf {
-					frames = append(frames, frame{x: c})
-				}
-			}
-		}
-	}
-	slices.Reverse(post)
 	return post, held
 }
 
