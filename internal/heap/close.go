@@ -400,10 +400,9 @@ func (h *Heap) closeRounds(c *closing) {
 // waiting for another. It holds fin.mu.busy until the last is published,
 // as a round does, so that a Drain beside Close waits for them.
 func (h *Heap) queueAllCleanupsNow(c *closing) {
-	f := &h.fin
-	f.mu.Lock()
-	f.mu.busy = true
-	f.mu.Unlock()
+	h.fin.mu.Lock()
+	h.fin.mu.busy = true // released by releaseCloseBusy, as a round's
+	h.fin.mu.Unlock()
 	c.busy = true
 	h.queueAllCleanups(&c.m.local, nil)
 	h.cq.FlushOne(&c.m.local)
@@ -617,19 +616,14 @@ func (h *Heap) anyCleanupsToQueue(held map[handle.Handle]struct{}) bool {
 	found := false
 	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
 		fin := s.sp.fin.Load()
-		for i, c := range cl.head {
+		for i := range cl.head {
 			if found {
 				return
 			}
 			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) {
 				continue
 			}
-			for ; c != nil; c = c.next {
-				if c.registered() {
-					found = true
-					break
-				}
-			}
+			found = hasRegisteredCleanup(cl, i)
 		}
 	})
 	return found
@@ -704,23 +698,12 @@ func (h *Heap) closeHeld() (held map[handle.Handle]struct{}, ok bool) {
 // walkOnOwnGoroutine runs walkForClose on a goroutine of its own, which it
 // waits for (closeOrder).
 func (h *Heap) walkOnOwnGoroutine(heldOnly bool) (order []handle.Handle, held map[handle.Handle]struct{}, ok bool) {
-	var failure any = "runtime.Goexit"
 	spans := h.spanSnapshot()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			clearVisited(spans)
-			if !ok {
-				if v := recover(); v != nil {
-					failure = v
-				}
-			}
-		}()
+	failure := onOwnGoroutine(func() {
+		defer clearVisited(spans)
 		order, held = h.walkForClose(spans, heldOnly)
-		ok = true
-	}()
-	<-done
+	})
+	ok = failure == nil
 	if !ok && heldOnly {
 		h.log.Error("reclaim: Close could not find which cleanups this round's finalizers left waiting (the walk failed: a Trace method panicked or called runtime.Goexit): it queues them as it found them before the finalizers ran",
 			"failure", fmt.Sprint(failure))
@@ -732,6 +715,27 @@ func (h *Heap) walkOnOwnGoroutine(heldOnly bool) (order []handle.Handle, held ma
 		return nil, nil, false
 	}
 	return order, held, true
+}
+
+// onOwnGoroutine runs f, which runs the embedder's Trace methods, on a
+// goroutine of its own and waits for it: a panic there, or a
+// runtime.Goexit, ends that goroutine only. It returns nil if f returned,
+// else the panic's value, or "runtime.Goexit".
+func onOwnGoroutine(f func()) (failure any) {
+	failure = "runtime.Goexit"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				failure = v
+			}
+		}()
+		f()
+		failure = nil
+	}()
+	<-done
+	return failure
 }
 
 // closeGraph is the graph Close's walks follow: an object's fields, and,
@@ -775,20 +779,10 @@ func (g *closeGraph) children(x handle.Handle, s *span, buf []handle.Handle) []h
 	return append(buf, g.byKey[x]...)
 }
 
-// live returns x's span, or nil if x names no live object of the heap.
-func (g *closeGraph) live(x handle.Handle) *span {
-	h := g.h
-	s := h.spans.get(x.Span())
-	if s == nil || x.Heap() != h.id || x.Slot() >= s.nslots || s.hv[x.Slot()].Load() != uint64(x) {
-		return nil
-	}
-	return s
-}
-
 // visit marks x visited and returns its span, or nil if x names no live
 // object or was visited already.
 func (g *closeGraph) visit(x handle.Handle) *span {
-	s := g.live(x)
+	s := g.h.liveSpan(x)
 	if s == nil {
 		return nil
 	}
@@ -935,7 +929,7 @@ func (h *Heap) walkForClose(spans []*span, heldOnly bool) ([]handle.Handle, map[
 	// object's cleanups run after its finalizer).
 	roots := append(slices.Clone(finRoots), waiting...)
 	for _, x := range finalizable {
-		if s := g.live(x); s != nil {
+		if s := h.liveSpan(x); s != nil {
 			roots = cleanupArgs(s, x.Slot(), roots)
 		}
 	}

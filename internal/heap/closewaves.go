@@ -101,7 +101,7 @@ func (h *Heap) cleanupLevels(spans []*span, held map[handle.Handle]struct{}) map
 				continue
 			}
 			x := s.handleAt(uint32(i))
-			if g.live(x) == nil {
+			if g.h.liveSpan(x) == nil {
 				continue
 			}
 			if buf = cleanupArgs(s, uint32(i), buf[:0]); len(buf) == 0 {
@@ -120,7 +120,7 @@ func (h *Heap) cleanupLevels(spans []*span, held map[handle.Handle]struct{}) map
 					k := f.pos
 					f.pos++
 					y := adj[k].to
-					ys := g.live(y)
+					ys := g.h.liveSpan(y)
 					if ys == nil || isHeld(held, ys, int(y.Slot())) {
 						continue
 					}
@@ -176,7 +176,7 @@ func (h *Heap) cleanupLevels(spans []*span, held map[handle.Handle]struct{}) map
 	}
 	var levels map[handle.Handle]int32
 	for v, x := range nodes {
-		if l := level[comp[v]]; l != 0 && hasCleanups(g.live(x), x.Slot()) {
+		if l := level[comp[v]]; l != 0 && hasCleanups(g.h.liveSpan(x), x.Slot()) {
 			if levels == nil {
 				levels = make(map[handle.Handle]int32)
 			}
@@ -201,25 +201,9 @@ func hasCleanups(s *span, i uint32) bool {
 // If the walk fails (a Trace method panicked or called runtime.Goexit),
 // it logs the failure, and every cleanup of the round is at level 0.
 func (h *Heap) cleanupLevelsOnOwnGoroutine(held map[handle.Handle]struct{}) map[handle.Handle]int32 {
-	var failure any = "runtime.Goexit"
 	var levels map[handle.Handle]int32
-	ok := false
 	spans := h.spanSnapshot()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if !ok {
-				if v := recover(); v != nil {
-					failure = v
-				}
-			}
-		}()
-		levels = h.cleanupLevels(spans, held)
-		ok = true
-	}()
-	<-done
-	if !ok {
+	if failure := onOwnGoroutine(func() { levels = h.cleanupLevels(spans, held) }); failure != nil {
 		h.log.Error("reclaim: Close could not order this round's cleanups (the walk that orders them failed: a Trace method panicked or called runtime.Goexit): it queues them all at once",
 			"failure", fmt.Sprint(failure))
 		return nil
