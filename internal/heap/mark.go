@@ -416,6 +416,15 @@ func (e *markSpan) tagAt(i uint32) uint8 { return *(*uint8)(unsafe.Add(unsafe.Po
 // than 255 have different tags.
 func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
 
+// localOK reports whether x, a handle into span s (x.Span() == s.idx), passes
+// the mark's check (greyAll's): of this heap (hid), a slot in range, its
+// tag the slot's, and the slot allocated. markLocal's and scanLinear's
+// form, from the span's slices.
+func localOK(tags []uint8, alloc []uint64, hid uint32, x handle.Handle) bool {
+	j := x.Slot()
+	return j < uint32(len(tags)) && tags[j] == markTag(x) && x.Heap() == hid && alloc[j/64]&(1<<(j%64)) != 0
+}
+
 // allocAt reports whether slot i of e's span is allocated. REQUIRES: i <
 // e.nslots, the world stopped (the caches flushed: allocBits exact).
 func (e *markSpan) allocAt(i uint32) bool {
@@ -1236,11 +1245,11 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 	w.locHit += uint32(len(loc))
 	tags, alloc, hid := s.markTags, s.allocBits, w.h.id
 	for _, x := range loc {
-		j := x.Slot()
-		if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid || alloc[j/64]&(1<<(j%64)) == 0 {
+		if !localOK(tags, alloc, hid, x) {
 			w.refs = append(w.refs, x)
 			continue
 		}
+		j := x.Slot()
 		jw, bit := int(j/64), uint64(1)<<(j%64)
 		mw := &s.markBits[jw]
 		old := mw.Load()
@@ -1304,11 +1313,11 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 				refs = append(refs, x)
 				continue
 			}
-			j := x.Slot()
-			if j >= uint32(len(tags)) || tags[j] != markTag(x) || x.Heap() != hid || alloc[j/64]&(1<<(j%64)) == 0 {
+			if !localOK(tags, alloc, hid, x) {
 				refs = append(refs, x)
 				continue
 			}
+			j := x.Slot()
 			hit++
 			jw, bit := int(j/64), uint64(1)<<(j%64)
 			if jw == wi {
@@ -1426,7 +1435,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	// that has a finalizer is most of the roots' cost when there are many,
 	// as the runtime's markrootSpans, which its workers share in shards;
 	// scanning only those not reached makes live ones cost nothing more.
-	roots := h.gatherRoots(nil, false, true)
+	roots := h.gatherRoots(nil, false)
 	nw := h.cfg.MarkWorkers
 	pool := newWorkPool(nw)
 	workers := make([]*markWorker, nw)
@@ -1623,12 +1632,12 @@ const (
 	rootFinEntry    = "held by an entry of a finalizable table"
 )
 
-// gatherRoots appends every root handle: pinned objects and the
-// embedder's roots (if embedder), queued finalizer records, cleanup
-// arguments (queued and registered), and, if finReferents, the referents
-// of finalizable objects (seed 003: the object is scanned, not marked).
-func (h *Heap) gatherRoots(buf []handle.Handle, finReferents, embedder bool) []handle.Handle {
-	h.eachRoot(finReferents, embedder, func(_ string, from, x handle.Handle) { buf = append(buf, x) })
+// gatherRoots appends every root handle: pinned objects, the embedder's
+// roots, queued finalizer records, cleanup arguments (queued and
+// registered), and, if finReferents, the referents of finalizable objects
+// (seed 003: the object is scanned, not marked).
+func (h *Heap) gatherRoots(buf []handle.Handle, finReferents bool) []handle.Handle {
+	h.eachRoot(finReferents, true, func(_ string, from, x handle.Handle) { buf = append(buf, x) })
 	return buf
 }
 
