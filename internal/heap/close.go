@@ -720,7 +720,8 @@ func (h *Heap) walkOnOwnGoroutine(heldOnly bool) (order []handle.Handle, held ma
 // onOwnGoroutine runs f, which runs the embedder's Trace methods, on a
 // goroutine of its own and waits for it: a panic there, or a
 // runtime.Goexit, ends that goroutine only. It returns nil if f returned,
-// else the panic's value, or "runtime.Goexit".
+// else the panic's value, or "runtime.Goexit". What f writes (and the
+// failure) the caller reads after the close of done, which orders it.
 func onOwnGoroutine(f func()) (failure any) {
 	failure = "runtime.Goexit"
 	done := make(chan struct{})
