@@ -6,6 +6,7 @@ import (
 	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/heap"
+	"github.com/reclaimgc/reclaim/internal/layout"
 )
 
 // Cleanup is a handle on a cleanup registered with AddCleanup. It points
@@ -71,13 +72,28 @@ func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 // two mutators that add cleanups to one object at the same time must
 // synchronize, as they must to write its fields. Cleanup.Stop may be called
 // from any goroutine at any time.
+//
+// Misuse (a nil, freed or foreign r, a detached mutator or one another
+// goroutine is using, arg the object itself) panics before anything is
+// kept: neither cleanup nor arg stays reachable from the heap.
 func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup {
 	if cleanup == nil {
 		panic("reclaim: AddCleanup with a nil cleanup function")
 	}
+	// Every check comes before a record is taken or m's caches are
+	// touched: a misuse panics leaving no record that holds cleanup and
+	// arg, and nothing of m's written from a goroutine that does not own
+	// it. With no safepoint in between, l is still r's object's list when
+	// the record is linked.
+	l := m.m.CleanupList(r.h)
 	e := argCache[S](m)
 	typ := e.typ
 	lay := typ.Layout
+	// A Ref[U] or Object arg naming r's object (r.h is not zero: checked).
+	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) &&
+		*(*handle.Handle)(unsafe.Pointer(&arg)) == r.h && refsIn(lay, arg) == 1 {
+		panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
+	}
 	var rec *cleanupRec[S]
 	if c := m.m.ReuseCleanup(typ); c != nil {
 		// A stopped record of this type, unlinked: the special is the
@@ -90,15 +106,17 @@ func AddCleanup[T, S any](m *Mutator, r Ref[T], cleanup func(S), arg S) Cleanup 
 		rec.Init(rec, typ)
 	}
 	rec.fn, rec.arg = cleanup, arg
-	// Check the copy in the record, so that arg itself does not escape: a
-	// Ref[U] or Object arg naming r's object.
-	if !lay.NoRefs && unsafe.Sizeof(arg) == unsafe.Sizeof(handle.Handle(0)) {
-		if x := *(*handle.Handle)(unsafe.Pointer(&rec.arg)); x == r.h && x != 0 && len(lay.Scan(unsafe.Pointer(&rec.arg), nil)) == 1 {
-			panic("reclaim: AddCleanup: arg is the object itself, so the cleanup could never run")
-		}
-	}
-	m.m.AddCleanup(r.h, &rec.CleanupSpecial)
+	m.m.LinkCleanup(l, &rec.CleanupSpecial)
 	return Cleanup{&rec.CleanupSpecial, rec.Gen()}
+}
+
+// refsIn returns how many handles lay finds in arg. It scans its own copy
+// of arg, which escapes, so that AddCleanup's arg does not: the copy is
+// made only when arg may be the object itself.
+//
+//go:noinline
+func refsIn[S any](lay *layout.Type, arg S) int {
+	return len(lay.Scan(unsafe.Pointer(&arg), nil))
 }
 
 // cleanupSlab is how many records AddCleanup allocates at once. Go's

@@ -367,20 +367,39 @@ type cleanupTable struct {
 	argRefs atomic.Bool
 }
 
-// AddCleanup registers the cleanup c on x. The fast path is the one of
-// SetFinalizer: a span lookup, the sweepgen check and a plain push on the
-// slot's list (see specials); anything else takes the slow path.
+// AddCleanup registers the cleanup c on x: LinkCleanup on x's
+// CleanupList.
 func (m *Mutator) AddCleanup(x handle.Handle, c *CleanupSpecial) {
-	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
-		if t := s.sp.cl.Load(); t != nil {
-			t.push(m, i, c)
-			return
-		}
-	}
-	m.addCleanupSlow(x, c)
+	m.LinkCleanup(m.CleanupList(x), c)
 }
 
-func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
+// CleanupList is an object's list of cleanups, as CleanupList found it
+// for LinkCleanup.
+type CleanupList struct {
+	t *cleanupTable
+	i uint32 // the object's slot
+}
+
+// CleanupList makes AddCleanup's checks of m and x and returns x's list
+// of cleanups. It panics if m is detached or in another goroutine's slow
+// path, or x does not name a live object of m's heap, before it touches
+// anything of m's: a caller that checks first and only then takes a
+// record leaves nothing behind on misuse. The list is good for one
+// LinkCleanup on m before m's next safepoint (no cycle can free x or
+// drop its table in between).
+//
+// The fast path is the one of SetFinalizer: a span lookup and the
+// sweepgen check; anything else takes the slow path.
+func (m *Mutator) CleanupList(x handle.Handle) CleanupList {
+	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
+		if t := s.sp.cl.Load(); t != nil {
+			return CleanupList{t, i}
+		}
+	}
+	return m.cleanupListSlow(x)
+}
+
+func (m *Mutator) cleanupListSlow(x handle.Handle) CleanupList {
 	h := m.enter("AddCleanup")
 	defer m.leave()
 	s := h.check(x, "AddCleanup")
@@ -395,8 +414,13 @@ func (m *Mutator) addCleanupSlow(x handle.Handle, c *CleanupSpecial) {
 	if t == nil {
 		t = install(&s.sp.cl, &cleanupTable{head: make([]*CleanupSpecial, s.nslots)})
 	}
-	t.push(m, x.Slot(), c)
+	return CleanupList{t, x.Slot()}
 }
+
+// LinkCleanup registers the cleanup c on the object whose list l is,
+// which m's CleanupList returned since m's last safepoint: a plain push
+// on the slot's list (see specials). It does not panic.
+func (m *Mutator) LinkCleanup(l CleanupList, c *CleanupSpecial) { l.t.push(m, l.i, c) }
 
 // push links c at the head of slot i's list, first dropping the stopped
 // records at the head, and every stopped record once the list has doubled
