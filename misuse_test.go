@@ -184,6 +184,22 @@ func TestMisuseUnpinNotPinned(t *testing.T) {
 	wantPanic(t, func() { h.Pin(r.Object()) }, "Pin of a ref to a freed object")
 }
 
+// TestMisusePinAfterClose: once Close has released the objects, Pin and
+// Unpin panic saying the heap is closed, also for a pin Close dropped
+// (before, Unpin said it was not pinned or named a freed object).
+func TestMisusePinAfterClose(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	r := reclaim.New[misuseObj](m)
+	h.Pin(r.Object())
+	m.Detach()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantPanic(t, func() { h.Unpin(r.Object()) }, "reclaim: Unpin on a closed heap")
+	wantPanic(t, func() { h.Pin(r.Object()) }, "reclaim: Pin on a closed heap")
+	wantPanic(t, func() { h.Pin(reclaim.Object{}) }, "reclaim: Pin on a closed heap")
+}
+
 func TestMisuseCleanupArgIsObject(t *testing.T) {
 	_, m := misuseHeap(t, reclaim.Options{})
 	r := reclaim.New[misuseObj](m)

@@ -249,10 +249,15 @@ func (h *Heap) Drain(ctx context.Context) error { return h.h.Drain(ctx) }
 // mutator is detached) one may, so o must then be reachable by other
 // means until Pin returns, as for any ref held outside the heap: an
 // object the collection finds unreachable meanwhile is freed and Pin, or
-// the matching Unpin, panics with a freed-object message.
+// the matching Unpin, panics with a freed-object message. Close drops
+// every pin when it releases the objects; from then on Pin and Unpin
+// panic ("reclaim: Pin on a closed heap"). A Pin or Unpin on another
+// goroutine while Close runs either counts as usual, before that release,
+// or panics so.
 func (h *Heap) Pin(o Object) { h.h.Pin(o.h) }
 
-// Unpin undoes one Pin. Unpinning an object that is not pinned panics.
+// Unpin undoes one Pin. Unpinning an object that is not pinned panics, and
+// so does Unpin once Close has released the objects, as Pin does.
 func (h *Heap) Unpin(o Object) { h.h.Unpin(o.h) }
 
 // AddExternal records bytes of memory held outside the heap on its

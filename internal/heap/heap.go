@@ -212,7 +212,7 @@ type Heap struct {
 		running  int                   // attached mutators running (see Mutator's table); the leader counts itself out
 		mutators map[*Mutator]struct{} // attached mutators: Attach, attachClosing; Detach removes
 		closed   bool                  // Close has begun: no cycle starts, one still stopping the world gives up (waitStoppedLocked), and Close waits for stw to clear
-		dead     bool                  // Close has released the spans: Attach panics, and so does refill (New on a mutator left attached)
+		dead     bool                  // Close has released the spans: Attach, Pin and Unpin panic, and so does refill (New on a mutator left attached)
 
 		// allspans holds every span in use, and released ones until the
 		// next flip drops them (readers skip those).
@@ -395,32 +395,36 @@ func (h *Heap) AddExternal(n int64) {
 	}
 }
 
-// Pin adds a counted root.
+// Pin adds a counted root. Once Close has released the heap's objects
+// (mu.dead), Pin panics: checked under mu, with the count, so that a Pin
+// racing Close either counts before Close drops every pin or panics, and
+// never adds to the table of a closed heap.
 func (h *Heap) Pin(x handle.Handle) {
-	s := h.check(x, "Pin")
-	if s.sweepgen.Load() != h.sweepgen.Load() {
+	if s := h.liveSpan(x); s != nil && s.sweepgen.Load() != h.sweepgen.Load() {
 		// The last mark may have found the object unreachable: sweep its
 		// span first (as SetFinalizer does), so a dead object is never
-		// pinned. Pin may run on a goroutine that is not a mutator, so the
-		// sweep gets a cleanup block of its own (sweepOwn).
+		// pinned (the check below fails). Pin may run on a goroutine that
+		// is not a mutator, so the sweep gets a cleanup block of its own
+		// (sweepOwn).
 		h.sweepOwn(func(local *cleanupq.Local) {
 			h.ensureSwept(s, local)
 			if testHookPinSwept != nil {
 				testHookPinSwept()
 			}
 		})
-		h.check(x, "Pin")
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checkPinLocked(x, "Pin")
 	h.mu.pins[x]++
-	h.mu.Unlock()
 }
 
-// Unpin removes one count of a root added by Pin.
+// Unpin removes one count of a root added by Pin. Once Close has released
+// the heap's objects, and the pins with them, Unpin panics as Pin does.
 func (h *Heap) Unpin(x handle.Handle) {
-	h.check(x, "Unpin")
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.checkPinLocked(x, "Unpin")
 	n, ok := h.mu.pins[x]
 	if !ok {
 		panic(fmt.Sprintf("reclaim: Unpin of an object that is not pinned (%v)", x))
@@ -430,6 +434,17 @@ func (h *Heap) Unpin(x handle.Handle) {
 	} else {
 		h.mu.pins[x] = n - 1
 	}
+}
+
+// checkPinLocked is check for Pin and Unpin, which any goroutine may call,
+// also while Close runs: once Close has released the objects (and cleared
+// the pins), they panic saying the heap is closed, not that the ref names
+// a freed object or an object not pinned. REQUIRES: h.mu held.
+func (h *Heap) checkPinLocked(x handle.Handle, op string) {
+	if h.mu.dead {
+		panic("reclaim: " + op + " on a closed heap")
+	}
+	h.check(x, op)
 }
 
 // check panics unless x names a live object of h.
