@@ -64,7 +64,8 @@ func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 // cleanup has run (found as in an object: Ref and Object fields by
 // reflection, or the Trace method if *S implements Tracer); if arg leads back to the object, the cleanup can never run
 // (Options.Debug reports it), and if arg is the object itself AddCleanup
-// panics. A cleanup is not a mutator: one that needs the heap attaches a
+// panics. AddCleanup panics too if S holds a WeakMap by value or is one,
+// as New does for such a type: pass the WeakMap's Ref instead. A cleanup is not a mutator: one that needs the heap attaches a
 // mutator of its own. A cleanup that panics is reported through
 // Options.OnPanic and the others go on.
 //

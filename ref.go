@@ -319,9 +319,22 @@ func cleanupType[S any](key unsafe.Pointer) *heap.CleanupType {
 	if t, ok := cleanupTypes.Load(key); ok {
 		return t.(*heap.CleanupType)
 	}
+	// A WeakMap held by value in the argument is refused as in an object
+	// (registerType), and so is an argument that is a WeakMap: either way
+	// the argument's layout would report the table's keys, and keep them
+	// alive until the cleanup has run. Refused before anything is stored,
+	// so that the type panics again when asked again.
+	st := reflect.TypeFor[S]()
+	where := weakMapInside(st)
+	if where == "" && isWeakMap(st) {
+		where = "itself"
+	}
+	if where != "" {
+		panic(fmt.Sprintf("reclaim: AddCleanup: arg type %v holds a WeakMap by value (%s): a WeakMap is an ephemeron table only as an object of its own; allocate it with New and pass its Ref (in a cleanup's argument its keys and values would be kept alive until the cleanup has run)", st, where))
+	}
 	// An argument whose type implements Tracer is scanned by its Trace
 	// method, as an object of that type is.
-	t, _ := cleanupTypes.LoadOrStore(key, &heap.CleanupType{Layout: layout.Of(reflect.TypeFor[S](), tracerFunc[S]())})
+	t, _ := cleanupTypes.LoadOrStore(key, &heap.CleanupType{Layout: layout.Of(st, tracerFunc[S]())})
 	return t.(*heap.CleanupType)
 }
 
