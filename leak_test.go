@@ -268,14 +268,18 @@ func retainingPathAgainstCollection(t *testing.T, seed uint64, foreign reclaim.R
 			tb.Get(m).Set(nodes[rng.IntN(n)], nodes[rng.IntN(n)])
 		}
 	}
-	// A table refuses a key of another heap than its keys', but takes one
-	// as its first key (it has no mutator to know its own heap), and the
-	// collection treats it as a dead key: only tables left empty take it.
+	// A table refuses a key of another heap than its own, but one the
+	// program zeroed forgets its heap and takes any as its first key, and
+	// the collection treats it as a dead key: only empty tables, zeroed,
+	// take it.
 	foreignTab := make([]bool, nt)
 	for range rng.IntN(3) {
 		i := rng.IntN(nt)
 		tb, v := tabs[i].Get(m), nodes[rng.IntN(n)]
 		if tb.Len() == 0 || foreignTab[i] {
+			if !foreignTab[i] {
+				*tb = PathTable{}
+			}
 			tb.Set(foreign, v)
 			foreignTab[i] = true
 		}

@@ -406,7 +406,7 @@ func TestMisuseWeakMapByValue(t *testing.T) {
 	}
 }
 
-// A WeakMap key that is freed, or of another heap than the table's keys,
+// A WeakMap key that is freed, or of another heap than the table's,
 // panics in Set, Get, Has and Delete as every other use of such a ref does
 // (Set took it, and the next collection deleted the entry, dropping its
 // value, as if its key had died).
@@ -436,6 +436,58 @@ func TestMisuseWeakMapKey(t *testing.T) {
 	wantPanic(t, func() { tm.Delete(foreign) }, "WeakMap.Delete of a ref from another heap")
 	if v, ok := tm.Get(k); !ok || v != 1 || tm.Len() != 1 {
 		t.Errorf("Get(k) = %d, %v with Len %d; want 1, true with Len 1", v, ok, tm.Len())
+	}
+	// k took stale's slot; stale names the freed object still.
+	if slotOf(k.Object()) != slotOf(stale.Object()) {
+		t.Fatalf("k is %v, not in the slot of the freed %v", k, stale)
+	}
+	wantPanic(t, func() { tm.Set(stale, 3) }, "WeakMap.Set of a ref to a freed object")
+	if v, ok := tm.Get(k); !ok || v != 1 || tm.Len() != 1 {
+		t.Errorf("after a refused Set, Get(k) = %d, %v with Len %d; want 1, true with Len 1", v, ok, tm.Len())
+	}
+}
+
+// A table knows its heap from New on: a key of another heap is refused
+// from the first Set on (the table took the heap of its first key as its
+// own, and then refused its own heap's keys), and by a table whose slot
+// held a freed table before; a refused Set leaves the table as it was.
+func TestMisuseWeakMapForeignFirstKey(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1})
+	_, m2 := misuseHeap(t, reclaim.Options{GCPercent: -1})
+	foreign := reclaim.New[misuseObj](m2)
+	type table = reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]
+	for _, reuse := range []bool{false, true} {
+		var freed reclaim.Ref[table]
+		if reuse {
+			freed = reclaim.New[table](m) // freed by the collection: its slot is the next table's
+			m.Collect()
+		}
+		tab := reclaim.New[table](m)
+		h.Pin(tab.Object())
+		if reuse && slotOf(tab.Object()) != slotOf(freed.Object()) {
+			t.Fatalf("the table is %v, not in the slot of the freed %v", tab, freed)
+		}
+		k, v := reclaim.New[misuseObj](m), reclaim.New[misuseObj](m)
+		tm := tab.Get(m)
+		wantPanic(t, func() { tm.Set(foreign, v) }, "WeakMap.Set of a ref from another heap")
+		wantPanic(t, func() { tm.Get(foreign) }, "WeakMap.Get of a ref from another heap")
+		wantPanic(t, func() { tm.Has(foreign) }, "WeakMap.Has of a ref from another heap")
+		wantPanic(t, func() { tm.Delete(foreign) }, "WeakMap.Delete of a ref from another heap")
+		if n := tm.Len(); n != 0 {
+			t.Errorf("reused slot %v: Len %d after a refused Set, want 0", reuse, n)
+		}
+		if pv, panicked := panicValue(func() { tm.Set(k, v) }); panicked {
+			t.Fatalf("reused slot %v: Set of a key of the table's own heap panicked: %v", reuse, pv)
+		}
+		if got, ok := tm.Get(k); !ok || got != v || tm.Len() != 1 {
+			t.Errorf("reused slot %v: Get(k) = %v, %v with Len %d; want %v, true with Len 1", reuse, got, ok, tm.Len(), v)
+		}
+		wantPanic(t, func() { tm.Set(foreign, v) }, "WeakMap.Set of a ref from another heap")
+		if got, ok := tm.Get(k); !ok || got != v || tm.Len() != 1 {
+			t.Errorf("reused slot %v: after a refused Set, Get(k) = %v, %v with Len %d; want %v, true with Len 1", reuse, got, ok, tm.Len(), v)
+		}
+		h.Pin(k.Object())
+		h.Pin(v.Object())
 	}
 }
 
@@ -511,10 +563,18 @@ func TestMisuseMutatorFromTwoGoroutinesFastPaths(t *testing.T) {
 	h.Unpin(r2.Object())
 }
 
-// A WeakMap of one heap given a key of another: its entry cannot be kept
-// (the mark cannot tell whether the key lives), and the mark deletes it.
-// It counts the key as a foreign ref, as it counts one in a field, so that
-// the loss is reported rather than silent.
+// slotOf returns the heap, span and slot o names, without its generation.
+func slotOf(o reclaim.Object) string {
+	s, _, _ := strings.Cut(o.String(), " gen ")
+	return s
+}
+
+// A WeakMap of one heap given a key of another: Set refuses it
+// (TestMisuseWeakMapKey), but a table the program zeroed has forgotten its
+// heap and takes any first key. Its entry cannot be kept (the mark cannot
+// tell whether the key lives), and the mark deletes it. It counts the key
+// as a foreign ref, as it counts one in a field, so that the loss is
+// reported rather than silent.
 func TestMisuseWeakMapForeignKey(t *testing.T) {
 	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1})
 	h2, m2 := misuseHeap(t, reclaim.Options{GCPercent: -1})
@@ -525,10 +585,12 @@ func TestMisuseWeakMapForeignKey(t *testing.T) {
 		if refs {
 			tab := reclaim.New[reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]](m)
 			h.Pin(tab.Object())
+			*tab.Get(m) = reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]{}
 			tab.Get(m).Set(k, reclaim.New[misuseObj](m))
 		} else {
 			tab := reclaim.New[reclaim.WeakMap[misuseObj, int]](m)
 			h.Pin(tab.Object())
+			*tab.Get(m) = reclaim.WeakMap[misuseObj, int]{}
 			tab.Get(m).Set(k, 1)
 		}
 		m.Collect()

@@ -264,6 +264,7 @@ func registerType[T any]() *heap.Type {
 	custom := tracerFunc[T]()
 	var ephEach func(p unsafe.Pointer, f func(handle.Handle, unsafe.Pointer, *layout.Type))
 	var ephPrune func(p unsafe.Pointer, dead func(handle.Handle) bool)
+	var ephHeapOff uintptr
 	if isWeakMap(rt) {
 		// An ephemeron table's entries are traced by the ephemeron
 		// machinery only; its own layout reports nothing.
@@ -274,13 +275,17 @@ func registerType[T any]() *heap.Type {
 		ephPrune = func(p unsafe.Pointer, dead func(handle.Handle) bool) {
 			any((*T)(p)).(ephemeronTable).ephPrune(dead)
 		}
+		// A table knows its heap from its span on (WeakMap.heap).
+		f, _ := rt.FieldByName("heap")
+		ephHeapOff = f.Offset
 	}
 	t := heap.RegisterType(&heap.Type{
-		EphEach:  ephEach,
-		EphPrune: ephPrune,
-		Name:     rt.String(),
-		Layout:   layout.Of(rt, custom),
-		Size:     rt.Size(),
+		EphEach:    ephEach,
+		EphPrune:   ephPrune,
+		EphHeapOff: ephHeapOff,
+		Name:       rt.String(),
+		Layout:     layout.Of(rt, custom),
+		Size:       rt.Size(),
 		NewSlab: func(n int) unsafe.Pointer {
 			return unsafe.Pointer(unsafe.SliceData(make([]T, n)))
 		},

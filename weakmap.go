@@ -51,19 +51,22 @@ type WeakMap[K, V any] struct {
 	keys []handle.Handle
 	vals []V
 
-	// heap is the id of the heap of the table's keys, or 0 before the
-	// first Set: written by that Set, read by Set, Get, Has and Delete,
-	// which refuse a key of another heap. Like the other fields, used by
-	// mutators between safepoints; the collector does not read it.
+	// heap is the id of the table's heap, which Set, Get, Has and Delete
+	// read to refuse a key of another heap. Written by the heap in every
+	// slot of the table's span (heap.Type.EphHeapOff): when the span is
+	// made, h.mu held, before it is published, and again by the sweep
+	// after it zeroes a freed table, before the slot can be allocated; so
+	// a table allocated with New has it from the start. The collector
+	// does not read it. A WeakMap made outside the heap, or zeroed by
+	// the program, has 0 until its first Set, which writes its key's heap;
+	// like the other fields, used by mutators between safepoints.
 	heap uint32
 }
 
 // Set stores v under k. It panics if k is nil, names a freed object, or
-// belongs to another heap than the keys the table was given before. A
-// table does not know its own heap: a key of another heap than the
-// table's is a misuse Set cannot see, and the table's heap's next
-// collection deletes its entry, counting the key in
-// Stats.ForeignRefsInMark and warning as it does of any foreign ref.
+// belongs to another heap than the table; the table is then unchanged.
+// Refs inside v are not checked, as a store into an object's field is not:
+// a stale or foreign one is caught by the next mark and by Get.
 func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
 	if k.h == 0 {
 		panic("reclaim: WeakMap.Set with a nil key")
@@ -86,7 +89,7 @@ func (t *WeakMap[K, V]) Set(k Ref[K], v V) {
 }
 
 // Get returns the value stored under k. It panics if k names a freed object
-// or belongs to another heap than the table's keys; a nil k has no value.
+// or belongs to another heap than the table; a nil k has no value.
 func (t *WeakMap[K, V]) Get(k Ref[K]) (V, bool) {
 	if k.h != 0 {
 		checkKey(t.heap, k.h, "WeakMap.Get")
@@ -151,7 +154,8 @@ func (t *WeakMap[K, V]) removeAt(i int32) {
 }
 
 // checkKey panics unless k, a non-nil key, names a live object of the heap
-// tab (the id of the heap of a table's keys; 0 for a table given none yet).
+// tab (a table's heap; 0 for a table made outside the heap, or zeroed by
+// the program, and given no key yet).
 // Without a mutator, it finds k's heap by k's id: a key of a closed heap is
 // freed, as every object of a closed heap is. An object the last mark
 // found unreachable and that is not yet swept still passes, as it does

@@ -269,8 +269,9 @@ func (h *Heap) checkEphemerons() {
 
 // finishEphemerons prunes the tables found this mark and resets the state.
 // It counts the keys of another heap among the entries it deletes: a
-// misuse (WeakMap.Set cannot tell the table's heap), reported as a foreign
-// ref in a live object is, not a silent loss of the entry.
+// misuse (the first Set of a table the program zeroed cannot tell the
+// table's heap), reported as a foreign ref in a live object is, not a
+// silent loss of the entry.
 // REQUIRES: world stopped, marking complete.
 func (h *Heap) finishEphemerons() (pruned int, foreign int64) {
 	tables := h.resetEphemerons()

@@ -40,6 +40,15 @@ type Type struct {
 	// stopped. nil for other types.
 	EphEach  func(p unsafe.Pointer, f func(key handle.Handle, val unsafe.Pointer, lay *layout.Type))
 	EphPrune func(p unsafe.Pointer, dead func(key handle.Handle) bool)
+	// EphHeapOff is, for an ephemeron table type, the offset in an
+	// element of a uint32 in which the heap keeps its id, in every slot
+	// of the type's spans, allocated or free, so that a table knows its
+	// heap from its allocation on (and refuses a key of another). The heap
+	// writes it when it makes a span (newSpanLocked), before the span is
+	// published, and after the sweep zeroes a freed table (clearDead),
+	// before the slot can be allocated again; the table reads it. Unused
+	// for a type without EphEach.
+	EphHeapOff uintptr
 }
 
 var types struct {
@@ -290,6 +299,13 @@ func (s *span) ptr(i uint32) unsafe.Pointer {
 	return unsafe.Add(s.base, uintptr(i)*s.elemSize)
 }
 
+// setEphHeap writes h's id into slot i of s, a span of an ephemeron table
+// type (Type.EphHeapOff). REQUIRES: slot i free, and s not yet published
+// or its slot i just zeroed by the sweeper that claimed s.
+func (h *Heap) setEphHeap(s *span, i uint32) {
+	*(*uint32)(unsafe.Add(s.ptr(i), s.typ.EphHeapOff)) = h.id
+}
+
 // handleAt returns the handle of slot i's current (or next) object.
 func (s *span) handleAt(i uint32) handle.Handle { return handle.Handle(s.hv[i].Load()) }
 
@@ -494,6 +510,13 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		x := handle.Pack(h.id, idx, uint32(i), floor)
 		storeFreedGen(&s.hv[i], uint64(x))
 		s.markTags[i] = markTag(x)
+	}
+	if t.EphEach != nil {
+		// Every slot, a spare's too: its slots have the id already
+		// (spares are the heap's own), but nothing else says so.
+		for i := range n {
+			h.setEphHeap(s, i)
+		}
 	}
 	s.sweepgen.Store(h.sweepgen.Load())
 	h.spans.setLocked(idx, s)

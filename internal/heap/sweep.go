@@ -315,7 +315,9 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 // bit per slot) names. Objects of types without Go pointers are zeroed one
 // run of consecutive slots at a time, with one clear (memclr) per run;
 // objects holding Go pointers with typed stores, one by one, so that Go's
-// collector can release what they referenced.
+// collector can release what they referenced. An ephemeron table (which
+// holds Go pointers: a WeakMap's map), zeroed, gets its heap's id back
+// (Type.EphHeapOff) before its slot can be allocated again.
 func (h *Heap) clearDead(s *span, dead []uint64) {
 	if s.elemSize == 0 {
 		return
@@ -323,7 +325,11 @@ func (h *Heap) clearDead(s *span, dead []uint64) {
 	if s.typ.Layout.HasPointers {
 		for w, d := range dead {
 			for ; d != 0; d &= d - 1 {
-				s.typ.Clear(s.ptr(uint32(w*64 + bits.TrailingZeros64(d))))
+				i := uint32(w*64 + bits.TrailingZeros64(d))
+				s.typ.Clear(s.ptr(i))
+				if s.typ.EphEach != nil {
+					h.setEphHeap(s, i)
+				}
 			}
 		}
 		return

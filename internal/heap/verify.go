@@ -282,6 +282,16 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 				continue
 			}
 			mem := unsafe.Slice((*byte)(s.ptr(i)), s.elemSize)
+			if s.typ.EphEach != nil {
+				// An ephemeron table's slot holds its heap's id, and
+				// zeros around it.
+				off := s.typ.EphHeapOff
+				if id := *(*uint32)(unsafe.Add(s.ptr(i), off)); id != h.id {
+					v.fail("%v: free slot %d holds heap id %d, want %d", s, i, id, h.id)
+				}
+				mem = slices.Clone(mem)
+				clear(mem[off : off+4])
+			}
 			if j := slices.IndexFunc(mem, func(b byte) bool { return b != 0 }); j >= 0 {
 				v.fail("%v: free slot %d is not zeroed (byte %d is %#x)", s, i, j, mem[j])
 			}
