@@ -16,9 +16,6 @@ import (
 // into the caller: a change that pushes either over the compiler's inlining
 // budget costs every Get a call, which no functional test notices.
 func TestFastPathsInline(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the compiler")
-	}
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goTool); err != nil {
 		t.Fatalf("go command not found at %s: %v", goTool, err)

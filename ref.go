@@ -64,8 +64,14 @@ func As[T any](o Object) (Ref[T], bool) {
 // Get is inlined into its caller, with heap.Mutator.Deref's lookup in it
 // (TestFastPathsInline holds it to that).
 func (r Ref[T]) Get(m *Mutator) *T {
-	return (*T)(m.m.Deref(r.h))
+	return (*T)(deref(&m.m, r.h))
 }
+
+// deref is Get without its type: the shape function of a generic method
+// does not inline a call into another package, so Get goes through this
+// non-generic wrapper, into which Deref's fast path is inlined. Deref's
+// cost must leave room for the wrapper within the inlining budget.
+func deref(m *heap.Mutator, x handle.Handle) unsafe.Pointer { return m.Deref(x) }
 
 // New allocates a zeroed T in m's heap. It panics with an error wrapping
 // ErrMemoryLimit if the heap's memory limit does not allow it.
@@ -77,8 +83,8 @@ func New[T any](m *Mutator) Ref[T] {
 	return Ref[T]{x}
 }
 
-// alloc is New without its type, so that one copy serves every T, with the
-// fast path inlined into it: the type cache's hit and heap.Mutator.AllocFast, so that New
+// alloc is New without its type (see deref), with the fast path inlined
+// into it: the type cache's hit and heap.Mutator.AllocFast, so that New
 // makes one call where it made two. Anything else goes through typeOf and
 // Alloc.
 func (m *Mutator) alloc(key unsafe.Pointer, register func() *heap.Type) (handle.Handle, error) {

@@ -724,10 +724,7 @@ func (t *spanTable) span(x handle.Handle) *span {
 	// *spanChunk costs an explicit nil check on every Get (a load from an
 	// index register may fault far from the zero page); the load from the
 	// sum needs none.
-	// The directory's entry is addressed the same way, for the same
-	// reason: t.dir[x>>54] costs a nil check of t, a load of its own.
-	c := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(t), x>>54<<ptrShift))
-	return *(**span)(unsafe.Add(c, x>>(44-ptrShift)&((1<<spanChunkBits-1)<<ptrShift)))
+	return *(**span)(unsafe.Add(t.dir[x>>54].p, uintptr(x>>(44-ptrShift))&((1<<spanChunkBits-1)<<ptrShift)))
 }
 
 // ptrShift is log2 of a pointer's size: 3, or 2 on 32-bit platforms.
