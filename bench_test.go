@@ -1,8 +1,11 @@
 package reclaim_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
+	"github.com/reclaimgc/reclaim"
 	"github.com/reclaimgc/reclaim/internal/workload"
 )
 
@@ -40,3 +43,57 @@ func BenchmarkWorkloads(b *testing.B) {
 // cores (workload.CoreToCore): on a virtual machine it changes from one
 // minute to the next, and the collection-bound workloads change with it.
 func BenchmarkCoreToCore(b *testing.B) { workload.CoreToCore(b) }
+
+// cgNode is a node of BenchmarkCloseFinalizerGraph's graph: 24 bytes.
+type cgNode struct{ child, sibling, x reclaim.Ref[cgNode] }
+
+// BenchmarkCloseFinalizerGraph measures Close of a heap of 1M nodes (a
+// random tree, kept as first-child/next-sibling links, plus one random
+// edge a node) with a finalizer on every k-th node: Close runs them in an
+// order that respects what reaches what (docs/DESIGN.md, "Close"), by a
+// depth-first walk of what they reach, which here is the whole graph.
+// Only Close is timed; reclaim only (the Go runtime runs no finalizers at
+// exit). Run it with -benchtime 3x: each op builds a 1M-node heap.
+func BenchmarkCloseFinalizerGraph(b *testing.B) {
+	for _, k := range []int{1, 4, 64} {
+		b.Run(fmt.Sprintf("every-%d", k), func(b *testing.B) {
+			const n = 1 << 20
+			for range b.N {
+				b.StopTimer()
+				h := reclaim.NewHeap(reclaim.Options{})
+				m := h.Attach()
+				refs := make([]reclaim.Ref[cgNode], n)
+				r := rand.New(rand.NewPCG(1, 2))
+				ran := 0
+				fin := func(*reclaim.Mutator, reclaim.Ref[cgNode]) { ran++ }
+				for i := range n {
+					refs[i] = reclaim.New[cgNode](m)
+					if i > 0 {
+						p := refs[r.IntN(i)].Get(m)
+						refs[i].Get(m).sibling = p.child
+						p.child = refs[i]
+						refs[i].Get(m).x = refs[r.IntN(i)]
+					}
+					if i%k == 0 {
+						reclaim.SetFinalizer(m, refs[i], fin)
+					}
+					if i%1024 == 0 {
+						m.Safepoint()
+					}
+				}
+				h.Pin(refs[0].Object())
+				m.Collect()
+				m.Detach()
+				refs = nil
+				b.StartTimer()
+				if err := h.Close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if want := (n + k - 1) / k; ran != want {
+					b.Fatalf("Close ran %d finalizers, want %d", ran, want)
+				}
+			}
+		})
+	}
+}

@@ -747,6 +747,7 @@ type closeGraph struct {
 	// byKey holds, for each key of a WeakMap entry, the handles the
 	// entry's value holds: edges from the key.
 	byKey map[handle.Handle][]handle.Handle
+	pf    []uintptr // readAhead's addresses
 }
 
 func (h *Heap) newCloseGraph(spans []*span) *closeGraph {
@@ -767,8 +768,10 @@ func (h *Heap) newCloseGraph(spans []*span) *closeGraph {
 }
 
 // children appends what x, in s, holds: its fields, and, for a WeakMap,
-// its entries' values, and, for a key, the values of its entries.
+// its entries' values, and, for a key, the values of its entries. It
+// starts reading what the walk will read of them (readAhead).
 func (g *closeGraph) children(x handle.Handle, s *span, buf []handle.Handle) []handle.Handle {
+	n0 := len(buf)
 	buf = g.h.scanInto(x, buf)
 	if s.typ.EphEach != nil {
 		s.typ.EphEach(s.ptr(x.Slot()), func(_ handle.Handle, val unsafe.Pointer, lay *layout.Type) {
@@ -777,7 +780,35 @@ func (g *closeGraph) children(x handle.Handle, s *span, buf []handle.Handle) []h
 			}
 		})
 	}
-	return append(buf, g.byKey[x]...)
+	buf = append(buf, g.byKey[x]...)
+	g.readAhead(buf[n0:])
+	return buf
+}
+
+// readAhead asks for the lines a walk reads of the objects xs name when
+// it comes to them: the handle word that visit checks, the object's first
+// and last lines (its fields) and its finalizer table entry. A walk over
+// a graph larger than the caches reads those at random, and depth first
+// it waits for each in turn; asked for together as an object's children
+// are found, their misses overlap (the mark reads ahead the same way,
+// prefetchGrey). A handle that names no live span is skipped; a stale one
+// only costs a useless prefetch.
+func (g *closeGraph) readAhead(xs []handle.Handle) {
+	addrs := g.pf[:0]
+	for _, x := range xs {
+		s := g.h.spans.get(x.Span())
+		i := x.Slot()
+		if s == nil || i >= uint32(len(s.hv)) {
+			continue
+		}
+		p := uintptr(s.ptr(i))
+		addrs = append(addrs, uintptr(unsafe.Pointer(&s.hv[i])), p, p+s.elemSize-1)
+		if fin := s.sp.fin.Load(); fin != nil && int(i) < len(fin.fn) {
+			addrs = append(addrs, uintptr(unsafe.Pointer(&fin.fn[i])))
+		}
+	}
+	prefetch(addrs)
+	g.pf = addrs
 }
 
 // visit marks x visited and returns its span, or nil if x names no live
