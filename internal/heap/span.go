@@ -672,7 +672,9 @@ func (sp spare) bytes(t *Type) int64 { return int64(len(sp.hv)) * (int64(t.Size)
 // takeSpareLocked returns a spare of type t, if there is one. Its slab is
 // zero already: a span is released only when it holds no object, and the
 // sweeper zeroed every object it freed (clearDead), so it is not cleared
-// again here, with h.mu held; the invariants build checks it.
+// again here, with h.mu held; the invariants build checks it. An
+// ephemeron table's slots hold the heap's id too (Type.EphHeapOff),
+// written back by the sweep after it zeroed them.
 // REQUIRES: h.mu held.
 func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	l := h.mu.spares[t]
@@ -684,9 +686,21 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	h.mu.spares[t] = l[:len(l)-1]
 	h.addSpareBytesLocked(-sp.bytes(t))
 	if invariantsBuild {
-		for _, b := range unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size) {
+		for i, b := range unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size) {
+			if t.EphEach != nil {
+				if off := uintptr(i) % t.Size; off >= t.EphHeapOff && off < t.EphHeapOff+4 {
+					continue // the heap's id, checked below
+				}
+			}
 			if b != 0 {
 				panic(fmt.Sprintf("reclaim: internal error: a spare slab of %s is not zero", t.Name))
+			}
+		}
+		if t.EphEach != nil {
+			for i := range uintptr(len(sp.hv)) {
+				if id := *(*uint32)(unsafe.Add(sp.base, i*t.Size+t.EphHeapOff)); id != h.id {
+					panic(fmt.Sprintf("reclaim: internal error: slot %d of a spare slab of %s holds heap id %d, want %d", i, t.Name, id, h.id))
+				}
 			}
 		}
 	}
