@@ -127,6 +127,9 @@ type chainLog struct {
 	ran []int64
 }
 
+// Zero drops the argument of a stopped record (CleanupRecord).
+func (c *chainCleanup) Zero() { c.arg = 0 }
+
 func (c *chainCleanup) Run() {
 	c.log.mu.Lock()
 	c.log.ran = append(c.log.ran, c.id)

@@ -30,11 +30,11 @@ func takeCleanups(t *cleanupTable, i uint32, f func(cleanupq.Runner)) int {
 		if c.take() {
 			f(c.r)
 			n++
-		} else if z, ok := c.r.(zeroer); ok {
+		} else {
 			// Stopped: dropped here, but its record may stay in memory
 			// (a Cleanup handle, the rest of its slab): let its function
 			// and argument go.
-			z.Zero()
+			c.r.Zero()
 		}
 		c = next
 	}
@@ -250,9 +250,9 @@ func (m *Mutator) setFinalizerSlow(x handle.Handle, fn unsafe.Pointer) {
 // registrations of one record the counter wraps, and a handle kept that
 // long could stop its successor).
 type CleanupSpecial struct {
-	r     cleanupq.Runner // the embedding record; immutable after Init
-	typ   *CleanupType    // the record's type; immutable after Init
-	state atomic.Uint32   // the generation counter; see above
+	r     CleanupRecord // the embedding record; immutable after Init
+	typ   *CleanupType  // the record's type; immutable after Init
+	state atomic.Uint32 // the generation counter; see above
 	// lgen, next, n and pruneAt are owned like the slot's list (see
 	// specials) while the record is linked: lgen is the generation the
 	// record was linked with; next links the list; n is the length of the
@@ -272,7 +272,16 @@ const cleanupPruneMin = 8
 
 // Init makes c the special of record r (the value that embeds c), a
 // record of type t.
-func (c *CleanupSpecial) Init(r cleanupq.Runner, t *CleanupType) { c.r, c.typ = r, t }
+func (c *CleanupSpecial) Init(r CleanupRecord, t *CleanupType) { c.r, c.typ = r, t }
+
+// CleanupRecord is what embeds a CleanupSpecial: a cleanup's runner, which
+// can also drop its function and argument (Zero) while it waits for
+// reuse. Zero is a method of the interface the special holds, not an
+// assertion made at each Stop: that cost as much as the rest of recycle.
+type CleanupRecord interface {
+	cleanupq.Runner
+	Zero()
+}
 
 // Type returns the type c was made with.
 func (c *CleanupSpecial) Type() *CleanupType { return c.typ }
@@ -301,10 +310,6 @@ func (c *CleanupSpecial) take() bool {
 	return c.state.CompareAndSwap(c.lgen, c.lgen+1)
 }
 
-// zeroer is implemented by records that can drop their function and
-// argument while they wait for reuse.
-type zeroer interface{ Zero() }
-
 // cleanupFreeMax bounds the stopped records a mutator keeps per type.
 const cleanupFreeMax = 64
 
@@ -322,9 +327,7 @@ func (m *Mutator) recycle(c *CleanupSpecial) {
 	// Zeroed even when it is not kept: the record may stay in memory (a
 	// Cleanup handle, the rest of its slab), its function and argument
 	// must not.
-	if z, ok := c.r.(zeroer); ok {
-		z.Zero()
-	}
+	c.r.Zero()
 	e := &m.cfree[(uintptr(unsafe.Pointer(c.typ))>>5)%uintptr(len(m.cfree))]
 	if e.typ != c.typ {
 		if e.n != 0 {

@@ -23,6 +23,7 @@ type testCleanup struct {
 
 func (c *testCleanup) Run()                                     { c.ran.Add(1) }
 func (c *testCleanup) Scan(buf []handle.Handle) []handle.Handle { return buf }
+func (c *testCleanup) Zero()                                    { c.ran = nil }
 
 var testCleanupType = &CleanupType{Layout: &layout.Type{NoRefs: true}}
 
