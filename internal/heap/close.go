@@ -465,6 +465,17 @@ func (h *Heap) closeRelease(m *Mutator) {
 		h.releaseSpanLocked(s)
 	}
 	h.mu.allspans = nil
+	// Every index's floor is now past every generation issued there
+	// (releaseSpanLocked), but for retired indices, which issued them
+	// all: the id's next heap starts past the highest (heapIDs).
+	// Every index not retired is on freeIdx now.
+	next := h.genBase
+	for _, f := range h.mu.idxFloor {
+		next = max(next, f)
+	}
+	if len(h.mu.freeIdx) < len(h.mu.idxFloor) {
+		next = handle.MaxGen // an index retired: it issued every generation
+	}
 	h.trimSparesLocked(-1)
 	clear(h.mu.pins) // pins name objects that are gone now
 	// Nothing is live now: the pacer's count, which no flip resets any
@@ -475,7 +486,7 @@ func (h *Heap) closeRelease(m *Mutator) {
 	h.heapLive.Store(0)
 	h.mu.Unlock()
 	h.stats.freed.Add(freed) // the objects still alive at Close go with their spans
-	freeHeapID(h.id)
+	freeHeapID(h.id, next)
 }
 
 // waitCleanups waits until no cleanup is queued or running.

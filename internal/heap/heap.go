@@ -116,32 +116,54 @@ type Config struct {
 
 // heapIDs hands out heap ids. Ids are recycled only after every other id has
 // been used once, so a ref kept past its heap's Close stays foreign for as
-// long as possible.
+// long as possible. And a heap that takes an id again starts its
+// generations past every generation the id's last heap issued (genBase),
+// so that such a ref, which the id no longer tells apart (a script per
+// request goes through 4095 heaps in no time), names no object of the new
+// heap either: its generation is older than every one there.
 var heapIDs struct {
 	sync.Mutex
 	next  uint32          // protected by the mutex
 	inUse map[uint32]bool // protected by the mutex
+	// genBase[id] is the generation the next heap with id starts every
+	// span index at: 1 + the highest the last one issued, or 1. Protected
+	// by the mutex.
+	genBase map[uint32]uint32
 }
 
-func allocHeapID() uint32 {
+// maxGenBase bounds genBase: a heap that starts higher would have fewer
+// than half the generations for each slot before the slot retires, so the
+// id starts over at 1 then, and refs kept from heaps that old can name
+// objects again (docs/MISUSE.md).
+const maxGenBase = handle.MaxGen / 2
+
+// allocHeapID returns a free heap id and the generation its heap starts at.
+func allocHeapID() (id, genBase uint32) {
 	heapIDs.Lock()
 	defer heapIDs.Unlock()
 	if heapIDs.inUse == nil {
 		heapIDs.inUse = make(map[uint32]bool)
+		heapIDs.genBase = make(map[uint32]uint32)
 	}
 	for range handle.MaxHeaps {
 		heapIDs.next = heapIDs.next%handle.MaxHeaps + 1
-		if !heapIDs.inUse[heapIDs.next] {
-			heapIDs.inUse[heapIDs.next] = true
-			return heapIDs.next
+		if id := heapIDs.next; !heapIDs.inUse[id] {
+			heapIDs.inUse[id] = true
+			return id, max(heapIDs.genBase[id], 1)
 		}
 	}
 	panic(fmt.Sprintf("reclaim: more than %d heaps open at once", handle.MaxHeaps))
 }
 
-func freeHeapID(id uint32) {
+// freeHeapID gives id back; next is 1 + the highest generation its heap
+// issued, where the id's next heap starts (if under maxGenBase).
+func freeHeapID(id, next uint32) {
 	heapIDs.Lock()
 	delete(heapIDs.inUse, id)
+	if next > maxGenBase {
+		next = 1
+	}
+	heapIDs.genBase[id] = next
 	heapIDs.Unlock()
 	byID.Delete(id)
 }
@@ -160,9 +182,12 @@ func Lookup(id uint32) *Heap {
 
 // Heap is one garbage-collected heap.
 type Heap struct {
-	id  uint32       // immutable
-	cfg Config       // immutable after New
-	log *slog.Logger // immutable after New; safe for concurrent use
+	id uint32 // immutable
+	// genBase is the generation every span index starts at (heapIDs);
+	// immutable.
+	genBase uint32
+	cfg     Config       // immutable after New
+	log     *slog.Logger // immutable after New; safe for concurrent use
 
 	// markReuse keeps the mark's span table and its workers' buffers from
 	// one mark to the next; owned by the leader (world stopped).
@@ -296,7 +321,8 @@ func New(cfg Config) *Heap {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Heap{id: allocHeapID(), cfg: cfg, spans: newSpanTable()}
+	h := &Heap{cfg: cfg, spans: newSpanTable()}
+	h.id, h.genBase = allocHeapID()
 	h.log = cfg.Logger.With("reclaim.heap", h.id)
 	h.mu.cond.L = &h.mu.Mutex
 	h.mu.mutators = make(map[*Mutator]struct{})

@@ -477,7 +477,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		}
 		idx = h.mu.nextIdx
 		h.mu.nextIdx++
-		h.mu.idxFloor = append(h.mu.idxFloor, 1)
+		h.mu.idxFloor = append(h.mu.idxFloor, h.genBase)
 	}
 	n := slotsFor(t.Size)
 	sp, reused := h.takeSpareLocked(t)
