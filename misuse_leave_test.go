@@ -64,15 +64,7 @@ func cleanupStillRuns(t *testing.T, m *reclaim.Mutator) {
 // dropped it, so that the slab it came from kept them reachable; and it
 // touched the mutator's caches before it checked the mutator.
 func TestMisusedAddCleanupLeavesNothing(t *testing.T) {
-	inScan := make(chan struct{})
-	resume := make(chan struct{})
-	var armed atomic.Bool
-	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1, ScanRoots: func(func(reclaim.Object)) {
-		if armed.CompareAndSwap(true, false) {
-			inScan <- struct{}{}
-			<-resume
-		}
-	}})
+	h, m, duringCollect := heldCollectHeap(t, reclaim.Options{GCPercent: -1})
 	// A cleanup of the argument's type on a neighbour of the objects
 	// below: their span has a cleanup table, so AddCleanup's fast path
 	// would link them.
@@ -124,18 +116,11 @@ func TestMisusedAddCleanupLeavesNothing(t *testing.T) {
 	})
 	t.Run("twoGoroutines", func(t *testing.T) {
 		r := reclaim.New[misuseObj](m)
-		armed.Store(true)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			m.Collect()
-		}()
-		<-inScan // the goroutine is inside m.Collect, with the world stopped
-		misusedLeavesNothing(t, func(fn func(*mlPayload), arg *mlPayload) {
-			reclaim.AddCleanup(m, r, fn, arg)
-		}, "mutator used from two goroutines at once", "AddCleanup")
-		close(resume)
-		<-done
+		duringCollect(func() {
+			misusedLeavesNothing(t, func(fn func(*mlPayload), arg *mlPayload) {
+				reclaim.AddCleanup(m, r, fn, arg)
+			}, "mutator used from two goroutines at once", "AddCleanup")
+		})
 		cleanupStillRuns(t, m)
 	})
 }

@@ -34,6 +34,40 @@ func misuseHeap(t *testing.T, opts reclaim.Options) (*reclaim.Heap, *reclaim.Mut
 	return h, m
 }
 
+// heldCollectHeap is misuseHeap (with opts' ScanRoots replaced) and a
+// function duringCollect that runs f while another goroutine is inside
+// m.Collect, held at a known point with the world stopped (the heap's call
+// to ScanRoots), and returns once that Collect has.
+func heldCollectHeap(t *testing.T, opts reclaim.Options) (h *reclaim.Heap, m *reclaim.Mutator, duringCollect func(f func())) {
+	t.Helper()
+	inScan := make(chan struct{})
+	var resume chan struct{} // written before armed is set, read after it is taken
+	var armed atomic.Bool
+	opts.ScanRoots = func(func(reclaim.Object)) {
+		if armed.CompareAndSwap(true, false) {
+			inScan <- struct{}{}
+			<-resume
+		}
+	}
+	h, m = misuseHeap(t, opts)
+	duringCollect = func(f func()) {
+		resume = make(chan struct{})
+		armed.Store(true)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.Collect()
+		}()
+		<-inScan
+		defer func() {
+			close(resume)
+			<-done
+		}()
+		f()
+	}
+	return h, m, duringCollect
+}
+
 func TestMisuseGetNil(t *testing.T) {
 	_, m := misuseHeap(t, reclaim.Options{})
 	var r reclaim.Ref[misuseObj]
@@ -127,27 +161,11 @@ func TestMisuseDetachedMutator(t *testing.T) {
 // m.Collect (held at a known point: the heap's call to ScanRoots), another
 // goroutine's use of m panics.
 func TestMisuseMutatorFromTwoGoroutines(t *testing.T) {
-	inScan := make(chan struct{})
-	resume := make(chan struct{})
-	var armed atomic.Bool
-	h, m := misuseHeap(t, reclaim.Options{ScanRoots: func(func(reclaim.Object)) {
-		if armed.CompareAndSwap(true, false) {
-			inScan <- struct{}{}
-			<-resume
-		}
-	}})
-	_ = h // checked at the end of the test
-	armed.Store(true)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Collect()
-	}()
-	<-inScan // the goroutine is inside m.Collect, with the world stopped
-	wantPanic(t, func() { m.Collect() }, "mutator used from two goroutines at once", "Collect")
-	wantPanic(t, func() { m.Safepoint() }, "mutator used from two goroutines at once", "Safepoint")
-	close(resume)
-	<-done
+	_, m, duringCollect := heldCollectHeap(t, reclaim.Options{})
+	duringCollect(func() {
+		wantPanic(t, func() { m.Collect() }, "mutator used from two goroutines at once", "Collect")
+		wantPanic(t, func() { m.Safepoint() }, "mutator used from two goroutines at once", "Safepoint")
+	})
 	m.Collect() // one goroutine again: fine
 }
 
@@ -532,32 +550,17 @@ func TestMisuseFinalizerDetachesItsMutator(t *testing.T) {
 // stopped), they panic all the same instead of writing the tables the
 // mark reads.
 func TestMisuseMutatorFromTwoGoroutinesFastPaths(t *testing.T) {
-	inScan := make(chan struct{})
-	resume := make(chan struct{})
-	var armed atomic.Bool
-	h, m := misuseHeap(t, reclaim.Options{GCPercent: -1, ScanRoots: func(func(reclaim.Object)) {
-		if armed.CompareAndSwap(true, false) {
-			inScan <- struct{}{}
-			<-resume
-		}
-	}})
+	h, m, duringCollect := heldCollectHeap(t, reclaim.Options{GCPercent: -1})
 	fin := func(*reclaim.Mutator, reclaim.Ref[misuseObj]) {}
 	r1, r2 := reclaim.New[misuseObj](m), reclaim.New[misuseObj](m) // one span
 	h.Pin(r1.Object())
 	h.Pin(r2.Object())
 	reclaim.SetFinalizer(m, r1, fin) // the span's finalizer and cleanup tables
 	reclaim.AddCleanup(m, r1, func(int) {}, 1)
-	armed.Store(true)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Collect()
-	}()
-	<-inScan
-	wantPanic(t, func() { reclaim.SetFinalizer(m, r2, fin) }, "mutator used from two goroutines at once", "SetFinalizer")
-	wantPanic(t, func() { reclaim.AddCleanup(m, r2, func(int) {}, 2) }, "mutator used from two goroutines at once", "AddCleanup")
-	close(resume)
-	<-done
+	duringCollect(func() {
+		wantPanic(t, func() { reclaim.SetFinalizer(m, r2, fin) }, "mutator used from two goroutines at once", "SetFinalizer")
+		wantPanic(t, func() { reclaim.AddCleanup(m, r2, func(int) {}, 2) }, "mutator used from two goroutines at once", "AddCleanup")
+	})
 	reclaim.SetFinalizer(m, r1, nil) // one goroutine again: fine
 	h.Unpin(r1.Object())
 	h.Unpin(r2.Object())
