@@ -602,3 +602,61 @@ func TestMisuseWeakMapForeignKey(t *testing.T) {
 		}
 	}
 }
+
+// promoInner is a Tracer that knows only its own ref.
+type promoInner struct{ own reclaim.Ref[misuseObj] }
+
+func (p *promoInner) Trace(visit func(reclaim.Object)) { visit(p.own.Object()) }
+
+type (
+	// promoLoses embeds promoInner: the promoted Trace would not visit r.
+	promoLoses struct {
+		promoInner
+		r reclaim.Ref[misuseObj]
+	}
+	// promoLosesByPointer embeds it by pointer: the same.
+	promoLosesByPointer struct {
+		*promoInner
+		list []reclaim.Object
+	}
+	// promoHarmless embeds it and holds no other ref: nothing is lost.
+	promoHarmless struct {
+		promoInner
+		n int
+	}
+	// promoDeclared embeds it and declares its own Trace.
+	promoDeclared struct {
+		promoInner
+		r reclaim.Ref[misuseObj]
+	}
+)
+
+func (p *promoDeclared) Trace(visit func(reclaim.Object)) {
+	p.promoInner.Trace(visit)
+	visit(p.r.Object())
+}
+
+// A Trace method promoted from an embedded field (docs/API.md, Tracer rule
+// 5) that leaves refs of the outer type unvisited is refused where the type
+// is first used, as an object's type or as a cleanup argument's: those
+// refs' objects would otherwise be freed while the outer object holds them.
+// A promotion that loses no ref, and a type that declares its own Trace,
+// are accepted.
+func TestMisusePromotedTrace(t *testing.T) {
+	h, m := misuseHeap(t, reclaim.Options{})
+	wantPanic(t, func() { reclaim.New[promoLoses](m) }, "promoLoses's Trace method is promoted from its embedded field promoInner", "field r")
+	wantPanic(t, func() { reclaim.New[promoLoses](m) }, "promoted") // refused again, not registered
+	wantPanic(t, func() { reclaim.New[promoLosesByPointer](m) }, "embedded field promoInner", "field list")
+	obj := reclaim.New[misuseObj](m)
+	wantPanic(t, func() { reclaim.AddCleanup(m, obj, func(promoLoses) {}, promoLoses{}) }, "promoted from its embedded field promoInner")
+
+	// Accepted: the promoted Trace is the whole story, or T has its own,
+	// which the collector calls (what only d.r holds survives).
+	reclaim.New[promoHarmless](m)
+	d := reclaim.New[promoDeclared](m)
+	h.Pin(d.Object())
+	defer h.Unpin(d.Object())
+	d.Get(m).r = reclaim.New[misuseObj](m)
+	m.Collect()
+	d.Get(m).r.Get(m) // panics if the collector did not see d.r
+}
