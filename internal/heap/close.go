@@ -465,10 +465,10 @@ func (h *Heap) closeRelease(m *Mutator) {
 		h.releaseSpanLocked(s)
 	}
 	h.mu.allspans = nil
-	// Every index's floor is now past every generation issued there
-	// (releaseSpanLocked), but for retired indices, which issued them
-	// all: the id's next heap starts past the highest (heapIDs).
-	// Every index not retired is on freeIdx now.
+	// Every index's floor is now past every generation issued there:
+	// releaseSpanLocked has moved it on and put the index on freeIdx,
+	// unless the index retired, having issued every generation. The id's
+	// next heap starts past the highest (heapIDs).
 	next := h.genBase
 	for _, f := range h.mu.idxFloor {
 		next = max(next, f)
