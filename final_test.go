@@ -1029,6 +1029,15 @@ func TestFinalizerBlockingCollectionReported(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "reclaim_test.slowFinObj") {
 		t.Errorf("log does not name the blocking finalizer's type:\n%s", out)
 	}
+	// And where it is: the finalizer's own frames, the gate it waits on
+	// first, its function below.
+	out := logs.String()
+	if !strings.Contains(out, "stack=") || !strings.Contains(out, "(*gate).wait") || !strings.Contains(out, "TestFinalizerBlockingCollectionReported.func") {
+		t.Errorf("log does not say where the blocking finalizer is:\n%s", out)
+	}
+	if strings.Contains(out, "internal/heap.") {
+		t.Errorf("the finalizer's stack goes on into the heap's own frames:\n%s", out)
+	}
 }
 
 // A finalizer that keeps no collection waiting is never reported, however

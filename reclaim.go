@@ -111,7 +111,8 @@ type Options struct {
 	SafepointOnAlloc bool
 	// FinalizerBlockThreshold is how long a running finalizer may keep a
 	// pending collection waiting before the heap logs it (with the
-	// finalizer's type), and how long any mutator may before the heap logs
+	// finalizer's type and, on the finalizer goroutine, its stack: where
+	// it is), and how long any mutator may before the heap logs
 	// that the collection waits (once per collection). 0 means 1s.
 	FinalizerBlockThreshold time.Duration
 	// Debug makes every collection look for finalizable objects that are

@@ -1,9 +1,12 @@
 package heap
 
 import (
+	"bytes"
 	"context"
+	"reflect"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -693,4 +696,53 @@ func (f *finState) stop(h *Heap) {
 	if started && !f.hereMode {
 		<-f.doneC
 	}
+}
+
+// modulePath is the path of reclaim's module: the frames of its packages
+// (the public one's adapters, the heap's) end a finalizer's own stack.
+var modulePath = strings.TrimSuffix(reflect.TypeFor[Heap]().PkgPath(), "/internal/heap")
+
+// finalizerStack returns where h's finalizer goroutine is: the frames of
+// its stack above reclaim's own (the finalizer and what it called), one
+// "function file:line" a line, as the goroutine profile shows them; the
+// goroutine is the one whose pprof labels name h and "finalizer" and that
+// is in runBlock. It returns "" when there is none (finalizers run at mutators' safepoints,
+// or the goroutine is between calls). It profiles every goroutine, so it
+// runs only for the report of a finalizer that keeps a collection
+// waiting, at most once per collection.
+func (h *Heap) finalizerStack() string {
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		return ""
+	}
+	heapLabel := `"reclaim.heap":"` + itoa(h.id) + `"`
+	for _, rec := range strings.Split(b.String(), "\n\n") {
+		// The goroutine that calls finalizers (runBlock) has the labels,
+		// and so has the one that started it and waits for it to end
+		// (runFinqGoroutine): the caller is the one wanted.
+		if !strings.Contains(rec, heapLabel) || !strings.Contains(rec, `"reclaim.worker":"finalizer"`) ||
+			!strings.Contains(rec, "(*Heap).runBlock") {
+			continue
+		}
+		var frames []string
+		for _, l := range strings.Split(rec, "\n") {
+			// A frame: "#\t0xPC\tfunction+0xOFF\tfile:line".
+			f := strings.Fields(strings.TrimPrefix(l, "#"))
+			if !strings.HasPrefix(l, "#\t") || len(f) < 3 {
+				continue
+			}
+			fn, _, _ := strings.Cut(f[1], "+0x")
+			if strings.HasPrefix(fn, modulePath+"/internal/") {
+				return "" // in the heap, not in a call: the finalizer has returned
+			}
+			if strings.HasPrefix(fn, modulePath+".") {
+				// The typed adapter that called the finalizer: its
+				// own stack is above.
+				return strings.Join(frames, "\n")
+			}
+			frames = append(frames, fn+" "+f[2])
+		}
+		return ""
+	}
+	return ""
 }

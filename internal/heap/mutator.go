@@ -483,12 +483,17 @@ func (h *Heap) waitStoppedLocked(start time.Time, forCycle bool) bool {
 		if !reported && time.Since(start) >= h.cfg.FinalizerBlockThreshold {
 			if name, ok := h.fin.current(); ok {
 				reported = true
-				h.stats.slowFinalizers.Add(1)
 				// Logged without mu: the embedder's handler may call
 				// Stats, which takes it. The loop looks again after.
+				// Counted once logged, so that a program that sees the
+				// count sees the report whole.
 				h.mu.Unlock()
-				h.log.Warn("reclaim: a finalizer keeps a pending collection waiting",
-					"type", name, "waited", time.Since(start).Round(time.Millisecond))
+				attrs := []any{"type", name, "waited", time.Since(start).Round(time.Millisecond)}
+				if where := h.finalizerStack(); where != "" {
+					attrs = append(attrs, "stack", where)
+				}
+				h.log.Warn("reclaim: a finalizer keeps a pending collection waiting", attrs...)
+				h.stats.slowFinalizers.Add(1)
 				h.mu.Lock()
 			} else if !reportedWait {
 				// No finalizer to blame: a mutator that does not reach
