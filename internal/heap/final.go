@@ -724,23 +724,28 @@ func (h *Heap) finalizerStack() string {
 			!strings.Contains(rec, "(*Heap).runBlock") {
 			continue
 		}
-		var frames []string
+		// Its frames, innermost first: "#\t0xPC\tfunction+0xOFF\tfile:line".
+		var fns, frames []string
 		for _, l := range strings.Split(rec, "\n") {
-			// A frame: "#\t0xPC\tfunction+0xOFF\tfile:line".
 			f := strings.Fields(strings.TrimPrefix(l, "#"))
 			if !strings.HasPrefix(l, "#\t") || len(f) < 3 {
 				continue
 			}
 			fn, _, _ := strings.Cut(f[1], "+0x")
-			if strings.HasPrefix(fn, modulePath+"/internal/") {
-				return "" // in the heap, not in a call: the finalizer has returned
+			fns, frames = append(fns, fn), append(frames, fn+" "+f[2])
+		}
+		// The finalizer's frames are those above the typed adapter
+		// (reclaim's own package) that runBlock called; a finalizer
+		// inside a call of reclaim's (Collect, Drain) has some of the
+		// heap's frames among its own. Anything else above runBlock (its
+		// safepoint between calls) means the finalizer has returned.
+		for k := 1; k < len(fns); k++ {
+			if strings.HasSuffix(fns[k], "/internal/heap.(*Heap).runBlock") {
+				if strings.HasPrefix(fns[k-1], modulePath+".") {
+					return strings.Join(frames[:k-1], "\n")
+				}
+				return ""
 			}
-			if strings.HasPrefix(fn, modulePath+".") {
-				// The typed adapter that called the finalizer: its
-				// own stack is above.
-				return strings.Join(frames, "\n")
-			}
-			frames = append(frames, fn+" "+f[2])
 		}
 		return ""
 	}
