@@ -167,6 +167,15 @@ func (c *cleanupRec[S]) RecycleRun(recs []cleanupq.Runner) int {
 
 // Zero drops the record's function and argument while it waits for reuse,
 // so they do not stay reachable for Go's collector.
+// FuncPC returns the entry of the cleanup function's code, for the debug
+// reports (heap.CleanupRecord); 0 once the record is zeroed.
+func (c *cleanupRec[S]) FuncPC() uintptr {
+	if c.fn == nil {
+		return 0
+	}
+	return **(**uintptr)(unsafe.Pointer(&c.fn))
+}
+
 func (c *cleanupRec[S]) Zero() {
 	var zero S
 	c.fn, c.arg = nil, zero

@@ -224,7 +224,7 @@ func TestCloseCleanupsGoexit(t *testing.T) {
 // another object with the record of a first one that was reported and then
 // stopped (AddCleanup reuses stopped records), is reported too.
 func TestUnrunnableReportedAfterRecordReuse(t *testing.T) {
-	_, logger := newLogBuffer()
+	logs, logger := newLogBuffer()
 	h := newTestHeap(t, reclaim.Options{GCPercent: -1, Debug: true, Logger: logger})
 	m := h.Attach()
 	defer m.Detach()
@@ -238,6 +238,10 @@ func TestUnrunnableReportedAfterRecordReuse(t *testing.T) {
 	m.Collect()
 	if st := h.Stats(); st.UnrunnableCleanups != 1 {
 		t.Fatalf("Stats.UnrunnableCleanups = %d, want 1", st.UnrunnableCleanups)
+	}
+	// The report names the cleanup function, a literal of this test.
+	if out := logs.String(); !strings.Contains(out, "cleanup=\"github.com/reclaimgc/reclaim_test.TestUnrunnableReportedAfterRecordReuse.func1 ") {
+		t.Errorf("the report does not name the cleanup function:\n%s", out)
 	}
 	c1.Stop()
 	// Unlinks the stopped record for reuse; its own argument is nil.

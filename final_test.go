@@ -550,6 +550,14 @@ func TestFinalizerCycleNeverCollected(t *testing.T) {
 			t.Errorf("Debug log does not mention %s:\n%s", name, out)
 		}
 	}
+	// And which finalizers: A's, a literal of this test, and C's, a
+	// literal of counter's (named after the test where counter is
+	// inlined).
+	for _, fn := range []string{"TestFinalizerCycleNeverCollected.func1 ", "counter.func", "final_test.go:"} {
+		if !strings.Contains(out, fn) {
+			t.Errorf("Debug log does not name the finalizer %q:\n%s", fn, out)
+		}
+	}
 	// Break the cycles: the finalizers can now run.
 	a.Get(m).b = reclaim.Ref[finCycB]{}
 	c.Get(m).next = reclaim.Ref[finNode]{}

@@ -118,7 +118,8 @@ type Options struct {
 	// Debug makes every collection look for finalizable objects that are
 	// part of a reference cycle (they are never collected) and cleanups
 	// whose argument leads back to their object (they never run), and log
-	// them with the types on the path. It costs a walk of the graph
+	// them with the types on the path and the finalizer or cleanup
+	// function (its name, file and line). It costs a walk of the graph
 	// reachable from those objects per cycle.
 	Debug bool
 	// FinalizersAtSafepoints runs finalizers on the embedder's own mutators

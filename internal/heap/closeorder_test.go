@@ -130,6 +130,9 @@ type chainLog struct {
 // Zero drops the argument of a stopped record (CleanupRecord).
 func (c *chainCleanup) Zero() { c.arg = 0 }
 
+// FuncPC says the record holds no function of its own (CleanupRecord).
+func (c *chainCleanup) FuncPC() uintptr { return 0 }
+
 func (c *chainCleanup) Run() {
 	c.log.mu.Lock()
 	c.log.ran = append(c.log.ran, c.id)

@@ -2,6 +2,7 @@ package heap
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -150,7 +151,8 @@ func (h *Heap) reportFinalizerCycles() {
 				}
 				h.stats.finCycles.Add(1)
 				h.log.Warn("reclaim: finalizable object is part of a reference cycle and will never be collected",
-					"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "))
+					"type", s.typ.Name, "cycle", s.typ.Name+" -> "+strings.Join(reverse(path), " -> "),
+					"finalizer", funcLocation(t.fn[i].fn))
 			}
 		}
 		cl := s.sp.cl.Load()
@@ -168,7 +170,8 @@ func (h *Heap) reportFinalizerCycles() {
 				}
 				h.stats.badCleanups.Add(1)
 				h.log.Warn("reclaim: cleanup can never run: its argument leads back to its object",
-					"type", s.typ.Name, "path", "arg -> "+strings.Join(reverse(path), " -> "))
+					"type", s.typ.Name, "path", "arg -> "+strings.Join(reverse(path), " -> "),
+					"cleanup", funcLocation(c.r.FuncPC()))
 			}
 		}
 	}
@@ -473,4 +476,17 @@ func (h *Heap) eachFinTable(f func(t handle.Handle, s *span)) {
 type cleanupReg struct {
 	c   *CleanupSpecial
 	gen uint32
+}
+
+// funcLocation names the function whose code starts at pc, with where it
+// is written ("pkg.F.func1 file.go:12"), for the debug reports: the
+// finalizer or cleanup function says which registration it is, at no
+// cost until a report. "" if pc names no function.
+func funcLocation(pc uintptr) string {
+	f := runtime.FuncForPC(pc)
+	if f == nil {
+		return ""
+	}
+	file, line := f.FileLine(f.Entry())
+	return fmt.Sprintf("%s %s:%d", f.Name(), file, line)
 }

@@ -281,6 +281,9 @@ func (c *CleanupSpecial) Init(r CleanupRecord, t *CleanupType) { c.r, c.typ = r,
 type CleanupRecord interface {
 	cleanupq.Runner
 	Zero()
+	// FuncPC returns the entry of the cleanup function's code, for the
+	// debug reports (funcLocation); 0 if the record holds none.
+	FuncPC() uintptr
 }
 
 // Type returns the type c was made with.

@@ -24,6 +24,7 @@ type testCleanup struct {
 func (c *testCleanup) Run()                                     { c.ran.Add(1) }
 func (c *testCleanup) Scan(buf []handle.Handle) []handle.Handle { return buf }
 func (c *testCleanup) Zero()                                    { c.ran = nil }
+func (c *testCleanup) FuncPC() uintptr                          { return 0 }
 
 var testCleanupType = &CleanupType{Layout: &layout.Type{NoRefs: true}}
 
