@@ -11,7 +11,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/reclaimgc/reclaim/internal/cleanupq"
 	"github.com/reclaimgc/reclaim/internal/handle"
 	"github.com/reclaimgc/reclaim/internal/layout"
 )
@@ -341,7 +340,9 @@ func (h *Heap) closeRounds(c *closing) {
 			c.next++
 			h.fin.executed.Add(1)
 		}
-		if c.next > 0 && h.countRegisteredCleanups() > 0 {
+		// One count serves both: the walks register nothing.
+		ncl := h.countRegisteredCleanups()
+		if c.next > 0 && ncl > 0 {
 			// The finalizers may have registered what the walk before
 			// them did not see: a finalizer (their own again, say) on
 			// an object that reaches one with a cleanup, or a cleanup
@@ -353,7 +354,7 @@ func (h *Heap) closeRounds(c *closing) {
 		// The round's cleanups run in waves (cleanupLevels): each one
 		// before those of the objects its argument reaches.
 		var levels map[handle.Handle]int32
-		if h.countRegisteredCleanups() > 0 {
+		if ncl > 0 {
 			levels = h.cleanupLevelsOnOwnGoroutine(c.held)
 		}
 		waves := h.takeCleanupWaves(c.held, levels)
@@ -404,7 +405,9 @@ func (h *Heap) queueAllCleanupsNow(c *closing) {
 	h.fin.mu.busy = true // released by releaseCloseBusy, as a round's
 	h.fin.mu.Unlock()
 	c.busy = true
-	h.queueAllCleanups(&c.m.local, nil)
+	for _, w := range h.takeCleanupWaves(nil, nil) { // one wave: no levels
+		h.queueCleanupWave(&c.m.local, &w)
+	}
 	h.cq.FlushOne(&c.m.local)
 	h.releaseCloseBusy(c)
 	h.waitCleanups()
@@ -621,7 +624,7 @@ func (h *Heap) takeUnreachedFinalizers() ([]finRec, int, map[handle.Handle]struc
 }
 
 // anyCleanupsToQueue reports whether a registered cleanup's object has no
-// finalizer and is not in held: queueAllCleanups would queue it. Close
+// finalizer and is not in held: takeCleanupWaves would take it. Close
 // calls it when no callback runs.
 func (h *Heap) anyCleanupsToQueue(held map[handle.Handle]struct{}) bool {
 	found := false
@@ -631,13 +634,20 @@ func (h *Heap) anyCleanupsToQueue(held map[handle.Handle]struct{}) bool {
 			if found {
 				return
 			}
-			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) {
+			if cleanupsWait(fin, held, s, i) {
 				continue
 			}
 			found = hasRegisteredCleanup(cl, i)
 		}
 	})
 	return found
+}
+
+// cleanupsWait reports whether the cleanups of slot i of s, whose
+// finalizer table is fin, wait for a later round: the object has a
+// finalizer (its cleanups run after it), or is in held.
+func cleanupsWait(fin *finTable, held map[handle.Handle]struct{}, s *span, i int) bool {
+	return fin != nil && fin.fn[i] != nil || isHeld(held, s, i)
 }
 
 // isHeld reports whether slot i of s holds an object in held.
@@ -1049,7 +1059,7 @@ func (h *Heap) releaseCloseBusy(c *closing) {
 
 // countRegisteredCleanups counts the cleanups still registered (neither
 // stopped nor queued). Close calls it when no cleanup runs; it reads the
-// lists as queueAllCleanups does.
+// lists as takeCleanupWaves does.
 func (h *Heap) countRegisteredCleanups() int {
 	n := 0
 	h.eachCleanupTable(func(_ *span, cl *cleanupTable) {
@@ -1062,54 +1072,6 @@ func (h *Heap) countRegisteredCleanups() int {
 		}
 	})
 	return n
-}
-
-// queueAllCleanups queues the cleanups of every object that has any and
-// no finalizer, but for those in held, which a finalizable object whose
-// finalizer has yet to run reaches (takeUnreachedFinalizers). An object's cleanups run only after its finalizer has run:
-// one its finalizer set again this round (or another finalizer set) runs
-// next round, and the object's cleanups are queued after it.
-//
-// Every record is taken off its list before the first is queued: a
-// queued cleanup may run at once (a full block is published as it fills),
-// attach a mutator and register cleanups and finalizers, writing words of
-// objects this loop has yet to read, which Close owns only while no
-// callback runs. Read beside those writes, a cleanup registered then was
-// lost when the loop emptied the list after reading it.
-//
-// An object whose cleanups are queued is dead to the heap, as one whose
-// cleanups the sweep queues is freed: its weak handles, short and long,
-// are cleared first, so that no cleanup (nor a finalizer of a later round)
-// gets it back through a Weak or LongWeak.
-func (h *Heap) queueAllCleanups(local *cleanupq.Local, held map[handle.Handle]struct{}) int {
-	var recs []cleanupq.Runner
-	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
-		fin := s.sp.fin.Load()
-		var dead []uint64 // by bitmap word: the slots whose cleanups were taken
-		for i := range cl.head {
-			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) {
-				continue
-			}
-			if takeCleanups(cl, uint32(i), func(r cleanupq.Runner) { recs = append(recs, r) }) > 0 {
-				if dead == nil {
-					dead = make([]uint64, (len(cl.head)+63)/64)
-				}
-				dead[i/64] |= 1 << (i % 64)
-			}
-		}
-		if dead != nil && s.sp.n.Load() != 0 {
-			s.sp.mu.Lock()
-			for w, d := range dead {
-				h.dropWeak(s, s.sp.mu.weak, w, d)
-				h.dropWeak(s, s.sp.mu.long, w, d)
-			}
-			s.sp.mu.Unlock()
-		}
-	})
-	for _, r := range recs {
-		h.cq.Enqueue(local, r)
-	}
-	return len(recs)
 }
 
 // eachCleanupTable calls f with the cleanup table of every span in use

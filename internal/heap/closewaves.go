@@ -97,7 +97,7 @@ func (h *Heap) cleanupLevels(spans []*span, held map[handle.Handle]struct{}) map
 		}
 		fin := s.sp.fin.Load()
 		for i := range cl.head {
-			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) || !hasRegisteredCleanup(cl, i) {
+			if cleanupsWait(fin, held, s, i) || !hasRegisteredCleanup(cl, i) {
 				continue
 			}
 			x := s.handleAt(uint32(i))
@@ -223,14 +223,15 @@ type cleanupWave struct {
 // level (levels, nil for all at level 0). Every record is taken before the
 // first runs: a queued cleanup may attach a mutator and register cleanups
 // and finalizers, writing words of objects this loop has yet to read,
-// which Close owns only while no callback runs. A cleanup registered while
-// the waves run waits for the next round.
+// which Close owns only while no callback runs (read beside those writes,
+// a cleanup registered then was lost when the list was emptied after it).
+// A cleanup registered while the waves run waits for the next round.
 func (h *Heap) takeCleanupWaves(held map[handle.Handle]struct{}, levels map[handle.Handle]int32) []cleanupWave {
 	var waves []cleanupWave
 	h.eachCleanupTable(func(s *span, cl *cleanupTable) {
 		fin := s.sp.fin.Load()
 		for i := range cl.head {
-			if fin != nil && fin.fn[i] != nil || isHeld(held, s, i) || cl.head[i] == nil {
+			if cl.head[i] == nil || cleanupsWait(fin, held, s, i) {
 				continue
 			}
 			x := s.handleAt(uint32(i))
