@@ -685,22 +685,10 @@ func (h *Heap) takeSpareLocked(t *Type) (spare, bool) {
 	l[len(l)-1] = spare{}
 	h.mu.spares[t] = l[:len(l)-1]
 	h.addSpareBytesLocked(-sp.bytes(t))
-	if invariantsBuild {
-		for i, b := range unsafe.Slice((*byte)(sp.base), uintptr(len(sp.hv))*t.Size) {
-			if t.EphEach != nil {
-				if off := uintptr(i) % t.Size; off >= t.EphHeapOff && off < t.EphHeapOff+4 {
-					continue // the heap's id, checked below
-				}
-			}
-			if b != 0 {
-				panic(fmt.Sprintf("reclaim: internal error: a spare slab of %s is not zero", t.Name))
-			}
-		}
-		if t.EphEach != nil {
-			for i := range uintptr(len(sp.hv)) {
-				if id := *(*uint32)(unsafe.Add(sp.base, i*t.Size+t.EphHeapOff)); id != h.id {
-					panic(fmt.Sprintf("reclaim: internal error: slot %d of a spare slab of %s holds heap id %d, want %d", i, t.Name, id, h.id))
-				}
+	if invariantsBuild && t.Size > 0 {
+		for i := range uintptr(len(sp.hv)) {
+			if what := h.notFree(t, unsafe.Add(sp.base, i*t.Size)); what != "" {
+				panic(fmt.Sprintf("reclaim: internal error: slot %d of a spare slab of %s %s", i, t.Name, what))
 			}
 		}
 	}

@@ -281,19 +281,8 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 			if s.isAllocated(i) {
 				continue
 			}
-			mem := unsafe.Slice((*byte)(s.ptr(i)), s.elemSize)
-			if s.typ.EphEach != nil {
-				// An ephemeron table's slot holds its heap's id, and
-				// zeros around it.
-				off := s.typ.EphHeapOff
-				if id := *(*uint32)(unsafe.Add(s.ptr(i), off)); id != h.id {
-					v.fail("%v: free slot %d holds heap id %d, want %d", s, i, id, h.id)
-				}
-				mem = slices.Clone(mem)
-				clear(mem[off : off+4])
-			}
-			if j := slices.IndexFunc(mem, func(b byte) bool { return b != 0 }); j >= 0 {
-				v.fail("%v: free slot %d is not zeroed (byte %d is %#x)", s, i, j, mem[j])
+			if what := h.notFree(s.typ, s.ptr(i)); what != "" {
+				v.fail("%v: free slot %d %s", s, i, what)
 			}
 		}
 	}
@@ -360,3 +349,23 @@ func (h *Heap) verifySpan(v *verifier, s *span, hg uint32, floors []uint32) int6
 // invariants build tag sets it to the re-mark verifier
 // (verify_invariants.go); otherwise it is nil. Set before any heap exists.
 var remarkCheck func(h *Heap, roots, finTables []handle.Handle)
+
+// notFree says what is wrong with a free slot of type t at p, or "" if it
+// holds what a free slot holds: zeros, but for an ephemeron table's heap
+// id (Type.EphHeapOff), which must be h's. Verify checks free slots with
+// it, and the invariants build the slabs of spares (takeSpareLocked).
+func (h *Heap) notFree(t *Type, p unsafe.Pointer) string {
+	mem := unsafe.Slice((*byte)(p), t.Size)
+	if t.EphEach != nil {
+		off := t.EphHeapOff
+		if id := *(*uint32)(unsafe.Add(p, off)); id != h.id {
+			return fmt.Sprintf("holds heap id %d, want %d", id, h.id)
+		}
+		mem = slices.Clone(mem)
+		clear(mem[off : off+4])
+	}
+	if j := slices.IndexFunc(mem, func(b byte) bool { return b != 0 }); j >= 0 {
+		return fmt.Sprintf("is not zeroed (byte %d is %#x)", j, mem[j])
+	}
+	return ""
+}
