@@ -327,7 +327,12 @@ func registerType[T any]() *heap.Type {
 			any((*T)(p)).(ephemeronTable).ephPrune(dead)
 		}
 		// A table knows its heap from its span on (WeakMap.heap).
-		f, _ := rt.FieldByName("heap")
+		f, ok := rt.FieldByName("heap")
+		if !ok || f.Type.Kind() != reflect.Uint32 {
+			// The heap writes a uint32 there in every slot: a renamed
+			// field would have it write over the table's first word.
+			panic(fmt.Sprintf("reclaim: internal error: %v has no uint32 field heap for its heap id", rt))
+		}
 		ephHeapOff = f.Offset
 	}
 	t := heap.RegisterType(&heap.Type{
