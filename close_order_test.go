@@ -74,6 +74,17 @@ func orderChain(m *reclaim.Mutator, l *orderLog, names ...string) []reclaim.Ref[
 	return refs
 }
 
+// orderHeap makes a heap for the order tests (no automatic collection,
+// a quiet log) with opts and the log its finalizers write to; checkOrder
+// closes it.
+func orderHeap(opts reclaim.Options) (*reclaim.Heap, *orderLog) {
+	opts.GCPercent = -1
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	return reclaim.NewHeap(opts), new(orderLog)
+}
+
 // checkOrder closes h and checks that its finalizers ran in the order
 // want, each once, and that none found a node it reaches finalized.
 func checkOrder(t *testing.T, h *reclaim.Heap, l *orderLog, want ...string) {
@@ -101,20 +112,18 @@ func checkOrder(t *testing.T, h *reclaim.Heap, l *orderLog, want ...string) {
 func TestCloseRunsReachingFinalizerFirst(t *testing.T) {
 	for _, mw := range []int{1, 2} {
 		t.Run(fmt.Sprintf("markworkers=%d", mw), func(t *testing.T) {
-			h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, MarkWorkers: mw, Logger: quietLogger()})
-			var l orderLog
+			h, l := orderHeap(reclaim.Options{MarkWorkers: mw})
 			m := h.Attach()
-			orderChain(m, &l, "A", "B")
+			orderChain(m, l, "A", "B")
 			m.Detach()
-			checkOrder(t, h, &l, "A", "B")
+			checkOrder(t, h, l, "A", "B")
 		})
 	}
 }
 
 // Same, with A allocated first: the order holds whatever the slots'.
 func TestCloseRunsReachingFinalizerFirstAllocatedFirst(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
 	a := reclaim.New[orderNode](m) // the lower slot
 	b := reclaim.New[orderNode](m)
@@ -123,18 +132,17 @@ func TestCloseRunsReachingFinalizerFirstAllocatedFirst(t *testing.T) {
 	reclaim.SetFinalizer(m, b, l.finalizer)
 	reclaim.SetFinalizer(m, a, l.finalizer)
 	m.Detach()
-	checkOrder(t, h, &l, "A", "B")
+	checkOrder(t, h, l, "A", "B")
 }
 
 // A reaches B through C, which has no finalizer: reachability runs
 // through any object.
 func TestCloseOrderThroughObjectWithoutFinalizer(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	orderChain(m, &l, "A", "-C", "B")
+	orderChain(m, l, "A", "-C", "B")
 	m.Detach()
-	checkOrder(t, h, &l, "A", "B")
+	checkOrder(t, h, l, "A", "B")
 }
 
 // The same chain, with the mutator that built it still attached when
@@ -143,11 +151,10 @@ func TestCloseOrderThroughObjectWithoutFinalizer(t *testing.T) {
 // must still take C for an object, or the chain breaks there and B's
 // finalizer runs first.
 func TestCloseOrderWithMutatorAttached(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	orderChain(m, &l, "A", "-C", "B")
-	checkOrder(t, h, &l, "A", "B")
+	orderChain(m, l, "A", "-C", "B")
+	checkOrder(t, h, l, "A", "B")
 }
 
 // Finalizers that Close runs build new chains on the mutator Close gives
@@ -156,20 +163,19 @@ func TestCloseOrderWithMutatorAttached(t *testing.T) {
 // there. A's finalizer builds P -> Q, and P's builds R -> S (each chain
 // allocated last first): Q runs after P and S after R.
 func TestCloseOrderOfChainsFinalizersBuild(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
 	build := func(names ...string) func(*reclaim.Mutator, reclaim.Ref[orderNode]) {
 		return func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
 			l.finalizer(fm, x)
-			orderChain(fm, &l, names...)
+			orderChain(fm, l, names...)
 		}
 	}
 	a := reclaim.New[orderNode](m)
 	a.Get(m).name = "A"
 	reclaim.SetFinalizer(m, a, func(fm *reclaim.Mutator, x reclaim.Ref[orderNode]) {
 		l.finalizer(fm, x)
-		pq := orderChain(fm, &l, "P", "Q")
+		pq := orderChain(fm, l, "P", "Q")
 		reclaim.SetFinalizer(fm, pq[0], nil)
 		reclaim.SetFinalizer(fm, pq[0], build("R", "S"))
 	})
@@ -198,29 +204,27 @@ func TestCloseOrderOfChainsFinalizersBuild(t *testing.T) {
 
 // A chain of finalizable objects runs from its head, one link a round.
 func TestCloseOrderChain(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	orderChain(m, &l, "A", "B", "C")
+	orderChain(m, l, "A", "B", "C")
 	m.Detach()
-	checkOrder(t, h, &l, "A", "B", "C")
+	checkOrder(t, h, l, "A", "B", "C")
 }
 
 // A chain longer than Close's 100 rounds still runs whole, in order, and
 // Close returns no error: rounds in which nothing new is registered do
 // not count towards the limit.
 func TestCloseOrderLongChain(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
 	const n = 250
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprint("n", i)
 	}
-	orderChain(m, &l, names...)
+	orderChain(m, l, names...)
 	m.Detach()
-	checkOrder(t, h, &l, names...)
+	checkOrder(t, h, l, names...)
 }
 
 // A cycle of finalizable objects, which no collection would finalize:
@@ -228,12 +232,11 @@ func TestCloseOrderLongChain(t *testing.T) {
 // order not specified), and returns. So it does for an object that
 // reaches itself.
 func TestCloseRunsFinalizerCycle(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	refs := orderChain(m, &l, "A", "B")
+	refs := orderChain(m, l, "A", "B")
 	refs[1].Get(m).next = refs[0] // B reaches A again
-	self := orderChain(m, &l, "S", "-T")
+	self := orderChain(m, l, "S", "-T")
 	self[1].Get(m).next = self[0] // S reaches itself through T
 	m.Detach()
 	if err := closeWithin(t, h); err != nil {
@@ -252,10 +255,9 @@ func TestCloseRunsFinalizerCycle(t *testing.T) {
 // their own (none is unreached, so every finalizer still registered runs
 // then), and those before it on a chain that leads into it run first.
 func TestCloseOrderChainIntoCycle(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	refs := orderChain(m, &l, "A", "B", "C")
+	refs := orderChain(m, l, "A", "B", "C")
 	refs[2].Get(m).next = refs[1] // C reaches B again: B and C are a cycle
 	m.Detach()
 	if err := closeWithin(t, h); err != nil {
@@ -314,10 +316,9 @@ func TestCloseOrderWalkFails(t *testing.T) {
 // cleanup has run, as in a collection: a finalizable object it reaches
 // has its finalizer run in a later round of Close, after the cleanup.
 func TestCloseOrderCleanupArgumentFirst(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	a := orderChain(m, &l, "A")[0]
+	a := orderChain(m, l, "A")[0]
 	x := reclaim.New[orderNode](m)
 	reclaim.AddCleanup(m, x, func(reclaim.Ref[orderNode]) {
 		l.mu.Lock()
@@ -325,7 +326,7 @@ func TestCloseOrderCleanupArgumentFirst(t *testing.T) {
 		l.mu.Unlock()
 	}, a)
 	m.Detach()
-	checkOrder(t, h, &l, "cleanup", "A")
+	checkOrder(t, h, l, "cleanup", "A")
 }
 
 // orderTable holds a WeakMap, as a finalizable object's field.
@@ -339,11 +340,10 @@ type orderTable struct {
 // entries' values traced for it) and keeps B, so Close runs F's and K's
 // finalizers first and B's after them.
 func TestCloseOrderThroughWeakMapEntry(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	b := orderChain(m, &l, "B")[0] // the lowest slot of its type
-	k := orderChain(m, &l, "K")[0]
+	b := orderChain(m, l, "B")[0] // the lowest slot of its type
+	k := orderChain(m, l, "K")[0]
 	f := reclaim.New[orderTable](m)
 	f.Get(m).tab = reclaim.New[reclaim.WeakMap[orderNode, reclaim.Ref[orderNode]]](m)
 	f.Get(m).tab.Get(m).Set(k, b)
@@ -371,29 +371,27 @@ func TestCloseOrderThroughWeakMapEntry(t *testing.T) {
 // finalizer runs in the round after D's cleanup; A reaches C, whose
 // cleanup must wait for A's finalizer, which may still use C.
 func TestCloseOrderCleanupAfterReachingFinalizer(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	log := func(s string) {
 		l.mu.Lock()
 		l.ran = append(l.ran, s)
 		l.mu.Unlock()
 	}
 	m := h.Attach()
-	refs := orderChain(m, &l, "A", "-C")
+	refs := orderChain(m, l, "A", "-C")
 	reclaim.AddCleanup(m, refs[1], func(int) { log("C's cleanup") }, 0)
 	d := reclaim.New[orderNode](m)
 	reclaim.AddCleanup(m, d, func(reclaim.Ref[orderNode]) { log("D's cleanup") }, refs[0])
 	m.Detach()
-	checkOrder(t, h, &l, "D's cleanup", "A", "C's cleanup")
+	checkOrder(t, h, l, "D's cleanup", "A", "C's cleanup")
 }
 
 // A reaches C, and C's cleanup's argument reaches A: each waits for the
 // other, and Close still runs both.
 func TestCloseOrderCleanupCycleThroughFinalizer(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	refs := orderChain(m, &l, "A", "-C")
+	refs := orderChain(m, l, "A", "-C")
 	reclaim.AddCleanup(m, refs[1], func(reclaim.Ref[orderNode]) {
 		l.mu.Lock()
 		l.ran = append(l.ran, "C's cleanup")
@@ -415,8 +413,7 @@ func TestCloseOrderCleanupCycleThroughFinalizer(t *testing.T) {
 // the cleanup of X, whose argument is Y, before Y's own cleanup. Both ran
 // in one round, Y's first (Y's object is the lower slot).
 func TestCloseOrderCleanupBeforeCleanupItReaches(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
 	y := reclaim.New[orderNode](m)
 	x := reclaim.New[orderNode](m)
@@ -430,7 +427,7 @@ func TestCloseOrderCleanupBeforeCleanupItReaches(t *testing.T) {
 	reclaim.AddCleanup(m, y, record("Y"), reclaim.Ref[orderNode]{})
 	reclaim.AddCleanup(m, x, record("X"), y)
 	m.Detach()
-	checkOrder(t, h, &l, "X", "Y")
+	checkOrder(t, h, l, "X", "Y")
 }
 
 // Two cleanups, each one's argument the other's object: no collection runs
@@ -460,10 +457,9 @@ func TestCloseRunsCleanupCycle(t *testing.T) {
 // finalizer, which may still use C. Close queued C's cleanup in the round
 // of A's first finalizer, from what it found before that finalizer ran.
 func TestCloseOrderCleanupAfterFinalizerSetAgain(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	m := h.Attach()
-	refs := orderChain(m, &l, "-A", "-C")
+	refs := orderChain(m, l, "-A", "-C")
 	refs[0].Get(m).name = "A"
 	reclaim.AddCleanup(m, refs[1], func(int) {
 		l.mu.Lock()
@@ -482,7 +478,7 @@ func TestCloseOrderCleanupAfterFinalizerSetAgain(t *testing.T) {
 	}
 	reclaim.SetFinalizer(m, refs[0], fin)
 	m.Detach()
-	checkOrder(t, h, &l, "A", "A", "C's cleanup")
+	checkOrder(t, h, l, "A", "A", "C's cleanup")
 }
 
 // A cleanup that a finalizer registers keeps what its argument reaches
@@ -492,8 +488,7 @@ func TestCloseOrderCleanupAfterFinalizerSetAgain(t *testing.T) {
 // finalizer, from what it found before that finalizer ran (C's first: C's
 // object is the lower slot).
 func TestCloseOrderCleanupAFinalizerAdds(t *testing.T) {
-	h := reclaim.NewHeap(reclaim.Options{GCPercent: -1, Logger: quietLogger()})
-	var l orderLog
+	h, l := orderHeap(reclaim.Options{})
 	log := func(s string) {
 		l.mu.Lock()
 		l.ran = append(l.ran, s)
@@ -510,5 +505,5 @@ func TestCloseOrderCleanupAFinalizerAdds(t *testing.T) {
 		reclaim.AddCleanup(fm, x.Get(fm).next, func(reclaim.Ref[orderNode]) { log("D's cleanup") }, c)
 	})
 	m.Detach()
-	checkOrder(t, h, &l, "A", "D's cleanup", "C's cleanup")
+	checkOrder(t, h, l, "A", "D's cleanup", "C's cleanup")
 }
