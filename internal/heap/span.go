@@ -721,12 +721,16 @@ func (h *Heap) trimSparesLocked(limit int64) {
 // name emptySpan, which has no slots), so it needs no check; the shifts are
 // handle.Handle's layout.
 func (t *spanTable) span(x handle.Handle) *span {
-	// The chunk's entry at index (x>>44)&(1<<spanChunkBits-1), a pointer
-	// (1<<ptrShift bytes) apart, addressed by unsafe.Add: indexing a
-	// *spanChunk costs an explicit nil check on every Get (a load from an
-	// index register may fault far from the zero page); the load from the
-	// sum needs none.
-	return *(**span)(unsafe.Add(t.dir[x>>54].p, uintptr(x>>(44-ptrShift))&((1<<spanChunkBits-1)<<ptrShift)))
+	// Both levels are addressed by unsafe.Add, the directory's entry at
+	// (x>>54) and the chunk's at (x>>44)&(1<<spanChunkBits-1), a pointer
+	// (1<<ptrShift bytes) apart: indexing t.dir or a *spanChunk costs an
+	// explicit nil check on every Get (a load from an index register may
+	// fault far from the zero page); the load from the sum needs none, and
+	// t is never nil (a detached mutator's is emptyTable). The offsets are
+	// left as uint64 (unsafe.Add takes any integer), which keeps Deref
+	// within the inlining budget.
+	return *(**span)(unsafe.Add(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(t), x>>54<<ptrShift)),
+		x>>(44-ptrShift)&((1<<spanChunkBits-1)<<ptrShift)))
 }
 
 // ptrShift is log2 of a pointer's size: 3, or 2 on 32-bit platforms.
