@@ -75,7 +75,7 @@ type ephState struct {
 	// incremented by scanTable before its re-read of the key's mark bit
 	// (and decremented again if the key is marked), decremented by
 	// released, stored 0 by the leader (resetEphemerons). Read lock-free
-	// by markers (markRun, markPlain) as a fast "nothing waits" check
+	// by markers (markRun, greyPlain) as a fast "nothing waits" check
 	// before they read ephKeys; the order is what makes that check safe
 	// (see the top of the file).
 	npending atomic.Int64

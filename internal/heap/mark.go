@@ -58,9 +58,10 @@ import (
 //     more often than anything the mark reads but the objects and the
 //     handle words the check read then.
 //
-// Checking is done in batches of greyBatch, in two passes: loads first, then
-// comparing and marking, whose atomic Or would otherwise wait for every
-// load still in flight. A stale or foreign handle is caught before anything
+// Checking with atomics is done in batches of greyBatch, in two passes:
+// loads first, then comparing and marking, whose atomic Or would otherwise
+// wait for every load still in flight (with plain stores, in one pass:
+// greyPlain). A stale or foreign handle is caught before anything
 // is marked: it is counted and never marks a slot; but for a stale handle
 // whose generation is a multiple of 255 behind that of its slot's object,
 // which has the object's tag and is taken for it (docs/DESIGN.md, "Mark
@@ -100,11 +101,11 @@ import (
 //     because scanTable reads the mark bits of any span and relies on the
 //     marker's store-then-load order (ephemeron.go).
 //
-// Marking with plain stores, each handle is marked on its own (markPlain),
-// with no branch on whether its object was marked already (a coin toss in
-// a graph reached at random, which the CPU mispredicted half the time);
-// the branch it takes is on whether the span is queued, which it mostly
-// is. The mark is then bound by the CPU as much as by memory: a
+// Marking with plain stores, each handle is checked and marked on its own
+// in one pass (greyPlain), with no branch on whether its object was marked
+// already (a coin toss in a graph reached at random, which the CPU
+// mispredicted half the time); the branch it takes is on whether the span
+// is queued, which it mostly is. The mark is then bound by the CPU as much as by memory: a
 // 20,000-object graph, which fits in the caches, marks only about half
 // again as fast as a 1M-object one.
 //
@@ -483,7 +484,8 @@ type markWorker struct {
 	other   []handle.Handle // route's scratch
 	ownMask uint32          // nw-1 if nw is a power of two above 1, else 0
 	// refs collects the handles found by scanning, checked and greyed by
-	// greyRefs; gspan, gword and gmark are its per-batch scratch.
+	// greyRefs; gspan, gword and gmark are greyAll's per-batch scratch
+	// when it marks with atomics.
 	refs  []handle.Handle
 	gspan [greyBatch]*markSpan
 	one   [1]handle.Handle // grey's argument, as a batch
@@ -613,8 +615,14 @@ func (w *markWorker) prefetchTags(refs []handle.Handle) {
 	w.pf = addrs[:0]
 }
 
-// greyAll greys every handle in refs.
+// greyAll greys every handle in refs: with plain stores greyPlain does;
+// with atomics, batches of greyBatch in two passes (see the top of the
+// file).
 func (w *markWorker) greyAll(refs []handle.Handle) {
+	if w.solo || w.ownPlain {
+		w.greyPlain(refs)
+		return
+	}
 	tab, hid := w.tab, w.h.id
 	for len(refs) > 0 {
 		b := refs[:min(len(refs), greyBatch)]
@@ -642,10 +650,6 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 				}
 			}
 			w.gspan[k], w.gword[k], w.gmark[k] = e, word, mark
-		}
-		if w.solo || w.ownPlain {
-			w.markPlain(b)
-			continue
 		}
 		// Pass 2: compare, then mark by runs: consecutive handles whose
 		// slots share a mark word (a parent's children, the children of
@@ -724,30 +728,37 @@ func (w *markWorker) releaseWaiting(s *span, wi uint32, set uint64) {
 	}
 }
 
-// markPlain is greyAll's pass 2 for a worker that marks with plain
-// stores (w.solo, or w.ownPlain: then every handle in b names one of its
-// own spans, and it marks a shared one with markRun). With plain stores
-// there is nothing to save by marking runs of handles at once, and each
-// handle is marked without a branch on whether its object was marked
-// already, which in a graph reached at random is a coin toss the CPU
-// mispredicts half the time. The branch taken is on whether the span is
-// queued, which it is for most objects marked.
-func (w *markWorker) markPlain(b []handle.Handle) {
+// greyPlain is greyAll for a worker that marks with plain stores (w.solo,
+// or w.ownPlain: then every handle in refs names one of its own spans, and
+// it marks a shared one with markRun). With no locked instruction to wait
+// for the loads in flight, checking and marking go in one pass: two, with
+// the check's results kept in gspan and gword between them, cost an eighth
+// more time per object on a graph in the cache. Each handle is marked
+// without a branch on whether its object was marked already, which in a
+// graph reached at random is a coin toss the CPU mispredicts half the
+// time. The branch taken is on whether the span is queued, which it is
+// for most objects marked.
+func (w *markWorker) greyPlain(refs []handle.Handle) {
+	tab, hid := w.tab, w.h.id
 	eph := w.h.eph.npending.Load() > 0
 	var objs, bytes int64
-	for k, x := range b {
-		e, word := w.gspan[k], w.gword[k]
-		if word != uint64(x) || word == 0 {
+	for _, x := range refs {
+		idx, i := x.Span(), x.Slot()
+		if idx >= uint32(len(tab)) {
 			w.checkFailed(x)
 			continue
 		}
-		if invariantsBuild && w.ownPlain && w.owner(x.Span()) != w.id {
+		e := &tab[idx]
+		if i >= e.nslots || e.tagAt(i) != markTag(x) || x.Heap() != hid || !e.allocAt(i) {
+			w.checkFailed(x)
+			continue
+		}
+		if invariantsBuild && w.ownPlain && w.owner(idx) != w.id {
 			// A plain store to another worker's mark word could lose a
 			// bit it sets at the same time: route sends such handles to
 			// their owner, and nothing else may bring them here.
-			panic(fmt.Sprintf("reclaim: internal error: mark worker %d of %d marks %v, a handle of worker %d's span, with plain stores", w.id, w.nw, x, w.owner(x.Span())))
+			panic(fmt.Sprintf("reclaim: internal error: mark worker %d of %d marks %v, a handle of worker %d's span, with plain stores", w.id, w.nw, x, w.owner(idx)))
 		}
-		i := x.Slot()
 		if e.shared {
 			w.markRun(e, i/64, 1<<(i%64))
 			continue
@@ -766,7 +777,7 @@ func (w *markWorker) markPlain(b []handle.Handle) {
 	w.st.bytes += bytes
 }
 
-// markedPlain queues the span of slot i, which markPlain just marked, if
+// markedPlain queues the span of slot i, which greyPlain just marked, if
 // it is not queued, and releases the ephemeron entries waiting on the
 // slot.
 func (w *markWorker) markedPlain(e *markSpan, i uint32) {
