@@ -68,7 +68,7 @@ type Stats struct {
 	MemoryLimitHits int64 // allocations refused by the memory limit
 	SlowFinalizers  int64 // finalizers reported for holding a collection up
 
-	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored); one whose generation is a multiple of 255 behind its slot's new object is taken for that object and not counted (docs/MISUSE.md)
+	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored); one whose generation is a multiple of 256 behind its slot's new object is taken for that object and not counted (docs/MISUSE.md)
 	ForeignRefsInMark int64 // refs of another heap found in live objects (and keys of another heap deleted from WeakMaps)
 
 	FinalizerCycles    int64 // finalizable cycles reported (Options.Debug)

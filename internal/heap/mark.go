@@ -63,11 +63,12 @@ import (
 // wait for every load still in flight (with plain stores, in one pass:
 // greyPlain). A stale or foreign handle is caught before anything
 // is marked: it is counted and never marks a slot; but for a stale handle
-// whose generation is a multiple of 255 behind that of its slot's object,
+// whose generation is a multiple of 256 behind that of its slot's object,
 // which has the object's tag and is taken for it (docs/DESIGN.md, "Mark
 // tags": the price of reading a byte a slot where the whole handle word
 // was eight). No handle can mark a free slot (its allocation bit is
-// clear) or a retired one (tag 0).
+// clear); a stale one can mark a retired slot (tag 0), whose memory is
+// zeroed and which the sweep keeps retired.
 //
 // Parallel marking. Span index idx belongs to worker idx mod MarkWorkers.
 // The handles a worker finds in the objects it scans that name another
@@ -412,10 +413,12 @@ var _ [0]struct{} = [unsafe.Sizeof(markSpan{}) - 64]struct{}{}
 func (e *markSpan) tagAt(i uint32) uint8 { return *(*uint8)(unsafe.Add(unsafe.Pointer(e.tags), i)) }
 
 // markTag is the mark tag of a handle, and of the slot whose handle word
-// it is: 1 + its generation mod 255 (a retired slot's is 0, which no
-// handle's is). Two handles of one slot whose generations differ by less
-// than 255 have different tags.
-func markTag(x handle.Handle) uint8 { return uint8(1 + x.Gen()%255) }
+// it is: the low byte of its generation, one shift. Two handles of one
+// slot whose generations differ by less than 256 have different tags. A
+// retired slot's is 0, which a stale handle of its slot may have too; it
+// can mark nothing but the slot's zeroed memory, which the sweep keeps
+// retired (see "Mark tags" in docs/DESIGN.md).
+func markTag(x handle.Handle) uint8 { return uint8(x.Gen()) }
 
 // localOK reports whether x, a handle into span s (x.Span() == s.idx), passes
 // the mark's check (greyAll's): of this heap (hid), a slot in range, its

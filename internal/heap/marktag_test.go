@@ -6,19 +6,19 @@ import (
 	"github.com/reclaimgc/reclaim/internal/handle"
 )
 
-// TestMarkTag: a handle's mark tag is never 0 (a retired slot's), and the
-// handles of one slot whose generations are less than 255 apart have
-// different tags.
+// TestMarkTag: the handles of one slot whose generations are less than
+// 256 apart have different tags, and those 256 apart the same (which the
+// aliased cases below rely on).
 func TestMarkTag(t *testing.T) {
-	for _, g := range []uint32{0, 1, 254, 255, 1000, handle.MaxGen - 300} {
+	for _, g := range []uint32{0, 1, 254, 255, 256, 1000, handle.MaxGen - 300} {
 		x := handle.Pack(7, 3, 5, g)
-		if markTag(x) == 0 {
-			t.Errorf("markTag(gen %d) = 0, a retired slot's tag", g)
-		}
-		for k := uint32(1); k < 255; k++ {
+		for k := uint32(1); k < 256; k++ {
 			if y := handle.Pack(7, 3, 5, g+k); markTag(y) == markTag(x) {
 				t.Fatalf("gens %d and %d share tag %d", g, g+k, markTag(x))
 			}
+		}
+		if y := handle.Pack(7, 3, 5, g+256); markTag(y) != markTag(x) {
+			t.Errorf("gens %d and %d have tags %d and %d", g, g+256, markTag(x), markTag(y))
 		}
 	}
 }
@@ -31,14 +31,14 @@ var tagHolderType = newTestType[tagHolder]()
 
 // TestMarkFreeSlotHandle: a live object holds a handle to a free slot
 // whose tag equals the slot's (the generation of the slot's handle word
-// plus 255), and, in another case, the slot's word itself, the handle its
+// plus 256), and, in another case, the slot's word itself, the handle its
 // next object will get (a forged ref). The mark must take both for stale,
 // count them and mark nothing: the slot's allocation bit is clear. Marked,
 // the free slot came out of the sweep allocated, an object nobody had
 // allocated.
 func TestMarkFreeSlotHandle(t *testing.T) {
 	type gen func(next handle.Handle) uint32
-	aliased := func(next handle.Handle) uint32 { return next.Gen() + 255 }
+	aliased := func(next handle.Handle) uint32 { return next.Gen() + 256 }
 	forged := func(next handle.Handle) uint32 { return next.Gen() }
 	for _, c := range []struct {
 		name    string

@@ -53,3 +53,66 @@ func TestRetiredSlotStaleRefFails(t *testing.T) {
 		t.Fatalf("after a collection with a retired slot: %v", err)
 	}
 }
+
+// TestRetiredSlotMarkedByStaleHandle: a stale handle of a retired slot
+// whose generation's low byte is 0 has the slot's mark tag (0), so a live
+// object holding it marks the slot. The slot must stay retired (never
+// handed out, its memory zero) and the heap consistent.
+func TestRetiredSlotMarkedByStaleHandle(t *testing.T) {
+	h, m := testHeap(t, Config{MarkWorkers: 1, GCPercent: -1})
+	root, err := m.Alloc(vnodeType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := m.Alloc(vnodeType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Pin(root)
+	defer h.Unpin(root)
+	s := h.spans.get(x.Span())
+	y := handle.Pack(h.id, x.Span(), x.Slot(), handle.MaxGen-1)
+	s.hv[x.Slot()].Store(uint64(y))
+	(*vnode)(m.Deref(y)).val = 7
+	m.Collect() // y dies and its slot is retired
+	if s.retired == nil || s.retired[y.Slot()/64]&(1<<(y.Slot()%64)) == 0 {
+		t.Fatalf("slot %d not retired after its last generation's object died", y.Slot())
+	}
+	stale := handle.Pack(h.id, y.Span(), y.Slot(), handle.MaxGen&^0xff)
+	if markTag(stale) != s.markTags[y.Slot()] {
+		t.Fatalf("stale handle %v has tag %d, the retired slot %d", stale, markTag(stale), s.markTags[y.Slot()])
+	}
+	(*vnode)(m.Deref(root)).next = stale
+	for range 2 {
+		m.Collect()
+		if got := h.Stats().Marked; got != 2 {
+			t.Errorf("the mark marked %d objects, want 2 (the root and the retired slot)", got)
+		}
+		if err := h.Verify(); err != nil {
+			t.Fatalf("after a mark of the retired slot: %v", err)
+		}
+		if s.retired[y.Slot()/64]&(1<<(y.Slot()%64)) == 0 {
+			t.Fatalf("slot %d no longer retired after a stale handle marked it", y.Slot())
+		}
+		if v := *(*vnode)(s.ptr(y.Slot())); v != (vnode{}) {
+			t.Fatalf("the retired slot holds %+v, want zeros", v)
+		}
+	}
+	for range 2 * handle.MaxSlots {
+		z, err := m.Alloc(vnodeType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if z.Span() == y.Span() && z.Slot() == y.Slot() {
+			t.Fatalf("retired slot %d reused by %v after a stale handle marked it", y.Slot(), z)
+		}
+	}
+	func() {
+		defer func() {
+			if _, ok := recover().(DerefError); !ok {
+				t.Errorf("Deref of the stale handle to the retired slot did not fail")
+			}
+		}()
+		m.Deref(stale)
+	}()
+}

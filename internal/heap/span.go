@@ -142,8 +142,8 @@ type span struct {
 	// another span's bits would move between the workers' cores.
 	markBits []atomic.Uint64
 
-	// markTags[i] is slot i's mark tag: markTag(hv[i]), or 0 for a
-	// retired slot. What the mark checks a handle against, with the
+	// markTags[i] is slot i's mark tag: markTag(hv[i]), the low byte of
+	// its generation, or 0 for a retired slot. What the mark checks a handle against, with the
 	// slot's allocation bit: a byte a slot, where hv is eight. Written
 	// where hv[i] is (newSpanLocked, and the sweeper that frees or retires
 	// the slot), owned like hv's words; read by the mark workers, plainly,

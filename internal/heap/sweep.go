@@ -271,7 +271,7 @@ func (h *Heap) sweepSpan(s *span, local *cleanupq.Local) {
 				}
 				s.retired[w] |= 1 << b
 				mark |= 1 << b
-				s.markTags[i] = 0 // kept allocated: no handle may mark it
+				s.markTags[i] = 0 // kept allocated, never handed out again
 			}
 		}
 		deadBits[w] = dead

@@ -27,8 +27,11 @@ func (h *Heap) verifyMark(roots, finTables []handle.Handle) {
 	// A finalizable table's entries are traced whether or not the table is
 	// reachable: it survives the cycle for its finalizer (scanFinRoots).
 	tables := append([]handle.Handle(nil), finTables...)
+	// A handle is taken for what the mark's check takes it for: the
+	// current handle of a slot whose tag it has (itself, unless it is
+	// stale by a multiple of 256 generations).
 	push := func(x handle.Handle) {
-		if x != 0 && h.Valid(x) && !seen[x] {
+		if x = h.markTarget(x); x != 0 && !seen[x] {
 			seen[x] = true
 			stack = append(stack, x)
 		}
@@ -102,4 +105,18 @@ func (h *Heap) verifyMark(roots, finTables []handle.Handle) {
 	if len(problems) > 0 {
 		panic("reclaim: internal error: the re-mark verifier disagrees with the mark:\n\t" + strings.Join(problems, "\n\t"))
 	}
+}
+
+// markTarget returns the handle word of the slot that the mark's check
+// (greyPlain) takes x for, or 0 if it refuses x: a slot of this heap in
+// range, allocated, whose mark tag is x's.
+func (h *Heap) markTarget(x handle.Handle) handle.Handle {
+	if x == 0 || x.Heap() != h.id {
+		return 0
+	}
+	s := h.spans.get(x.Span())
+	if s == nil || x.Slot() >= s.nslots || !s.isAllocated(x.Slot()) || s.markTags[x.Slot()] != markTag(x) {
+		return 0
+	}
+	return s.handleAt(x.Slot())
 }
