@@ -422,12 +422,19 @@ func markTag(x handle.Handle) uint8 { return uint8(x.Gen()) }
 
 // localOK reports whether x, a handle into span s (x.Span() == s.idx), passes
 // the mark's check (greyAll's): of this heap (hid), a slot in range, its
-// tag the slot's, and the slot allocated. markLocal's and scanLinear's
-// form, from the span's slices.
+// tag the slot's, and the slot allocated. markLocal's form, from the
+// span's slices; scanLinear checks the same with unsafe loads and one
+// compare of x against localKey for the heap id and span at once.
 func localOK(tags []uint8, alloc []uint64, hid uint32, x handle.Handle) bool {
 	j := x.Slot()
 	return j < uint32(len(tags)) && tags[j] == markTag(x) && x.Heap() == hid && alloc[j/64]&(1<<(j%64)) != 0
 }
+
+// localKeyMask selects a handle's span index and heap id, and localKey
+// returns what those bits are for a handle into span idx of heap hid.
+const localKeyMask = uint64(handle.MaxSpans-1)<<(handle.HeapBits+handle.GenBits+handle.SlotBits) | handle.MaxHeaps
+
+func localKey(hid, idx uint32) uint64 { return uint64(handle.Pack(hid, idx, 0, 0)) }
 
 // allocAt reports whether slot i of e's span is allocated. REQUIRES: i <
 // e.nslots, the world stopped (the caches flushed: allocBits exact).
@@ -1303,12 +1310,19 @@ func (w *markWorker) markLocal(s *span, wi, n0 int) (grey uint64, again bool, fr
 // go to w.refs.
 // REQUIRES: scanSpan's local (plain stores on s are this worker's alone).
 func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (back uint64, again bool, fresh int64) {
+	// The loop keeps few values live: the Go compiler spilled to the stack
+	// around every handle when it held the span's slices and the counts
+	// (see localOK for the check).
 	refs := w.refs
-	base, size, idx := s.base, s.elemSize, s.idx
-	tags, alloc, hid, mb := s.markTags, s.allocBits, w.h.id, s.markBits
-	m := mb[wi].Load()
-	g := grey
-	seen, hit := uint32(0), uint32(0)
+	n0 := len(refs)
+	base, size := s.base, s.elemSize
+	key := localKey(w.h.id, s.idx)
+	nslots := uint32(len(s.markTags))
+	tags, alloc := unsafe.Pointer(unsafe.SliceData(s.markTags)), unsafe.Pointer(unsafe.SliceData(s.allocBits))
+	mb := unsafe.Pointer(unsafe.SliceData(s.markBits))
+	m0 := s.markBits[wi].Load()
+	m, g := m0, grey
+	hit := uint32(0)
 	for i := bits.TrailingZeros64(g); i < 64; i++ {
 		if g&(1<<i) == 0 {
 			if g>>i == 0 {
@@ -1322,16 +1336,13 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 			if x == 0 {
 				continue
 			}
-			seen++
-			if x.Span() != idx {
-				refs = append(refs, x)
-				continue
-			}
-			if !localOK(tags, alloc, hid, x) {
-				refs = append(refs, x)
-				continue
-			}
 			j := x.Slot()
+			if uint64(x)&localKeyMask != key || j >= nslots ||
+				*(*uint8)(unsafe.Add(tags, j)) != markTag(x) ||
+				*(*uint64)(unsafe.Add(alloc, uintptr(j/64)*8))&(1<<(j%64)) == 0 {
+				refs = append(refs, x)
+				continue
+			}
 			hit++
 			jw, bit := int(j/64), uint64(1)<<(j%64)
 			if jw == wi {
@@ -1339,7 +1350,6 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 					continue
 				}
 				m |= bit
-				fresh++
 				if int(j%64) > i {
 					g |= bit
 				} else {
@@ -1347,7 +1357,7 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 				}
 				continue
 			}
-			mw := &mb[jw]
+			mw := (*atomic.Uint64)(unsafe.Add(mb, uintptr(jw)*8))
 			old := mw.Load()
 			if old&bit != 0 {
 				continue
@@ -1359,12 +1369,12 @@ func (w *markWorker) scanLinear(s *span, wi int, grey uint64, offs []uintptr) (b
 			}
 		}
 	}
-	plainStore(&mb[wi], m)
+	plainStore(&s.markBits[wi], m)
 	plainStore(&s.scanBits[wi], s.scanBits[wi].Load()|g)
 	w.refs = refs
-	w.locSeen += seen
+	w.locSeen += hit + uint32(len(refs)-n0)
 	w.locHit += hit
-	return back, again, fresh
+	return back, again, fresh + int64(bits.OnesCount64(m&^m0))
 }
 
 // localProbe is how often localWorth says yes whatever the counts: one

@@ -88,3 +88,24 @@ func TestMarkFreeSlotHandle(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalKey: one masked compare against localKey holds exactly for the
+// handles of heap hid into span idx, whatever their slot and generation.
+func TestLocalKey(t *testing.T) {
+	for _, c := range []struct{ hid, idx uint32 }{{1, 0}, {7, 3}, {handle.MaxHeaps, handle.MaxSpans - 1}} {
+		key := localKey(c.hid, c.idx)
+		for _, x := range []struct{ hid, idx, slot, gen uint32 }{
+			{c.hid, c.idx, 0, 0}, {c.hid, c.idx, handle.MaxSlots - 1, handle.MaxGen},
+			{c.hid ^ 1, c.idx, 5, 9}, {c.hid, c.idx ^ 1, 5, 9}, {c.hid, c.idx ^ 1<<19, 5, 9}, {c.hid ^ 1<<11, c.idx, 5, 9},
+		} {
+			if x.hid == 0 || x.hid > handle.MaxHeaps {
+				continue
+			}
+			h := handle.Pack(x.hid, x.idx, x.slot, x.gen)
+			want := x.hid == c.hid && x.idx == c.idx
+			if got := uint64(h)&localKeyMask == key; got != want {
+				t.Errorf("handle %v against the key of heap %d span %d: %v, want %v", h, c.hid, c.idx, got, want)
+			}
+		}
+	}
+}
