@@ -858,6 +858,12 @@ pass:
 			var n int64
 			if fixed && local {
 				next, back, n = w.scanLinear(s, wi, grey, offs)
+			} else if fixed && !isTable {
+				// One loop over the wave, with room made for its
+				// handles once: growing w.refs and storing it back
+				// around each object cost the mark of a 1M-node graph
+				// a tenth of its time.
+				w.refs = scanFixedAll(w.refs, s, wi, grey, offs)
 			} else {
 				n0 := len(w.refs)
 				for g := grey; g != 0; g &= g - 1 {
@@ -1219,6 +1225,18 @@ func (w *markWorker) scanFinRoots() {
 	}
 	w.route()
 	w.greyRefs()
+}
+
+// scanFixedAll appends the non-zero handles held by the objects grey
+// names in mark word wi of s, a span of a type whose handles sit at fixed
+// offsets offs, to refs, in slot order.
+func scanFixedAll(refs []handle.Handle, s *span, wi int, grey uint64, offs []uintptr) []handle.Handle {
+	refs = slices.Grow(refs, bits.OnesCount64(grey)*len(offs))
+	base, size := s.base, s.elemSize
+	for g := grey; g != 0; g &= g - 1 {
+		refs = scanFixed(refs, unsafe.Add(base, uintptr(wi*64+bits.TrailingZeros64(g))*size), offs)
+	}
+	return refs
 }
 
 // scanFixed appends the non-zero handles at offsets offs of the object at
