@@ -27,6 +27,18 @@ func BenchmarkMarkWide(b *testing.B) {
 	}
 }
 
+// BenchmarkMarkTree runs the mark of binary-trees' long-lived tree
+// (workload.MarkTree, depth 18), one and two mark workers, on reclaim and
+// on the Go runtime: a tree's cells are allocated together, and most
+// handles a scan finds name the span it scans.
+func BenchmarkMarkTree(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		w := workload.MarkTree(workers, 18)
+		b.Run(w.Name+"/reclaim", w.Reclaim)
+		b.Run(w.Name+"/go", w.Go)
+	}
+}
+
 // BenchmarkWorkloads runs the benchmark suite (internal/workload), each
 // workload on reclaim and on the Go runtime side by side. See
 // docs/BENCHMARKS.md for the figures and the command that reproduces them.
