@@ -17,28 +17,53 @@ func TestRetiredSlotStaleRefFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	y := retireSlot(t, h, m, x)
+	derefFails(t, m, y)
+	if err := h.Verify(); err != nil {
+		t.Fatalf("after retiring a slot: %v", err)
+	}
+	neverHandedOut(t, m, y)
+	m.Collect()
+	if err := h.Verify(); err != nil {
+		t.Fatalf("after a collection with a retired slot: %v", err)
+	}
+}
+
+// retireSlot ages the slot of x, a live vnode no root holds, to its last
+// generation, collects, and returns the handle its object had then (the
+// object died and the slot was retired).
+func retireSlot(t *testing.T, h *Heap, m *Mutator, x handle.Handle) handle.Handle {
+	t.Helper()
 	s := h.spans.get(x.Span())
-	// Age the slot to its last generation; y is the object's handle now.
 	y := handle.Pack(h.id, x.Span(), x.Slot(), handle.MaxGen-1)
 	s.hv[x.Slot()].Store(uint64(y))
 	(*vnode)(m.Deref(y)).val = 7
 	m.Collect() // y dies and its slot is retired
-
-	if s.retired == nil || s.retired[y.Slot()/64]&(1<<(y.Slot()%64)) == 0 {
+	if !isRetiredSlot(s, y.Slot()) {
 		t.Fatalf("slot %d not retired after its last generation's object died", y.Slot())
 	}
-	func() {
-		defer func() {
-			if _, ok := recover().(DerefError); !ok {
-				t.Errorf("Deref of a ref to the retired slot's dead object did not fail")
-			}
-		}()
-		m.Deref(y)
+	return y
+}
+
+func isRetiredSlot(s *span, i uint32) bool {
+	return s.retired != nil && s.retired[i/64]&(1<<(i%64)) != 0
+}
+
+// derefFails fails t unless Deref of y panics with a DerefError.
+func derefFails(t *testing.T, m *Mutator, y handle.Handle) {
+	t.Helper()
+	defer func() {
+		if _, ok := recover().(DerefError); !ok {
+			t.Errorf("Deref of %v, a handle of a retired slot, did not fail", y)
+		}
 	}()
-	if err := h.Verify(); err != nil {
-		t.Fatalf("after retiring a slot: %v", err)
-	}
-	// The slot is never handed out again.
+	m.Deref(y)
+}
+
+// neverHandedOut allocates vnodes until two spans' worth have come out
+// and fails t if one takes the slot of y.
+func neverHandedOut(t *testing.T, m *Mutator, y handle.Handle) {
+	t.Helper()
 	for range 2 * handle.MaxSlots {
 		z, err := m.Alloc(vnodeType)
 		if err != nil {
@@ -47,10 +72,6 @@ func TestRetiredSlotStaleRefFails(t *testing.T) {
 		if z.Span() == y.Span() && z.Slot() == y.Slot() {
 			t.Fatalf("retired slot %d reused by %v", y.Slot(), z)
 		}
-	}
-	m.Collect()
-	if err := h.Verify(); err != nil {
-		t.Fatalf("after a collection with a retired slot: %v", err)
 	}
 }
 
@@ -70,14 +91,8 @@ func TestRetiredSlotMarkedByStaleHandle(t *testing.T) {
 	}
 	h.Pin(root)
 	defer h.Unpin(root)
-	s := h.spans.get(x.Span())
-	y := handle.Pack(h.id, x.Span(), x.Slot(), handle.MaxGen-1)
-	s.hv[x.Slot()].Store(uint64(y))
-	(*vnode)(m.Deref(y)).val = 7
-	m.Collect() // y dies and its slot is retired
-	if s.retired == nil || s.retired[y.Slot()/64]&(1<<(y.Slot()%64)) == 0 {
-		t.Fatalf("slot %d not retired after its last generation's object died", y.Slot())
-	}
+	y := retireSlot(t, h, m, x)
+	s := h.spans.get(y.Span())
 	stale := handle.Pack(h.id, y.Span(), y.Slot(), handle.MaxGen&^0xff)
 	if markTag(stale) != s.markTags[y.Slot()] {
 		t.Fatalf("stale handle %v has tag %d, the retired slot %d", stale, markTag(stale), s.markTags[y.Slot()])
@@ -91,28 +106,13 @@ func TestRetiredSlotMarkedByStaleHandle(t *testing.T) {
 		if err := h.Verify(); err != nil {
 			t.Fatalf("after a mark of the retired slot: %v", err)
 		}
-		if s.retired[y.Slot()/64]&(1<<(y.Slot()%64)) == 0 {
+		if !isRetiredSlot(s, y.Slot()) {
 			t.Fatalf("slot %d no longer retired after a stale handle marked it", y.Slot())
 		}
 		if v := *(*vnode)(s.ptr(y.Slot())); v != (vnode{}) {
 			t.Fatalf("the retired slot holds %+v, want zeros", v)
 		}
 	}
-	for range 2 * handle.MaxSlots {
-		z, err := m.Alloc(vnodeType)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if z.Span() == y.Span() && z.Slot() == y.Slot() {
-			t.Fatalf("retired slot %d reused by %v after a stale handle marked it", y.Slot(), z)
-		}
-	}
-	func() {
-		defer func() {
-			if _, ok := recover().(DerefError); !ok {
-				t.Errorf("Deref of the stale handle to the retired slot did not fail")
-			}
-		}()
-		m.Deref(stale)
-	}()
+	neverHandedOut(t, m, y)
+	derefFails(t, m, stale)
 }
