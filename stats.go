@@ -37,7 +37,7 @@ type Stats struct {
 	PauseTotal    time.Duration // total stop-the-world time, each cycle's as PauseLast counts it
 	PauseLast     time.Duration // the last cycle's stop-the-world time: from the request to stop, the wait for every mutator to reach a safepoint included (as the runtime's pause times include the stop), to the restart
 	LastMark      time.Duration // the last mark's duration
-	ObjectsMarked int64         // live objects found by the last mark (not counting those kept for their finalizer)
+	ObjectsMarked int64         // live objects found by the last mark (not counting those kept for their finalizer; counting a retired slot a stale ref marked, docs/MISUSE.md)
 
 	Allocated int64 // objects ever allocated
 	Freed     int64 // objects ever freed
@@ -68,7 +68,7 @@ type Stats struct {
 	MemoryLimitHits int64 // allocations refused by the memory limit
 	SlowFinalizers  int64 // finalizers reported for holding a collection up
 
-	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored); one whose generation is a multiple of 256 behind its slot's new object is taken for that object and not counted (docs/MISUSE.md)
+	StaleRefsInMark   int64 // refs to freed objects found in live objects (a ref kept across a safepoint and stored); one whose generation is a multiple of 256 behind its slot's new object is taken for that object and not counted, nor is one to a retired slot whose generation's low byte is 0 (docs/MISUSE.md)
 	ForeignRefsInMark int64 // refs of another heap found in live objects (and keys of another heap deleted from WeakMaps)
 
 	FinalizerCycles    int64 // finalizable cycles reported (Options.Debug)
