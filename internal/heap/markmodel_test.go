@@ -17,19 +17,6 @@ type wnode struct {
 
 var wnodeType = newTestType[wnode]()
 
-// modelTarget returns the handle word of the slot the mark's check takes x
-// for, or 0 if it refuses x (the invariants build's markTarget).
-func modelTarget(h *Heap, x handle.Handle) handle.Handle {
-	if x == 0 || x.Heap() != h.id {
-		return 0
-	}
-	s := h.spans.get(x.Span())
-	if s == nil || x.Slot() >= s.nslots || !s.isAllocated(x.Slot()) || s.markTags[x.Slot()] != markTag(x) {
-		return 0
-	}
-	return s.handleAt(x.Slot())
-}
-
 // TestMarkMatchesTagModel: live objects of one span type hold handles to
 // live objects (mostly neighbours, which scanLinear marks as it scans),
 // and stale, aliased (256 generations apart), out-of-range, foreign and
@@ -114,7 +101,7 @@ func TestMarkMatchesTagModel(t *testing.T) {
 				stack = stack[:len(stack)-1]
 				p := (*wnode)(h.spans.get(x.Span()).ptr(x.Slot()))
 				for _, c := range []handle.Handle{p.a, p.b} {
-					if y := modelTarget(h, c); y != 0 && !seen[y] {
+					if y := h.markTarget(c); y != 0 && !seen[y] {
 						seen[y] = true
 						stack = append(stack, y)
 					}

@@ -369,3 +369,18 @@ func (h *Heap) notFree(t *Type, p unsafe.Pointer) string {
 	}
 	return ""
 }
+
+// markTarget returns the handle word of the slot that the mark's check
+// (greyPlain) takes x for, or 0 if it refuses x: a slot of this heap in
+// range, allocated, whose mark tag is x's. The invariants build's re-mark
+// and TestMarkMatchesTagModel walk the heap with it.
+func (h *Heap) markTarget(x handle.Handle) handle.Handle {
+	if x == 0 || x.Heap() != h.id {
+		return 0
+	}
+	s := h.spans.get(x.Span())
+	if s == nil || x.Slot() >= s.nslots || !s.isAllocated(x.Slot()) || s.markTags[x.Slot()] != markTag(x) {
+		return 0
+	}
+	return s.handleAt(x.Slot())
+}
