@@ -108,8 +108,8 @@ import (
 // mispredicted half the time); the branch it takes is on whether the span
 // is queued, which it mostly is. The mark is bound by memory more than by
 // the CPU: one worker marks a 10,000-node graph of the mark workload,
-// which fits in the caches, at about 50M objects/s, and a 1M-node one at
-// about 19M (best of 40 collections each). The loops over handles are
+// which fits in the caches, at about 55M objects/s, and a 1M-node one at
+// 20-25M (best of 40 collections each, minutes apart). The loops over handles are
 // kept short of live values: the Go compiler keeps what does not fit in
 // registers on the stack, and stores and loads it around every handle.
 //
