@@ -109,9 +109,10 @@ import (
 // is queued, which it mostly is. The mark is bound by memory more than by
 // the CPU: one worker marks a 10,000-node graph of the mark workload,
 // which fits in the caches, at about 55M objects/s, and a 1M-node one at
-// 20-25M (best of 40 collections each, minutes apart). The loops over handles are
-// kept short of live values: the Go compiler keeps what does not fit in
-// registers on the stack, and stores and loads it around every handle.
+// 20-25M (best of 40 collections each, minutes apart). The loops over
+// handles are kept short of live values: the Go compiler keeps what does
+// not fit in registers on the stack, and stores and loads it around every
+// handle.
 //
 // Handles into the span being scanned. A tree's or a list's cells are
 // allocated together, so most handles a scan finds in them name the span
