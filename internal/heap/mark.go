@@ -46,7 +46,8 @@ import (
 //     too; prefetch_amd64.s is its sys.Prefetch). Computing the addresses
 //     costs as much CPU as scanning, so the loop is kept free of branches
 //     on the data.
-//   - Read-ahead of tags: the handles one span's objects hold are not
+//   - Read-ahead of tags, in a heap whose tags outgrow the caches
+//     (tagsAheadSlots): the handles one span's objects hold are not
 //     checked at once; pipeline prefetches their tags and checks them
 //     after the next span's scan, when the tags are in the cache.
 //   - The mark's own span table (markSpan, indexed by span index: tags,
@@ -108,7 +109,7 @@ import (
 // mispredicted half the time); the branch it takes is on whether the span
 // is queued, which it mostly is. The mark is bound by memory more than by
 // the CPU: one worker marks a 10,000-node graph of the mark workload,
-// which fits in the caches, at about 55M objects/s, and a 1M-node one at
+// which fits in the caches, at about 68M objects/s, and a 1M-node one at
 // 20-25M (best of 40 collections each, minutes apart). The loops over
 // handles are kept short of live values: the Go compiler keeps what does
 // not fit in registers on the stack, and stores and loads it around every
@@ -208,6 +209,15 @@ type workPool struct {
 	done     atomic.Bool
 	nworkers int // immutable
 }
+
+// tagsAheadSlots is the number of slots in the heap, and bytes of mark
+// tags, from which pipeline reads the tags of the handles found ahead. On
+// smaller heaps the tags stay in the caches, and reading them ahead cost
+// more than it saved: without it one worker marked a 10,000-node graph 22%
+// faster, a 1M-node one 4-9% and a 2M-node one 2-3%, and a 4M-node one 7%
+// slower by the mean (docs/BENCHMARKS.md). A variable for the tests,
+// which set it to 0 to mark small heaps with the tags read ahead.
+var tagsAheadSlots = 3 << 20
 
 // spinFor is how long a worker with nothing to do polls for work before
 // it sleeps on the pool's cond: long enough to see the mail a busy worker
@@ -485,7 +495,11 @@ type markWorker struct {
 	// the handles an object holds into the span being scanned itself,
 	// in the scan's own pass (see scanSpan).
 	local bool
-	loc   []handle.Handle // markLocal's scratch: the handles into the span it marks in
+	// tagsAhead is set when the heap's mark tags are more than the caches
+	// hold (tagsAheadSlots): then pipeline reads ahead the tags of the
+	// handles it holds.
+	tagsAhead bool
+	loc       []handle.Handle // markLocal's scratch: the handles into the span it marks in
 	// locSpans, locSeen and locHit are localWorth's counts: spans asked
 	// about, and handles found in the spans scanned with local, of them
 	// those naming the span scanned (for scanLinear, and passing the check
@@ -594,11 +608,16 @@ func (w *markWorker) greyRefs() {
 // pipeline greys the handles held since the previous call and holds those
 // in w.refs in their place, prefetching their slots' mark tags: the tags
 // are read from memory while the worker scans the next span, and are in
-// the cache when the next call checks them.
+// the cache when the next call checks them. Without tagsAhead it holds
+// the handles all the same, unread: greyed at once, they queued spans
+// sooner, with fewer grey objects gathered when they were scanned, and
+// two workers marked a binary tree a quarter slower.
 func (w *markWorker) pipeline() {
 	held := w.held
 	w.held = w.refs
-	w.prefetchTags(w.held)
+	if w.tagsAhead {
+		w.prefetchTags(w.held)
+	}
 	w.greyAll(held)
 	w.refs = held[:0]
 }
@@ -1454,11 +1473,13 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	clear(tab)
 	h.markReuse.tab = tab
 	ephTables, finTables, finKeys := false, false, false
+	slots := 0 // the heap's mark tags, a byte a slot
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
 			continue
 		}
+		slots += len(s.hv)
 		ephTables = ephTables || s.typ.EphEach != nil
 		finTables = finTables || !s.noScan && s.sp.fin.Load() != nil
 		// Keys without refs can be doomed too: their spans are not
@@ -1493,7 +1514,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables, local: plainMark && !ephTables}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables, local: plainMark && !ephTables, tagsAhead: slots >= tagsAheadSlots}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}

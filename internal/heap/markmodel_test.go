@@ -23,6 +23,14 @@ var wnodeType = newTestType[wnode]()
 // unknown-span ones; the mark, with one worker and several, marks exactly
 // what a walk with the tag check's rules reaches.
 func TestMarkMatchesTagModel(t *testing.T) {
+	defer func(n int) { tagsAheadSlots = n }(tagsAheadSlots)
+	for _, ahead := range []int{tagsAheadSlots, 0} { // 0: tags read ahead, the path of large heaps
+		tagsAheadSlots = ahead
+		testMarkMatchesTagModel(t)
+	}
+}
+
+func testMarkMatchesTagModel(t *testing.T) {
 	for _, nw := range []int{1, 2, 3} {
 		for seed := uint64(1); seed <= 6; seed++ {
 			h, m := testHeap(t, Config{MarkWorkers: nw, GCPercent: -1})
