@@ -39,7 +39,8 @@ import (
 // at random; see markTag). Three things keep those misses off the critical
 // path:
 //
-//   - Read-ahead of objects: before scanning a span, the worker prefetches
+//   - Read-ahead of objects, in a heap whose objects outgrow the caches
+//     (objectsAheadBytes): before scanning a span, the worker prefetches
 //     the grey objects of the next span in its queue (prefetchGrey: the
 //     lines from an object's first handle to its last), so they arrive
 //     while it scans this one (the runtime's scanObjectSmall prefetches
@@ -109,7 +110,7 @@ import (
 // mispredicted half the time); the branch it takes is on whether the span
 // is queued, which it mostly is. The mark is bound by memory more than by
 // the CPU: one worker marks a 10,000-node graph of the mark workload,
-// which fits in the caches, at about 68M objects/s, and a 1M-node one at
+// which fits in the caches, at about 84M objects/s, and a 1M-node one at
 // 20-25M (best of 40 collections each, minutes apart). The loops over
 // handles are kept short of live values: the Go compiler keeps what does
 // not fit in registers on the stack, and stores and loads it around every
@@ -218,6 +219,14 @@ type workPool struct {
 // slower by the mean (docs/BENCHMARKS.md). A variable for the tests,
 // which set it to 0 to mark small heaps with the tags read ahead.
 var tagsAheadSlots = 3 << 20
+
+// objectsAheadBytes is the size of the slabs of the spans a mark may scan
+// from which drain reads the grey objects of the next span ahead. Of the
+// mark workload's graph (40-byte nodes), one worker marked 10,000 to
+// 100,000 nodes (up to 4 MiB) 15-23% faster without, 300,000 (12 MiB) as
+// fast either way, and 1M (40 MiB) 13% slower (docs/BENCHMARKS.md). A
+// variable for the tests, which set it to 0.
+var objectsAheadBytes = 8 << 20
 
 // spinFor is how long a worker with nothing to do polls for work before
 // it sleeps on the pool's cond: long enough to see the mail a busy worker
@@ -499,7 +508,11 @@ type markWorker struct {
 	// hold (tagsAheadSlots): then pipeline reads ahead the tags of the
 	// handles it holds.
 	tagsAhead bool
-	loc       []handle.Handle // markLocal's scratch: the handles into the span it marks in
+	// objectsAhead is set when the objects the mark may scan are more than
+	// the caches hold (objectsAheadBytes): then drain reads the grey
+	// objects of the next span ahead (prefetchGrey).
+	objectsAhead bool
+	loc          []handle.Handle // markLocal's scratch: the handles into the span it marks in
 	// locSpans, locSeen and locHit are localWorth's counts: spans asked
 	// about, and handles found in the spans scanned with local, of them
 	// those naming the span scanned (for scanLinear, and passing the check
@@ -1126,7 +1139,7 @@ func (w *markWorker) drain() {
 				w.take(w.pool.get(w.id, false))
 			}
 			if s := w.q.pop(); s != nil {
-				if next := w.q.peek(); next != nil {
+				if next := w.q.peek(); next != nil && w.objectsAhead {
 					w.prefetchGrey(next)
 					if after := w.q.at(1); after != nil {
 						w.prefetchBits(after)
@@ -1473,13 +1486,17 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	clear(tab)
 	h.markReuse.tab = tab
 	ephTables, finTables, finKeys := false, false, false
-	slots := 0 // the heap's mark tags, a byte a slot
+	slots := 0     // the heap's mark tags, a byte a slot
+	scanBytes := 0 // the slabs of the spans the mark may scan
 	for idx := range tab {
 		s := h.spans.get(uint32(idx))
 		if s == nil {
 			continue
 		}
 		slots += len(s.hv)
+		if !s.noScan {
+			scanBytes += len(s.hv) * int(s.elemSize)
+		}
 		ephTables = ephTables || s.typ.EphEach != nil
 		finTables = finTables || !s.noScan && s.sp.fin.Load() != nil
 		// Keys without refs can be doomed too: their spans are not
@@ -1514,7 +1531,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables, local: plainMark && !ephTables, tagsAhead: slots >= tagsAheadSlots}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables, local: plainMark && !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}

@@ -23,11 +23,11 @@ var wnodeType = newTestType[wnode]()
 // unknown-span ones; the mark, with one worker and several, marks exactly
 // what a walk with the tag check's rules reaches.
 func TestMarkMatchesTagModel(t *testing.T) {
-	defer func(n int) { tagsAheadSlots = n }(tagsAheadSlots)
-	for _, ahead := range []int{tagsAheadSlots, 0} { // 0: tags read ahead, the path of large heaps
-		tagsAheadSlots = ahead
-		testMarkMatchesTagModel(t)
-	}
+	slots, bytes := tagsAheadSlots, objectsAheadBytes
+	defer func() { tagsAheadSlots, objectsAheadBytes = slots, bytes }()
+	testMarkMatchesTagModel(t) // a small heap: nothing read ahead
+	tagsAheadSlots, objectsAheadBytes = 0, 0
+	testMarkMatchesTagModel(t) // tags and objects read ahead, as in a large heap
 }
 
 func testMarkMatchesTagModel(t *testing.T) {
