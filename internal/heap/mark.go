@@ -217,7 +217,9 @@ type workPool struct {
 // more than it saved: without it one worker marked a 10,000-node graph 22%
 // faster, a 1M-node one 4-9% and a 2M-node one 2-3%, and a 4M-node one 7%
 // slower by the mean (docs/BENCHMARKS.md). A variable for the tests,
-// which set it to 0 to mark small heaps with the tags read ahead.
+// which set it to 0 to mark small heaps with the tags read ahead. Read by
+// a mark's leader as the mark begins; written only by tests, while none of
+// their heaps marks.
 var tagsAheadSlots = 3 << 20
 
 // objectsAheadBytes is the size of the slabs of the spans a mark may scan
@@ -225,7 +227,8 @@ var tagsAheadSlots = 3 << 20
 // mark workload's graph (40-byte nodes), one worker marked 10,000 to
 // 100,000 nodes (up to 4 MiB) 15-23% faster without, 300,000 (12 MiB) as
 // fast either way, and 1M (40 MiB) 13% slower (docs/BENCHMARKS.md). A
-// variable for the tests, which set it to 0.
+// variable for the tests, which set it to 0; read and written as
+// tagsAheadSlots is.
 var objectsAheadBytes = 8 << 20
 
 // spinFor is how long a worker with nothing to do polls for work before
