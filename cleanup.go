@@ -65,8 +65,8 @@ func (c *cleanupRec[S]) Scan(buf []handle.Handle) []handle.Handle {
 // reflection, or the Trace method if *S implements Tracer); if arg leads back to the object, the cleanup can never run
 // (Options.Debug reports it), and if arg is the object itself AddCleanup
 // panics. AddCleanup panics too if S holds a WeakMap by value or is one,
-// as New does for such a type: pass the WeakMap's Ref instead. A cleanup is not a mutator: one that needs the heap attaches a
-// mutator of its own. A cleanup that panics is reported through
+// as New does for such a type: pass the WeakMap's Ref instead. A cleanup
+// is not a mutator: one that needs the heap attaches a mutator of its own. A cleanup that panics is reported through
 // Options.OnPanic and the others go on.
 //
 // Adding a cleanup writes a word that belongs to the object, with no lock:
@@ -165,8 +165,6 @@ func (c *cleanupRec[S]) RecycleRun(recs []cleanupq.Runner) int {
 	return n
 }
 
-// Zero drops the record's function and argument while it waits for reuse,
-// so they do not stay reachable for Go's collector.
 // FuncPC returns the entry of the cleanup function's code, for the debug
 // reports (heap.CleanupRecord); 0 once the record is zeroed.
 func (c *cleanupRec[S]) FuncPC() uintptr {
@@ -176,6 +174,8 @@ func (c *cleanupRec[S]) FuncPC() uintptr {
 	return **(**uintptr)(unsafe.Pointer(&c.fn))
 }
 
+// Zero drops the record's function and argument while it waits for reuse,
+// so they do not stay reachable for Go's collector.
 func (c *cleanupRec[S]) Zero() {
 	var zero S
 	c.fn, c.arg = nil, zero

@@ -464,6 +464,14 @@ const localKeyMask = uint64(handle.MaxSpans-1)<<(handle.HeapBits+handle.GenBits+
 
 func localKey(hid, idx uint32) uint64 { return uint64(handle.Pack(hid, idx, 0, 0)) }
 
+// takes reports whether the mark's check takes x, a handle of slot i of
+// e's span (i < e.nslots), for that slot's object: of heap hid, with the
+// slot's tag, and the slot allocated. greyAll's and greyPlain's check;
+// localOK and scanLinear make the same from the span's own slices.
+func (e *markSpan) takes(x handle.Handle, i, hid uint32) bool {
+	return e.tagAt(i) == markTag(x) && x.Heap() == hid && e.allocAt(i)
+}
+
 // allocAt reports whether slot i of e's span is allocated. REQUIRES: i <
 // e.nslots, the world stopped (the caches flushed: allocBits exact).
 func (e *markSpan) allocAt(i uint32) bool {
@@ -481,7 +489,8 @@ func (e *markSpan) markWord(wi uint32) *atomic.Uint64 {
 // (keepBuffers) after every worker has ended (wg.Wait); in between, every
 // field is owned by the worker's goroutine, except that tab is shared
 // (see markSpan) and pool synchronizes itself. h, id, nw, solo,
-// ownPlain, ownMask and tab are not changed during the mark; pool is set
+// ownPlain, local, tagsAhead, objectsAhead, ownMask and tab are not
+// changed during the mark; pool is set
 // by the leader before each of the mark's two phases starts its workers
 // (the go statements order the write before their reads).
 type markWorker struct {
@@ -694,7 +703,7 @@ func (w *markWorker) greyAll(refs []handle.Handle) {
 			if idx := x.Span(); idx < uint32(len(tab)) {
 				e = &tab[idx]
 				if i := x.Slot(); i < e.nslots {
-					if e.tagAt(i) == markTag(x) && x.Heap() == hid && e.allocAt(i) {
+					if e.takes(x, i, hid) {
 						word = uint64(x)
 					}
 					mark = e.markWord(i / 64).Load()
@@ -796,7 +805,7 @@ func (w *markWorker) greyPlain(refs []handle.Handle) {
 			continue
 		}
 		e := &tab[idx]
-		if i >= e.nslots || e.tagAt(i) != markTag(x) || x.Heap() != hid || !e.allocAt(i) {
+		if i >= e.nslots || !e.takes(x, i, hid) {
 			w.checkFailed(x)
 			continue
 		}

@@ -143,8 +143,9 @@ type span struct {
 	markBits []atomic.Uint64
 
 	// markTags[i] is slot i's mark tag: markTag(hv[i]), the low byte of
-	// its generation, or 0 for a retired slot. What the mark checks a handle against, with the
-	// slot's allocation bit: a byte a slot, where hv is eight. Written
+	// its generation, or 0 for a retired slot. What the mark checks a
+	// handle against, with the slot's allocation bit: a byte a slot,
+	// where hv is eight. Written
 	// where hv[i] is (newSpanLocked, and the sweeper that frees or retires
 	// the slot), owned like hv's words; read by the mark workers, plainly,
 	// with the world stopped.
