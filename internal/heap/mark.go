@@ -182,8 +182,14 @@ const pipeLen = 512
 // to the pool when another worker waits.
 const spillMin = 2
 
-// mailLen is the size of the handle buffers workers send each other.
-const mailLen = 256
+// mailLen is the size of the handle buffers workers send each other. A
+// send takes the pool's mutex, whose line the other worker last held, and
+// each buffer is one more trip through get and pipeline for the receiver:
+// with buffers of 256 handles, two workers marked the mark workload's 1M-node
+// graph 6% slower than with 1024 (best of 40 collections each, taking
+// turns in one process); 512 to 4096 did as well as 1024, 64 a fifth
+// worse (docs/BENCHMARKS.md).
+const mailLen = 1024
 
 // workPool is what workers share: spans given away to balance the work,
 // and the handles each worker finds for spans another owns (mail). One
@@ -590,7 +596,7 @@ func (w *markWorker) keepBuffers(b *markBuffers) {
 
 // keepMail is the most free mail buffers a worker keeps from one mark to
 // the next.
-const keepMail = 64
+const keepMail = 16
 
 // balanceFree shares the workers' free mail buffers out evenly, at most
 // keepMail each, and returns spare, emptied, for the next call. A buffer
