@@ -2,7 +2,10 @@
 
 package heap
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // storeFreedGen writes the handle word of a slot the sweeper frees, with a
 // plain store. Everyone who may legitimately read the word is ordered
@@ -20,3 +23,12 @@ import "sync/atomic"
 // (genstore_race.go), so that a test of that misuse is not reported as a
 // race in reclaim.
 func storeFreedGen(w *atomic.Uint64, v uint64) { plainStore(w, v) }
+
+// loadHV reads the handle word off bytes into s.hv, for Deref, with a
+// plain load, which the compiler addresses from the array and off in one
+// instruction (the atomic load's intrinsic took an add of its own before
+// it). The word is aligned, so the hardware reads it whole; see
+// storeFreedGen for who may race with it.
+func loadHV(s *span, off uintptr) uint64 {
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.hv)), off))
+}

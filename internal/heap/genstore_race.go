@@ -8,3 +8,7 @@ import "sync/atomic"
 // an aligned word store is not known to be atomic in hardware; see
 // genstore.go.
 func storeFreedGen(w *atomic.Uint64, v uint64) { w.Store(v) }
+
+// loadHV is the atomic load of the handle word off bytes into s.hv (see
+// genstore.go).
+func loadHV(s *span, off uintptr) uint64 { return s.hv[off/8].Load() }

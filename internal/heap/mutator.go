@@ -198,8 +198,8 @@ func (m *Mutator) busyElsewhere() bool { return m.busy.Load() != 0 }
 // slot's handle is zero, so both fail.
 func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
 	s := m.tab.span(x) // plain loads; see spanTable.span and spanPtr
-	if i := int(x>>34) & (handle.MaxSlots - 1); i < len(s.hv) && s.hv[i].Load() == uint64(x) {
-		return unsafe.Add(s.base, uintptr(i)*s.elemSize)
+	if off := uintptr(x>>31) & ((handle.MaxSlots - 1) << 3); off < s.hvBytes && loadHV(s, off) == uint64(x) {
+		return unsafe.Add(s.base, off*s.elemSize>>3)
 	}
 	// A panic with a plain value keeps Deref inlinable; the message is
 	// built by DerefError.Error.

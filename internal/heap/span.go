@@ -89,6 +89,7 @@ type span struct {
 	typ      *Type          // immutable
 	base     unsafe.Pointer // first element; immutable while in use (cleared by releaseSpanLocked, h.mu held)
 	elemSize uintptr        // immutable
+	hvBytes  uintptr        // len(hv) * 8, Deref's bound; immutable
 	nslots   uint32         // immutable
 	// slabOS and wordsOS say that base and hv are outside the Go heap
 	// (newSpare); immutable.
@@ -492,6 +493,7 @@ func (h *Heap) newSpanLocked(t *Type) *span {
 		elemSize:  t.Size,
 		nslots:    n,
 		hv:        sp.hv,
+		hvBytes:   uintptr(n) * 8,
 		slabOS:    sp.slabOS,
 		wordsOS:   sp.wordsOS,
 		allocBits: make([]uint64, bitmapWords(n)),
