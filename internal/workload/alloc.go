@@ -62,8 +62,8 @@ func getWorkload() Workload {
 			}
 			var sum uint64
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				sum += refs[i%getObjects].Get(m).pad[0]
+			for i := range b.N {
+				sum += refs[uint(i)%getObjects].Get(m).pad[0]
 			}
 			sinkInt = sum
 		},
@@ -74,8 +74,8 @@ func getWorkload() Workload {
 			}
 			var sum uint64
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				sum += ptrs[i%getObjects].pad[0]
+			for i := range b.N {
+				sum += ptrs[uint(i)%getObjects].pad[0]
 			}
 			sinkInt = sum
 		},
