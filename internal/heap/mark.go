@@ -87,7 +87,10 @@ import (
 // Marking without atomics. The atomic forms of the mark's writes are
 // locked instructions (~10 ns each here, and on amd64 each waits for every
 // load in flight), and where only one worker touches a span's mark state
-// they are not needed; the race detector's build keeps them (plainMark).
+// they are not needed. The race detector's build marks with plain stores
+// too, so that it checks the claim that one worker alone touches them
+// (dropping the shared check from scanSpan's plain, say, is reported as a
+// race by the tests).
 //
 //   - With MarkWorkers 1 (markWorker.solo) nothing but the worker reads or
 //     writes mark bits, scan bits or queued flags while it runs (the world
@@ -504,14 +507,14 @@ type markWorker struct {
 	pool *workPool
 	id   int // this worker owns the spans whose index is id modulo nw
 	nw   int
-	// solo is set when this is the mark's only worker (and plainMark):
+	// solo is set when this is the mark's only worker:
 	// then nothing else reads or writes any span's mark bits, scan bits or
 	// queued flags until the mark ends (the world is stopped), so the worker
 	// sets them with plain loads and stores. The atomic forms are locked
 	// instructions, which on amd64 also wait for every load in flight.
 	solo bool
 	// ownPlain is set when the mark has several workers and no ephemeron
-	// tables (and plainMark): then a span's mark bits are written only by
+	// tables: then a span's mark bits are written only by
 	// its owner, and until the owner gives the span away (markSpan.shared)
 	// nothing else reads or writes its scan bits or queued flag either, so
 	// the owner uses plain loads and stores on them. See the top of the
@@ -1549,7 +1552,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1 && plainMark, ownPlain: nw > 1 && plainMark && !ephTables, local: plainMark && !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1, ownPlain: nw > 1 && !ephTables, local: !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}
