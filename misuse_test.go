@@ -232,6 +232,11 @@ func TestMisuseCleanupArgIsObject(t *testing.T) {
 	}, "AddCleanup with a nil cleanup function")
 }
 
+// ignore is a cleanup function for any argument type: one whose argument
+// holds a WeakMap by value, written as a func literal, is a copy that go
+// vet's copylocks check reports (WeakMap holds a noCopy).
+func ignore[T any](T) {}
+
 // A cleanup's argument that holds a WeakMap by value, or is one, would
 // keep the table's keys alive until the cleanup has run (the argument is
 // scanned as an object's fields are): AddCleanup panics, as New does for
@@ -242,17 +247,17 @@ func TestMisuseCleanupArgHoldsWeakMap(t *testing.T) {
 	h.Pin(r.Object())
 	defer h.Unpin(r.Object())
 	wantPanic(t, func() {
-		reclaim.AddCleanup(m, r, func(weakMapField) {}, weakMapField{})
+		reclaim.AddCleanup(m, r, ignore[weakMapField], weakMapField{})
 	}, "reclaim: AddCleanup: arg type reclaim_test.weakMapField holds a WeakMap by value (field Tab: reclaim.WeakMap[")
 	wantPanic(t, func() {
-		reclaim.AddCleanup(m, r, func(weakMapDeep) {}, weakMapDeep{})
+		reclaim.AddCleanup(m, r, ignore[weakMapDeep], weakMapDeep{})
 	}, "reclaim: AddCleanup: arg type", "holds a WeakMap by value (field Scopes: element: field Names: element: reclaim.WeakMap[")
 	wantPanic(t, func() {
-		reclaim.AddCleanup(m, r, func(reclaim.WeakMap[misuseObj, int]) {}, reclaim.WeakMap[misuseObj, int]{})
+		reclaim.AddCleanup(m, r, ignore[reclaim.WeakMap[misuseObj, int]], reclaim.WeakMap[misuseObj, int]{})
 	}, "reclaim: AddCleanup: arg type reclaim.WeakMap[", "holds a WeakMap by value (itself)")
 	// Asked again, the type panics again: a refused type caches nothing.
 	wantPanic(t, func() {
-		reclaim.AddCleanup(m, r, func(weakMapField) {}, weakMapField{})
+		reclaim.AddCleanup(m, r, ignore[weakMapField], weakMapField{})
 	}, "reclaim: AddCleanup: arg type reclaim_test.weakMapField holds a WeakMap by value")
 	// A Ref to a WeakMap is an argument like any other.
 	tab := reclaim.New[reclaim.WeakMap[misuseObj, reclaim.Ref[misuseObj]]](m)

@@ -46,7 +46,12 @@ import (
 // Its fields are written by mutators between safepoints, like any object's;
 // with the world stopped, mark workers read keys and vals (ephEach) and the
 // leader deletes the entries of dead keys (ephPrune).
+//
+// A WeakMap must not be copied: a copy shares the original's index map,
+// and keeps its heap's id. It holds a noCopy, so that go vet's copylocks
+// check reports a copy.
 type WeakMap[K, V any] struct {
+	_    noCopy
 	idx  map[handle.Handle]int32 // key -> index into keys and vals
 	keys []handle.Handle
 	vals []V
@@ -210,3 +215,13 @@ func valueLayout[V any]() *layout.Type {
 	l, _ := valueLayouts.LoadOrStore(key, layout.Of(reflect.TypeFor[V](), tracerFunc[V]()))
 	return l.(*layout.Type)
 }
+
+// noCopy makes go vet's copylocks check report a copy of the struct that
+// holds it (the sync package's own noCopy). It takes no room.
+type noCopy struct{}
+
+// Lock is a no-op used by the copylocks check.
+func (*noCopy) Lock() {}
+
+// Unlock is a no-op used by the copylocks check.
+func (*noCopy) Unlock() {}

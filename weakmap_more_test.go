@@ -1,6 +1,7 @@
 package reclaim_test
 
 import (
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,28 @@ func TestWeakMapUnreachableTable(t *testing.T) {
 	}
 	if !isLive(k) {
 		t.Fatal("key freed")
+	}
+}
+
+// A WeakMap holds a field whose pointer has Lock and Unlock methods, which
+// is what go vet's copylocks check looks for: a WeakMap copied by value
+// (sharing the original's index map, with its heap's id) is reported. The
+// marker takes no room.
+func TestWeakMapNoCopyMarker(t *testing.T) {
+	typ := reflect.TypeFor[reclaim.WeakMap[Key, int]]()
+	found := false
+	for f := range typ.Fields() {
+		p := reflect.PointerTo(f.Type)
+		_, lock := p.MethodByName("Lock")
+		_, unlock := p.MethodByName("Unlock")
+		if lock && unlock {
+			found = true
+			if f.Type.Size() != 0 {
+				t.Errorf("WeakMap's copy marker %s takes %d bytes, want 0", f.Name, f.Type.Size())
+			}
+		}
+	}
+	if !found {
+		t.Errorf("WeakMap has no field with Lock and Unlock methods: go vet would not report a copy of one")
 	}
 }
