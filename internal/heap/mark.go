@@ -598,7 +598,7 @@ func (w *markWorker) keepBuffers(b *markBuffers) {
 }
 
 // keepMail is the most free mail buffers a worker keeps from one mark to
-// the next.
+// the next: 16 of mailLen handles, the 128 KiB that 64 buffers of 256 held.
 const keepMail = 16
 
 // balanceFree shares the workers' free mail buffers out evenly, at most
