@@ -217,7 +217,7 @@ func valueLayout[V any]() *layout.Type {
 }
 
 // noCopy makes go vet's copylocks check report a copy of the struct that
-// holds it (the sync package's own noCopy). It takes no room.
+// holds it, as the sync package's noCopy does. It takes no room.
 type noCopy struct{}
 
 // Lock is a no-op used by the copylocks check.

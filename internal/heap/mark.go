@@ -190,7 +190,7 @@ const spillMin = 2
 // each buffer is one more trip through get and pipeline for the receiver:
 // with buffers of 256 handles, two workers marked the mark workload's 1M-node
 // graph 6% slower than with 1024 (best of 40 collections each, taking
-// turns in one process); 512 to 4096 did as well as 1024, 64 a fifth
+// turns in one process); 512 to 4096 did as well as 1024, 64 a quarter
 // worse (docs/BENCHMARKS.md).
 const mailLen = 1024
 
