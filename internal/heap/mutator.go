@@ -195,7 +195,8 @@ func (m *Mutator) busyElsewhere() bool { return m.busy.Load() != 0 }
 // path, small enough to be inlined: two table loads and one compare of the
 // whole handle word against the slot's current handle (heap id, span, slot
 // and generation at once). A detached mutator reads an empty table, and no
-// slot's handle is zero, so both fail.
+// slot's handle is zero, so both fail. sweptSlot makes the same check
+// for the specials' fast paths, written out for the same budget.
 func (m *Mutator) Deref(x handle.Handle) unsafe.Pointer {
 	s := m.tab.span(x) // plain loads; see spanTable.span and spanPtr
 	if off := uintptr(x>>31) & ((handle.MaxSlots - 1) << 3); off < s.hvBytes && loadHV(s, off) == uint64(x) {
