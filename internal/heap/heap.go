@@ -41,8 +41,9 @@
 //     is not queued (markSpan.queued); a worker takes a span and scans its
 //     marked, unscanned objects (markBits &^ scanBits) in slot order,
 //     prefetching the next queued span's and checking found handles one
-//     span later, their handle words prefetched; span index idx belongs to
-//     worker idx mod MarkWorkers, which marks the handles found for it.
+//     span later, their handle words prefetched; spans are owned in groups
+//     of consecutive indexes, span idx by worker (idx >> ownShift) mod
+//     MarkWorkers, which marks the handles found for it.
 //     Roots:
 //     pinned objects, the embedder's ScanRoots, queued finalizer records,
 //     queued and registered cleanup arguments, and the referents of every

@@ -21,13 +21,16 @@ var wnodeType = newTestType[wnode]()
 // live objects (mostly neighbours, which scanLinear marks as it scans),
 // and stale, aliased (256 generations apart), out-of-range, foreign and
 // unknown-span ones; the mark, with one worker and several, marks exactly
-// what a walk with the tag check's rules reaches.
+// what a walk with the tag check's rules reaches, with the spans owned one
+// by one or in groups.
 func TestMarkMatchesTagModel(t *testing.T) {
-	slots, bytes := tagsAheadSlots, objectsAheadBytes
-	defer func() { tagsAheadSlots, objectsAheadBytes = slots, bytes }()
-	testMarkMatchesTagModel(t) // a small heap: nothing read ahead
+	slots, bytes, groups := tagsAheadSlots, objectsAheadBytes, minOwnGroups
+	defer func() { tagsAheadSlots, objectsAheadBytes, minOwnGroups = slots, bytes, groups }()
+	testMarkMatchesTagModel(t) // a small heap: nothing read ahead, spans owned one by one
 	tagsAheadSlots, objectsAheadBytes = 0, 0
 	testMarkMatchesTagModel(t) // tags and objects read ahead, as in a large heap
+	minOwnGroups = 1
+	testMarkMatchesTagModel(t) // and spans owned in groups (of four), as in a large heap
 }
 
 func testMarkMatchesTagModel(t *testing.T) {

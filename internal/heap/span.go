@@ -236,8 +236,8 @@ func bitmapWords(n uint32) int { return int(n+63) / 64 }
 
 // markBitmaps makes the mark and scan bitmaps of a span of n slots. With
 // several mark workers (pad), the two share cache lines of their own that
-// hold nothing else: worker idx mod MarkWorkers writes span idx's bits,
-// with plain stores (markWorker.ownPlain), and the small bitmaps of
+// hold nothing else: the span's owner in the mark (mark.go, ownShift)
+// writes its bits, with plain stores (markWorker.ownPlain), and the small bitmaps of
 // neighbouring spans, packed into lines by Go's allocator, made those lines
 // move between the cores at every mark: two workers marked a graph of
 // 128-byte objects no faster than one, and 1.17-1.27x as fast with the
