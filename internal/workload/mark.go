@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -201,6 +202,97 @@ func markLoop(b *testing.B, h *reclaim.Heap, m *reclaim.Mutator, workers, n int)
 	b.ReportMetric(float64(n)/best.Seconds()/1e6/float64(workers), "best-Mobj/s")
 	b.ReportMetric(mark.Seconds()*1e3/float64(iters), "mark-ms")
 	b.ReportMetric(pause.Seconds()*1e3/float64(iters), "pause-ms")
+}
+
+// MarkSpeedup returns the mark-speedup workload: what a second mark worker
+// gains, measured in one process. Two heaps hold the same n-node graph,
+// one marked by one worker and one by two; one op collects each once, one
+// after the other, so that both see the same minutes of a shared machine,
+// whose speed moves more from one minute to the next than between
+// mark-1w and mark-2w run minutes apart. It reports "speedup" (the
+// one-worker heap's total mark time over the two-worker heap's),
+// "speedup-best" (fastest mark over fastest mark), "mark-1w-ms" and
+// "mark-2w-ms". It also reports "apart-speedup", what the machine allows
+// two workers that share nothing: two more heaps hold an n/2-node graph
+// each, collected at once on two goroutines with one worker each, and
+// apart-speedup is the one-worker mark of n nodes over the slower of the
+// two. The Go side collects the same graph with runtime.GC under
+// GOMAXPROCS 1 and then 2, and reports "speedup" of the whole calls.
+func MarkSpeedup(n int) Workload {
+	return Workload{
+		Name: "mark-speedup",
+		Doc: fmt.Sprintf("collects a live %d-node graph with one mark worker and with two, in turn; reports speedup, speedup-best, mark-1w-ms, mark-2w-ms, apart-speedup",
+			n),
+		Reclaim: func(b *testing.B) {
+			type side struct {
+				h          *reclaim.Heap
+				mark, best time.Duration
+			}
+			// Each heap is attached only while a collection runs, by the
+			// goroutine that runs it.
+			mk := func(workers, n int) *side {
+				s := &side{h: reclaim.NewHeap(reclaim.Options{MarkWorkers: workers, GCPercent: -1}), best: math.MaxInt64}
+				m := s.h.Attach()
+				buildGraph(s.h, m, n)
+				m.Collect()
+				m.Detach()
+				b.Cleanup(func() {
+					if err := s.h.Close(); err != nil {
+						b.Errorf("Close: %v", err)
+					}
+					s.h = nil // see newHeap
+				})
+				return s
+			}
+			one, two := mk(1, n), mk(2, n)
+			halves := [2]*side{mk(1, n/2), mk(1, n-n/2)}
+			collect := func(s *side) time.Duration {
+				m := s.h.Attach()
+				m.Collect()
+				m.Detach()
+				d := s.h.Stats().LastMark
+				s.mark += d
+				s.best = min(s.best, d)
+				return d
+			}
+			var apart, oneApart time.Duration // the slower half's marks, and one's in the same ops
+			iters := 0
+			for b.Loop() {
+				iters++
+				d1 := collect(one)
+				collect(two)
+				var wg sync.WaitGroup
+				var dh [2]time.Duration
+				for i, s := range halves {
+					wg.Go(func() { dh[i] = collect(s) })
+				}
+				wg.Wait()
+				apart += max(dh[0], dh[1])
+				oneApart += d1
+			}
+			b.ReportMetric(float64(one.mark)/float64(two.mark), "speedup")
+			b.ReportMetric(float64(one.best)/float64(two.best), "speedup-best")
+			b.ReportMetric(float64(oneApart)/float64(apart), "apart-speedup")
+			b.ReportMetric(one.mark.Seconds()*1e3/float64(iters), "mark-1w-ms")
+			b.ReportMetric(two.mark.Seconds()*1e3/float64(iters), "mark-2w-ms")
+		},
+		Go: func(b *testing.B) {
+			root := buildGoGraph(n)[0]
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+			runtime.GC()
+			var t [2]time.Duration
+			for b.Loop() {
+				for i, procs := range [2]int{1, 2} {
+					runtime.GOMAXPROCS(procs)
+					start := time.Now()
+					runtime.GC()
+					t[i] += time.Since(start)
+				}
+			}
+			runtime.KeepAlive(root)
+			b.ReportMetric(float64(t[0])/float64(t[1]), "speedup")
+		},
+	}
 }
 
 // markGo is the Go side of the mark workloads, on nodes of type N.

@@ -39,7 +39,7 @@ import (
 type Workload struct {
 	// Name is the workload's stable id, used on the command line and in
 	// reports: "new", "get", "binary-trees", "binary-trees-gc200",
-	// "mark-1w", "mark-2w", "mark-fin",
+	// "mark-1w", "mark-2w", "mark-speedup", "mark-fin",
 	// "finalizer-setclear", "finalizer-run", "cleanup-run", "cleanup-stop",
 	// "cleanup-burst-1w", "cleanup-burst-2w", "weak", "graph-churn".
 	Name string
@@ -92,6 +92,7 @@ func All() []Workload {
 		BinaryTrees(pick(treesDepth, treesShort), treesGCPercent),
 		Mark(1, pick(markNodes, markShort)),
 		Mark(2, pick(markNodes, markShort)),
+		MarkSpeedup(pick(markNodes, markShort)),
 		MarkFinalizable(pick(markNodes, markShort)),
 		finalizerSetClear(batchDefault),
 		Scaling("finalizer-run", runN),

@@ -12,7 +12,7 @@ import (
 )
 
 func TestAllNames(t *testing.T) {
-	want := []string{"new", "get", "binary-trees", "binary-trees-gc200", "mark-1w", "mark-2w", "mark-fin", "finalizer-setclear",
+	want := []string{"new", "get", "binary-trees", "binary-trees-gc200", "mark-1w", "mark-2w", "mark-speedup", "mark-fin", "finalizer-setclear",
 		"finalizer-run", "cleanup-run", "cleanup-stop", "cleanup-burst-1w", "cleanup-burst-2w",
 		"weak", "graph-churn"}
 	peers := map[string]bool{"finalizer-setclear": true, "finalizer-run": true, "cleanup-run": true,
@@ -158,6 +158,7 @@ func small() []Workload {
 		BinaryTrees(6, 200),
 		Mark(1, 2000),
 		Mark(2, 2000),
+		MarkSpeedup(2000),
 		finalizerSetClear(100),
 		Scaling("alloc", 500),
 		Scaling("finalizer-run", 500),
@@ -204,6 +205,16 @@ func TestWorkloadsRun(t *testing.T) {
 	for _, name := range []string{"mark-1w/reclaim", "mark-2w/reclaim", "mark-1w/go", "mark-2w/go"} {
 		if r, ok := results[name]; ok && !(r.Extra["Mobj/s"] > 0) {
 			t.Errorf("%s: Mobj/s = %v", name, r.Extra["Mobj/s"])
+		}
+	}
+	for name, units := range map[string][]string{
+		"mark-speedup/reclaim": {"speedup", "speedup-best", "apart-speedup", "mark-1w-ms", "mark-2w-ms"},
+		"mark-speedup/go":      {"speedup"},
+	} {
+		for _, unit := range units {
+			if r, ok := results[name]; ok && !(r.Extra[unit] > 0) || math.IsInf(r.Extra[unit], 0) {
+				t.Errorf("%s: %s = %v", name, unit, r.Extra[unit])
+			}
 		}
 	}
 	for _, name := range []string{"mark-fin/reclaim", "mark-fin/go"} {
