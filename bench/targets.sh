@@ -52,6 +52,8 @@ for r in $(seq "$rounds"); do
 	m2=$(field '/mark-2w/reclaim' 'mark-ms' <<<"$out")
 	b1=$(field '/mark-1w/reclaim' 'best-Mobj/s' <<<"$out")
 	awk -v a="$m1" -v b="$m2" -v c="$b1" 'BEGIN { printf "%-20s 1 worker %6.1f ms (%5.1f M objects/s, fastest %5.1f)   2 workers %6.1f ms   speed-up %5.2fx\n", "mark 1M objects", a, 1048.576 / a, c, b, a / b }'
+	out=$(bench 'BenchmarkWorkloads/^mark-speedup$' 30x)
+	echo "mark speed-up, paired  2 workers vs 1 $(field '/mark-speedup/reclaim' 'speedup' <<<"$out")x (fastest $(field '/mark-speedup/reclaim' 'speedup-best' <<<"$out")x)   sharing nothing $(field '/mark-speedup/reclaim' 'apart-speedup' <<<"$out")x   Go GOMAXPROCS 2 vs 1 $(field '/mark-speedup/go' 'speedup' <<<"$out")x"
 	out=$(bench 'BenchmarkWorkloads/^(mark-1w)$/go')
 	echo "mark 1M objects, Go  runtime.GC $(field '/mark-1w/go' 'Mobj/s' <<<"$out") M objects/s"
 	out=$(bench 'BenchmarkWorkloads/^binary-trees$/reclaim' 1x)
