@@ -1101,6 +1101,22 @@ func (w *markWorker) sendAll() (sent bool) {
 	return sent
 }
 
+// newOutboxes makes a worker's outboxes (markWorker.out), one for each of
+// nw workers. Their slice headers are rewritten after every span scanned
+// (route), so they must not share cache lines with what another worker
+// writes: made with the length they need, two workers' arrays of 48 bytes
+// come one after the other from one size class, in one line, and each
+// worker's writes took the line from the other (two workers marked the mark workload's 1M-node graph 1-4% faster
+// with them apart, by the mean of 40 collections, taking turns in one
+// process). Made with room for 16 headers, 384 bytes, the array is an
+// object of Go's 384-byte size class, which start on 128-byte boundaries
+// (pairs of lines the CPU fetches together), and up to 5 workers' headers
+// lie in its first pair. With more than 16 workers it is as long as it
+// must be.
+func newOutboxes(nw int) [][]handle.Handle {
+	return make([][]handle.Handle, nw, max(nw, 16))
+}
+
 func (w *markWorker) newBuf() []handle.Handle {
 	if n := len(w.free); n > 0 {
 		b := w.free[n-1]
@@ -1595,7 +1611,7 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: make([][]handle.Handle, nw), solo: nw == 1, ownPlain: nw > 1 && !ephTables, local: !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: newOutboxes(nw), solo: nw == 1, ownPlain: nw > 1 && !ephTables, local: !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
 		}

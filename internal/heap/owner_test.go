@@ -1,6 +1,9 @@
 package heap
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
 
 // TestOwnShift: the groups of spans the mark's workers own are as large as
 // maxOwnShift allows while every worker keeps minOwnGroups of them.
@@ -53,6 +56,26 @@ func TestOwnerGroups(t *testing.T) {
 			}
 			if w.ownShift > 0 && nspans/group < nw*minOwnGroups {
 				t.Errorf("%d spans, %d workers: groups of %d leave %d groups, fewer than %d a worker", nspans, nw, group, nspans/group, minOwnGroups)
+			}
+		}
+	}
+}
+
+// TestOutboxesApart: a worker's outbox headers, which route rewrites after
+// every span, start on a 128-byte boundary (a pair of lines the CPU
+// fetches together) in an array of their own, so that no other worker's
+// writes share their lines.
+func TestOutboxesApart(t *testing.T) {
+	for nw := 1; nw <= 16; nw++ {
+		for range 8 {
+			out := newOutboxes(nw)
+			if len(out) != nw {
+				t.Fatalf("newOutboxes(%d) has %d outboxes", nw, len(out))
+			}
+			base := uintptr(unsafe.Pointer(unsafe.SliceData(out)))
+			size := uintptr(cap(out)) * unsafe.Sizeof(out[0])
+			if base%128 != 0 || size < 128 || uintptr(nw)*unsafe.Sizeof(out[0]) > size {
+				t.Fatalf("newOutboxes(%d): %d bytes at %#x, want a 128-byte boundary and room past the headers' pair", nw, size, base)
 			}
 		}
 	}
