@@ -10,7 +10,7 @@
 //	+----------------+----------+------------------+-----------+
 //
 // The span index sits on top so that the span table's directory index is a
-// bare shift (x>>54) on Deref's fast path.
+// bare shift (x>>55) on Deref's fast path.
 //
 // The zero Handle is nil: heap ids start at 1, so no valid handle is zero.
 // The generation is the slot's allocation count. Freeing a slot advances it,

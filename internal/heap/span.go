@@ -412,7 +412,14 @@ type spanTable struct {
 	dir [handle.MaxSpans >> spanChunkBits]chunkPtr
 }
 
-const spanChunkBits = 10
+// spanChunkBits is the log2 of a chunk's span count: 11, so that the
+// directory has 512 entries and its entries lie within 4 KiB of its start.
+// A zero Mutator (never Init'ed) has a nil table, and Deref's load of a
+// directory entry then reads below address 4096, a nil dereference the Go
+// runtime turns into a panic; with 1024 entries, a handle of a span index
+// of 512K or more sent it past the zero page, a fault that kills the
+// process.
+const spanChunkBits = 11
 
 type spanChunk [1 << spanChunkBits]spanPtr
 
@@ -725,14 +732,14 @@ func (h *Heap) trimSparesLocked(limit int64) {
 // handle.Handle's layout.
 func (t *spanTable) span(x handle.Handle) *span {
 	// Both levels are addressed by unsafe.Add, the directory's entry at
-	// (x>>54) and the chunk's at (x>>44)&(1<<spanChunkBits-1), a pointer
+	// (x>>55) and the chunk's at (x>>44)&(1<<spanChunkBits-1), a pointer
 	// (1<<ptrShift bytes) apart: indexing t.dir or a *spanChunk costs an
 	// explicit nil check on every Get (a load from an index register may
 	// fault far from the zero page); the load from the sum needs none, and
 	// t is never nil (a detached mutator's is emptyTable). The offsets are
 	// left as uint64 (unsafe.Add takes any integer), which keeps Deref
 	// within the inlining budget.
-	return *(**span)(unsafe.Add(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(t), x>>54<<ptrShift)),
+	return *(**span)(unsafe.Add(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(t), x>>(64-handle.SpanBits+spanChunkBits)<<ptrShift)),
 		x>>(44-ptrShift)&((1<<spanChunkBits-1)<<ptrShift)))
 }
 
