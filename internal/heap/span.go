@@ -418,7 +418,9 @@ type spanTable struct {
 // directory entry then reads below address 4096, a nil dereference the Go
 // runtime turns into a panic; with 1024 entries, a handle of a span index
 // of 512K or more sent it past the zero page, a fault that kills the
-// process.
+// process. (Built with checkptr, as under -race, the lookup itself stops
+// the process for a span index of 2048 or more: it computes a pointer
+// into the zero page.)
 const spanChunkBits = 11
 
 type spanChunk [1 << spanChunkBits]spanPtr

@@ -149,6 +149,8 @@ func install[T any](p *atomic.Pointer[T], t *T) *T {
 // slot's words (see specials). The lookup is Deref's. The fast paths
 // also require m not busy (busyElsewhere): a goroutine inside one of m's
 // slow paths (Collect, say) holds it.
+//
+// REQUIRES: m.tab != nil (m is not a zero Mutator; see SetFinalizer).
 func (m *Mutator) sweptSlot(x handle.Handle) (*span, uint32) {
 	// A detached mutator (m.heap nil) reads the empty table, whose spans
 	// have no slots, so m.heap is read only once the handle matched.
@@ -175,6 +177,12 @@ func (m *Mutator) sweptSlot(x handle.Handle) (*span, uint32) {
 // not yet swept, the first finalizer of the span or of the heap) takes the
 // slow path, which also reports misuse.
 func (m *Mutator) SetFinalizer(x handle.Handle, fn unsafe.Pointer) {
+	if m.tab == nil {
+		// A zero Mutator, which Init never readied, has no table for the
+		// fast path's lookup; the slow path reports it as detached.
+		m.setFinalizerSlow(x, fn)
+		return
+	}
 	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
 		if t := s.sp.fin.Load(); t != nil {
 			w := &t.fn[i]
@@ -402,6 +410,9 @@ type CleanupList struct {
 // The fast path is the one of SetFinalizer: a span lookup and the
 // sweepgen check; anything else takes the slow path.
 func (m *Mutator) CleanupList(x handle.Handle) CleanupList {
+	if m.tab == nil {
+		return m.cleanupListSlow(x) // a zero Mutator: see SetFinalizer
+	}
 	if s, i := m.sweptSlot(x); s != nil && !m.busyElsewhere() {
 		if t := s.sp.cl.Load(); t != nil {
 			return CleanupList{t, i}
