@@ -78,9 +78,10 @@ func TestMarkWorkerLabels(t *testing.T) {
 		obsTrSeen.Unlock()
 	}
 	if labels == nil {
-		// Worker 1 owns the odd spans and marks every handle into them
-		// (mark.go: handles go to their span's owner), so it traces
-		// objects in every collection of a heap this size.
+		// Worker 1 owns the odd spans (a heap this size has too few spans
+		// for groups: mark.go, ownShift) and marks every handle into them
+		// (handles go to their span's owner), so it traces objects in
+		// every collection.
 		t.Fatal("no mark worker goroutine ran a Trace method in 50 collections")
 	}
 	wantWorkerLabels(t, "mark worker", labels, "mark")

@@ -75,8 +75,7 @@ import (
 // Parallel marking. Spans are owned in groups of consecutive indexes:
 // span idx belongs to worker (idx >> shift) mod MarkWorkers, where shift
 // (ownShift) makes the groups as large as 64 spans while every worker
-// still owns 16 groups or more.
-// The handles a worker finds in the objects it scans that name another
+// still owns 16 groups or more. The handles a worker finds in the objects it scans that name another
 // worker's spans are not marked by it: they are sent to the owner, in
 // buffers of mailLen (the pool's mail), and the owner checks and marks them
 // like those it finds itself. So are the roots (the leader routes them
@@ -91,12 +90,14 @@ import (
 // slabs and the page table entries that map them. Owning every other span,
 // each worker read lines, pages and page table lines half filled with the
 // other's, and the CPU's adjacent-line prefetcher pulled into its cache
-// the table entries the other worker writes; in groups of 64 spans, checking
-// and marking a handle took 7.7-9.5 ns where it took 10.4-11.7, and two
-// workers marked the mark workload's 1M-node graph 1.63-1.66x as fast as one
-// by the mean, against 1.40-1.48 (docs/BENCHMARKS.md). So many groups
-// each, rather than a half of the span table each, keep the work even
-// where live objects crowd some part of the heap.
+// the table entries the other worker writes. In groups of 64 spans,
+// checking and marking a handle took 7.7-9.5 ns where it took 10.4-11.9,
+// and two workers marked the mark workload's 1M-node graph 1.77-1.80x as
+// fast as one by the mean (mark-speedup), against 1.55-1.64
+// (docs/BENCHMARKS.md). Many groups each, rather than a half of the span
+// table each, keep the work even where live objects crowd some part of
+// the heap.
+//
 // Marking without atomics. The atomic forms of the mark's writes are
 // locked instructions (~10 ns each here, and on amd64 each waits for every
 // load in flight), and where only one worker touches a span's mark state
@@ -511,7 +512,7 @@ func (e *markSpan) markWord(wi uint32) *atomic.Uint64 {
 // (keepBuffers) after every worker has ended (wg.Wait); in between, every
 // field is owned by the worker's goroutine, except that tab is shared
 // (see markSpan) and pool synchronizes itself. h, id, nw, solo,
-// ownPlain, local, tagsAhead, objectsAhead, ownMask and tab are not
+// ownPlain, local, tagsAhead, objectsAhead, ownMask, ownShift and tab are not
 // changed during the mark; pool is set
 // by the leader before each of the mark's two phases starts its workers
 // (the go statements order the write before their reads).
@@ -554,14 +555,16 @@ type markWorker struct {
 	locSpans, locSeen, locHit uint32
 	q                         spanQueue
 	// out[k] collects the handles found for worker k's spans, sent when
-	// full, when another worker waits, and before this one waits; free
-	// holds emptied buffers for reuse.
+	// full, when another worker waits, and before this one waits; its
+	// array comes from newOutboxes, apart from what other workers write.
+	// free holds emptied buffers for reuse.
 	out     [][]handle.Handle
 	free    [][]handle.Handle
 	other   []handle.Handle // route's scratch
 	ownMask uint32          // nw-1 if nw is a power of two above 1, else 0
 	// ownShift is the log2 of the number of consecutive span indexes a
-	// worker owns together (see ownShift, the function).
+	// worker owns together (see ownShift, the function): set by the
+	// leader with the other fields, the same in every worker of a mark.
 	ownShift uint32
 	// refs collects the handles found by scanning, checked and greyed by
 	// greyRefs; gspan, gword and gmark are greyAll's per-batch scratch
@@ -1106,16 +1109,23 @@ func (w *markWorker) sendAll() (sent bool) {
 // (route), so they must not share cache lines with what another worker
 // writes: made with the length they need, two workers' arrays of 48 bytes
 // come one after the other from one size class, in one line, and each
-// worker's writes took the line from the other (two workers marked the mark workload's 1M-node graph 1-4% faster
-// with them apart, by the mean of 40 collections, taking turns in one
-// process). Made with room for 16 headers, 384 bytes, the array is an
-// object of Go's 384-byte size class, which start on 128-byte boundaries
-// (pairs of lines the CPU fetches together), and up to 5 workers' headers
-// lie in its first pair. With more than 16 workers it is as long as it
-// must be.
+// worker's writes took the line from the other (two workers marked the
+// mark workload's 1M-node graph 1-4% faster with them apart, by the mean
+// of 40 collections, taking turns in one process). So the array has
+// outboxGuard unused headers on each side, 128 bytes or more: neither the
+// lines of the headers nor the lines the CPU fetches in pairs with them
+// (128-byte pairs) hold anything else.
 func newOutboxes(nw int) [][]handle.Handle {
-	return make([][]handle.Handle, nw, max(nw, 16))
+	b := make([][]handle.Handle, outboxGuard+nw+outboxGuard)
+	return b[outboxGuard : outboxGuard+nw : outboxGuard+nw]
 }
+
+// outboxGuard is the number of slice headers that make 128 bytes or more.
+const outboxGuard = (128 + sliceHeader - 1) / sliceHeader
+
+// sliceHeader is the size of a slice header: 24 bytes, 12 where a word is
+// 32 bits.
+const sliceHeader = int(unsafe.Sizeof([]handle.Handle{}))
 
 func (w *markWorker) newBuf() []handle.Handle {
 	if n := len(w.free); n > 0 {

@@ -237,11 +237,12 @@ func bitmapWords(n uint32) int { return int(n+63) / 64 }
 // markBitmaps makes the mark and scan bitmaps of a span of n slots. With
 // several mark workers (pad), the two share cache lines of their own that
 // hold nothing else: the span's owner in the mark (mark.go, ownShift)
-// writes its bits, with plain stores (markWorker.ownPlain), and the small bitmaps of
-// neighbouring spans, packed into lines by Go's allocator, made those lines
-// move between the cores at every mark: two workers marked a graph of
-// 128-byte objects no faster than one, and 1.17-1.27x as fast with the
-// lines their own, in the same minutes (mark-wide, docs/BENCHMARKS.md).
+// writes its bits, with plain stores (markWorker.ownPlain), and the small
+// bitmaps of neighbouring spans, packed into lines by Go's allocator, made
+// those lines move between the cores at every mark: two workers marked a
+// graph of 128-byte objects no faster than one, and 1.17-1.27x as fast
+// with the lines their own, in the same minutes (mark-wide,
+// docs/BENCHMARKS.md).
 // With one worker nothing is shared, and packed bitmaps take less cache.
 func markBitmaps(n uint32, pad bool) (mark, scan []atomic.Uint64) {
 	w := bitmapWords(n)

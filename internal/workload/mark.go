@@ -212,11 +212,12 @@ func markLoop(b *testing.B, h *reclaim.Heap, m *reclaim.Mutator, workers, n int)
 // mark-1w and mark-2w run minutes apart. It reports "speedup" (the
 // one-worker heap's total mark time over the two-worker heap's),
 // "speedup-best" (fastest mark over fastest mark), "mark-1w-ms" and
-// "mark-2w-ms". It also reports "apart-speedup", what the machine allows
-// two workers that share nothing: two more heaps hold an n/2-node graph
-// each, collected at once on two goroutines with one worker each, and
-// apart-speedup is the one-worker mark of n nodes over the slower of the
-// two. The Go side collects the same graph with runtime.GC under
+// "mark-2w-ms". It also reports "apart-speedup", what two workers that
+// share nothing reach on the same machine in the same minutes: two more
+// heaps hold an n/2-node graph each, one worker each; an op collects
+// them one after the other and then both at once, on two goroutines, and
+// apart-speedup is the time in turn over the time at once (the slower
+// of the two). The Go side collects the n-node graph with runtime.GC under
 // GOMAXPROCS 1 and then 2, and reports "speedup" of the whole calls.
 func MarkSpeedup(n int) Workload {
 	return Workload{
@@ -226,12 +227,13 @@ func MarkSpeedup(n int) Workload {
 		Reclaim: func(b *testing.B) {
 			type side struct {
 				h          *reclaim.Heap
+				nodes      int64
 				mark, best time.Duration
 			}
 			// Each heap is attached only while a collection runs, by the
 			// goroutine that runs it.
 			mk := func(workers, n int) *side {
-				s := &side{h: reclaim.NewHeap(reclaim.Options{MarkWorkers: workers, GCPercent: -1}), best: math.MaxInt64}
+				s := &side{h: reclaim.NewHeap(reclaim.Options{MarkWorkers: workers, GCPercent: -1}), nodes: int64(n), best: math.MaxInt64}
 				m := s.h.Attach()
 				buildGraph(s.h, m, n)
 				m.Collect()
@@ -246,33 +248,38 @@ func MarkSpeedup(n int) Workload {
 			}
 			one, two := mk(1, n), mk(2, n)
 			halves := [2]*side{mk(1, n/2), mk(1, n-n/2)}
+			// collect collects s once and returns its mark's duration;
+			// it may run on another goroutine than the benchmark's.
 			collect := func(s *side) time.Duration {
 				m := s.h.Attach()
 				m.Collect()
 				m.Detach()
-				d := s.h.Stats().LastMark
-				s.mark += d
-				s.best = min(s.best, d)
-				return d
+				st := s.h.Stats()
+				if st.ObjectsMarked != s.nodes {
+					b.Errorf("marked %d objects of a %d-object heap", st.ObjectsMarked, s.nodes)
+				}
+				s.mark += st.LastMark
+				s.best = min(s.best, st.LastMark)
+				return st.LastMark
 			}
-			var apart, oneApart time.Duration // the slower half's marks, and one's in the same ops
+			var inTurn, atOnce time.Duration // the halves' marks
 			iters := 0
 			for b.Loop() {
 				iters++
-				d1 := collect(one)
+				collect(one)
 				collect(two)
+				inTurn += collect(halves[0]) + collect(halves[1])
 				var wg sync.WaitGroup
-				var dh [2]time.Duration
+				var d [2]time.Duration
 				for i, s := range halves {
-					wg.Go(func() { dh[i] = collect(s) })
+					wg.Go(func() { d[i] = collect(s) })
 				}
 				wg.Wait()
-				apart += max(dh[0], dh[1])
-				oneApart += d1
+				atOnce += max(d[0], d[1])
 			}
 			b.ReportMetric(float64(one.mark)/float64(two.mark), "speedup")
 			b.ReportMetric(float64(one.best)/float64(two.best), "speedup-best")
-			b.ReportMetric(float64(oneApart)/float64(apart), "apart-speedup")
+			b.ReportMetric(float64(inTurn)/float64(atOnce), "apart-speedup")
 			b.ReportMetric(one.mark.Seconds()*1e3/float64(iters), "mark-1w-ms")
 			b.ReportMetric(two.mark.Seconds()*1e3/float64(iters), "mark-2w-ms")
 		},

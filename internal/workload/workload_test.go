@@ -212,7 +212,7 @@ func TestWorkloadsRun(t *testing.T) {
 		"mark-speedup/go":      {"speedup"},
 	} {
 		for _, unit := range units {
-			if r, ok := results[name]; ok && !(r.Extra[unit] > 0) || math.IsInf(r.Extra[unit], 0) {
+			if r, ok := results[name]; ok && (!(r.Extra[unit] > 0) || math.IsInf(r.Extra[unit], 0)) {
 				t.Errorf("%s: %s = %v", name, unit, r.Extra[unit])
 			}
 		}
