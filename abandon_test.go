@@ -3,8 +3,10 @@ package reclaim_test
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/reclaimgc/reclaim"
 )
@@ -390,5 +392,85 @@ func TestCollectAbandonedWhenCleanupArgTracePanics(t *testing.T) {
 	collectDrain(t, m, h)
 	if isLive(reached) {
 		t.Error("the cleanup's argument outlived the cleanup")
+	}
+}
+
+// abBarrier's Trace, while failing is set, waits until two goroutines
+// are in it (or a second has passed), then panics: two mark workers fail
+// in one mark.
+type abBarrier struct {
+	failing *atomic.Bool
+	entered *atomic.Int32
+}
+
+func (p *abBarrier) Trace(func(reclaim.Object)) {
+	if !p.failing.Load() {
+		return
+	}
+	n := p.entered.Add(1)
+	for deadline := time.Now().Add(time.Second); p.entered.Load() < 2 && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	panic(fmt.Sprintf("abBarrier: trace %d failed", n))
+}
+
+// TestCollectAbandonedTwoWorkersPanic: when both mark workers' Trace
+// methods panic in one mark, the collection re-panics with one of the two
+// panics and logs the other.
+func TestCollectAbandonedTwoWorkersPanic(t *testing.T) {
+	lb, logger := newLogBuffer()
+	h := newTestHeap(t, reclaim.Options{GCPercent: -1, MarkWorkers: 2, Logger: logger})
+	m := h.Attach()
+	defer m.Detach()
+	var failing atomic.Bool
+	var entered atomic.Int32
+	failing.Store(true)
+	// Objects in spans of both parities: with this few spans, worker k
+	// owns the spans whose index is k mod 2 (mark.go, ownShift), and the
+	// leader hands each root to its span's owner.
+	var roots [2]reclaim.Ref[abBarrier]
+	found := 0
+	for found < 2 {
+		r := reclaim.New[abBarrier](m)
+		p := r.Get(m)
+		p.failing, p.entered = &failing, &entered
+		span, _, _ := reclaim.HandleFields(r.Object())
+		if roots[span%2].IsNil() {
+			roots[span%2] = r
+			h.Pin(r.Object())
+			found++
+		}
+	}
+	v := func() (v any) {
+		defer func() { v = recover() }()
+		m.Collect()
+		return nil
+	}()
+	if v == nil || !strings.Contains(fmt.Sprint(v), "abBarrier: trace") {
+		t.Fatalf("Collect: panic %v, want one of abBarrier's", v)
+	}
+	if got := entered.Load(); got != 2 {
+		t.Fatalf("%d Trace calls, want 2 (one a worker)", got)
+	}
+	log := lb.String()
+	if n := strings.Count(log, "in a mark that an earlier one already abandons"); n != 1 {
+		t.Fatalf("the later panic logged %d times, want once; log:\n%s", n, log)
+	}
+	// The logged panic is the one the collection did not re-panic with.
+	other := "abBarrier: trace 1 failed"
+	if strings.Contains(fmt.Sprint(v), other) {
+		other = "abBarrier: trace 2 failed"
+	}
+	if !strings.Contains(log, other) {
+		t.Fatalf("log lacks %q:\n%s", other, log)
+	}
+	// The heap works on: the next collection marks both roots.
+	failing.Store(false)
+	m.Collect()
+	if got := h.Stats().ObjectsMarked; got < 2 {
+		t.Fatalf("the collection after marked %d objects, want both roots", got)
+	}
+	for _, r := range roots {
+		h.Unpin(r.Object())
 	}
 }

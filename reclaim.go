@@ -90,7 +90,8 @@ type Options struct {
 	// in this mark. If it panics (as if a Tracer's
 	// Trace panics), the collection is abandoned with the heap unchanged,
 	// and the collecting mutator's Collect or Safepoint panics with a
-	// reclaim: message that includes the value. If it calls
+	// reclaim: message that includes the value (a panic of another mark
+	// worker's Trace in the same collection is logged). If it calls
 	// runtime.Goexit (t.FailNow, say), the collection is abandoned the
 	// same way and the collecting goroutine ends.
 	ScanRoots func(visit func(Object))

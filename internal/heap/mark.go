@@ -1657,7 +1657,12 @@ func (h *Heap) mark(ctx context.Context) markStats {
 				if v == nil { // Goexit: recover has nothing (panic(nil) gives a PanicNilError)
 					v = goexitInMark{}
 				}
-				failed.CompareAndSwap(nil, &markFailure{v})
+				if !failed.CompareAndSwap(nil, &markFailure{v}) {
+					// The collection re-panics with the first; say
+					// what else went wrong, which may be another bug.
+					h.log.Error("reclaim: a Trace method panicked (or called runtime.Goexit) in a mark that an earlier one already abandons; the collection re-panics with the earlier one",
+						"panic", fmt.Sprint(v), "heap", h.id, "worker", w.id)
+				}
 				w.pool.abort()
 			}
 		}()
@@ -1769,7 +1774,8 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	return ms
 }
 
-// markFailure is the first panic of a mark's workers.
+// markFailure is the first panic of a mark's workers; each later one is
+// logged.
 type markFailure struct{ v any }
 
 // goexitInMark is the failure of a mark in which a Trace method called
