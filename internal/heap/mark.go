@@ -75,11 +75,12 @@ import (
 // Parallel marking. Spans are owned in groups of consecutive indexes:
 // span idx belongs to worker (idx >> shift) mod MarkWorkers, where shift
 // (ownShift) makes the groups as large as 64 spans while every worker
-// still owns 16 groups or more. The handles a worker finds in the objects it scans that name another
-// worker's spans are not marked by it: they are sent to the owner, in
-// buffers of mailLen (the pool's mail), and the owner checks and marks them
-// like those it finds itself. So are the roots (the leader routes them
-// before the workers start) and the referents of finalizable objects.
+// still owns 16 groups or more. The handles a worker finds in the objects
+// it scans that name another worker's spans are not marked by it: they are
+// sent to the owner, in buffers of mailLen (the pool's mail), and the
+// owner checks and marks them like those it finds itself. So are the roots
+// (the leader routes them before the workers start) and the referents of
+// finalizable objects.
 // With each span's mark bits written by one worker, the cache lines
 // holding them stay with it; with every worker marking everywhere, every
 // mark moved a line between cores, and two workers were slower than one.
