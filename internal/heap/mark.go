@@ -1621,16 +1621,15 @@ func (h *Heap) mark(ctx context.Context) markStats {
 	workers := make([]*markWorker, nw)
 	kept := h.markReuse.bufs
 	h.markReuse.bufs = nil // taken: a mark cut short leaves none behind
+	var mask uint32
+	if nw > 1 && nw&(nw-1) == 0 {
+		mask = uint32(nw - 1)
+	}
+	shift := ownShift(len(tab), nw)
 	for i := range workers {
-		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: newOutboxes(nw), solo: nw == 1, ownPlain: nw > 1 && !ephTables, local: !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes}
+		w := &markWorker{h: h, pool: pool, tab: tab, id: i, nw: nw, out: newOutboxes(nw), solo: nw == 1, ownPlain: nw > 1 && !ephTables, local: !ephTables, tagsAhead: slots >= tagsAheadSlots, objectsAhead: scanBytes >= objectsAheadBytes, ownMask: mask, ownShift: shift}
 		if i < len(kept) {
 			w.reuseBuffers(&kept[i])
-		}
-		if nw > 1 && nw&(nw-1) == 0 {
-			w.ownMask = uint32(nw - 1)
-		}
-		if nw > 1 {
-			w.ownShift = ownShift(len(tab), nw)
 		}
 		workers[i] = w
 	}

@@ -738,8 +738,10 @@ func (t *spanTable) span(x handle.Handle) *span {
 	// (x>>55) and the chunk's at (x>>44)&(1<<spanChunkBits-1), a pointer
 	// (1<<ptrShift bytes) apart: indexing t.dir or a *spanChunk costs an
 	// explicit nil check on every Get (a load from an index register may
-	// fault far from the zero page); the load from the sum needs none, and
-	// t is never nil (a detached mutator's is emptyTable). The offsets are
+	// fault far from the zero page); the load from the sum needs none. t is
+	// emptyTable for a detached mutator, and nil only for a zero Mutator,
+	// whose load of a directory entry then stays in the zero page (see
+	// spanChunkBits). The offsets are
 	// left as uint64 (unsafe.Add takes any integer), which keeps Deref
 	// within the inlining budget.
 	return *(**span)(unsafe.Add(*(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(t), x>>(64-handle.SpanBits+spanChunkBits)<<ptrShift)),

@@ -233,17 +233,11 @@ func MarkSpeedup(n int) Workload {
 			// Each heap is attached only while a collection runs, by the
 			// goroutine that runs it.
 			mk := func(workers, n int) *side {
-				s := &side{h: reclaim.NewHeap(reclaim.Options{MarkWorkers: workers, GCPercent: -1}), nodes: int64(n), best: math.MaxInt64}
+				s := &side{h: newBareHeap(b, reclaim.Options{MarkWorkers: workers, GCPercent: -1}), nodes: int64(n), best: math.MaxInt64}
 				m := s.h.Attach()
 				buildGraph(s.h, m, n)
 				m.Collect()
 				m.Detach()
-				b.Cleanup(func() {
-					if err := s.h.Close(); err != nil {
-						b.Errorf("Close: %v", err)
-					}
-					s.h = nil // see newHeap
-				})
 				return s
 			}
 			one, two := mk(1, n), mk(2, n)

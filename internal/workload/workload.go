@@ -215,23 +215,31 @@ func await(b *testing.B, done <-chan struct{}, what string, status func() string
 	}
 }
 
-// newHeap makes a heap for a benchmark and closes it when b ends. The
-// cleanup drops its references once it has run: the testing package may
-// keep a finished benchmark's cleanups reachable until the next one ends,
-// and a closed heap still holds its spans.
+// newHeap makes a heap for a benchmark, with a mutator attached, and
+// detaches the mutator and closes the heap when b ends.
 func newHeap(b *testing.B, opts reclaim.Options) (*reclaim.Heap, *reclaim.Mutator) {
-	h := reclaim.NewHeap(opts)
-	m := h.Attach()
-	held := &struct {
-		h *reclaim.Heap
-		m *reclaim.Mutator
-	}{h, m}
-	b.Cleanup(func() {
+	h := newBareHeap(b, opts)
+	held := &struct{ m *reclaim.Mutator }{h.Attach()}
+	m := held.m
+	b.Cleanup(func() { // before newBareHeap's: cleanups run last first
 		held.m.Detach()
+		held.m = nil
+	})
+	return h, m
+}
+
+// newBareHeap makes a heap for a benchmark, with no mutator attached, and
+// closes it when b ends. The cleanup drops its reference once it has run:
+// the testing package may keep a finished benchmark's cleanups reachable
+// until the next one ends, and a closed heap still holds its spans.
+func newBareHeap(b *testing.B, opts reclaim.Options) *reclaim.Heap {
+	held := &struct{ h *reclaim.Heap }{reclaim.NewHeap(opts)}
+	h := held.h
+	b.Cleanup(func() {
 		if err := held.h.Close(); err != nil {
 			b.Errorf("Close: %v", err)
 		}
-		held.h, held.m = nil, nil
+		held.h = nil
 	})
-	return h, m
+	return h
 }
